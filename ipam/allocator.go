@@ -1,0 +1,335 @@
+package ipam
+
+import (
+	"fmt"
+	"math/big"
+	"net/netip"
+	"slices"
+
+	memdb "github.com/hashicorp/go-memdb"
+	v1 "k8s.io/api/core/v1"
+)
+
+// Allocator hands out load-balancer addresses from pools. It is safe for
+// concurrent use: every change is one go-memdb write transaction (memdb
+// admits one writer at a time), and readers see consistent snapshots.
+//
+// Allocate, Release and Restore change the store all or nothing: a call
+// that fails leaves it as it was.
+type Allocator struct {
+	db *memdb.MemDB
+}
+
+// Assignment is an address a Service holds.
+type Assignment struct {
+	Namespace, Name string
+	Addr            netip.Addr
+}
+
+// PoolStats is the usage of one family of one pool.
+type PoolStats struct {
+	Pool   string
+	Family v1.IPFamily
+	// Total counts the addresses the pool may hand out (without .0 and .255
+	// when it avoids them). A big.Int, as a /64 has 2^64 of them.
+	Total *big.Int
+	// InUse counts the held addresses, an address shared by several
+	// Services once.
+	InUse uint64
+	// Free is Total - InUse.
+	Free *big.Int
+}
+
+// New returns an Allocator with pools and no assignments: call Restore
+// before the first Allocate.
+func New(pools []Pool) (*Allocator, error) {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		return nil, fmt.Errorf("creating the address store: %w", err)
+	}
+	a := &Allocator{db: db}
+	if _, err := a.SetPools(pools); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// SetPools replaces the pools, on a configuration reload. It never moves
+// or drops an assignment: the addresses now outside every pool stay with
+// their Services, and are returned as stale (all of them, not only the ones
+// this call made stale) for the caller to report. They go back to no pool
+// when released. On error nothing changes.
+func (a *Allocator) SetPools(pools []Pool) (stale []Assignment, err error) {
+	if err := validatePools(pools); err != nil {
+		return nil, err
+	}
+	txn := a.db.Txn(true)
+	defer txn.Abort()
+	if err := setPoolsTxn(txn, pools); err != nil {
+		return nil, err
+	}
+	stale, err = staleAssignmentsTxn(txn)
+	if err != nil {
+		return nil, err
+	}
+	txn.Commit()
+	return stale, nil
+}
+
+func setPoolsTxn(txn *memdb.Txn, pools []Pool) error {
+	old, err := poolsTxn(txn)
+	if err != nil {
+		return err
+	}
+	oldByName := make(map[string]*poolRow, len(old))
+	for _, o := range old {
+		oldByName[o.Name] = o
+	}
+	newByName := make(map[string]Pool, len(pools))
+	for _, p := range pools {
+		newByName[p.Name] = p
+	}
+
+	// The addresses whose pool may change: the stale ones, and the held
+	// ones of the pools that change or go.
+	candidates, err := staleAddrsTxn(txn)
+	if err != nil {
+		return err
+	}
+	for _, o := range old {
+		if n, ok := newByName[o.Name]; ok && o.sameAddresses(n) {
+			continue
+		}
+		for _, r := range o.Ranges {
+			err := heldInTxn(txn, r.From(), r.To(), func(a netip.Addr) { candidates = append(candidates, a) })
+			if err != nil {
+				return err
+			}
+		}
+		if err := deletePoolFreeTxn(txn, o.Name); err != nil {
+			return err
+		}
+		if err := deletePoolUsageTxn(txn, o.Name); err != nil {
+			return err
+		}
+	}
+
+	if _, err := txn.DeleteAll(tablePools, indexID); err != nil {
+		return fmt.Errorf("dropping the old pools: %w", err)
+	}
+	if _, err := txn.DeleteAll(tableRanges, indexID); err != nil {
+		return fmt.Errorf("dropping the old ranges: %w", err)
+	}
+	var rebuild []*poolRow
+	for i, p := range pools {
+		row := newPoolRow(p, i)
+		if err := txn.Insert(tablePools, row); err != nil {
+			return fmt.Errorf("recording pool %q: %w", p.Name, err)
+		}
+		for _, r := range p.Ranges {
+			if err := txn.Insert(tableRanges, &rangeRow{p.Name, p.AvoidBuggyIPs, r.From(), r.To()}); err != nil {
+				return fmt.Errorf("recording range %s of pool %q: %w", r, p.Name, err)
+			}
+		}
+		if o, ok := oldByName[p.Name]; !ok || !o.sameAddresses(p) {
+			rebuild = append(rebuild, row)
+		}
+	}
+	for _, row := range rebuild {
+		if err := rebuildFreeTxn(txn, row); err != nil {
+			return err
+		}
+	}
+
+	slices.SortFunc(candidates, netip.Addr.Compare)
+	for _, c := range slices.Compact(candidates) {
+		loc, err := locateTxn(txn, c)
+		if err != nil {
+			return err
+		}
+		if loc.inPool() {
+			err = unmarkStaleTxn(txn, c)
+		} else {
+			err = markStaleTxn(txn, c)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Release frees the addresses of a Service; an address shared with other
+// Services stays with them. Releasing a Service that holds nothing does
+// nothing.
+func (a *Allocator) Release(namespace, name string) {
+	txn := a.db.Txn(true)
+	defer txn.Abort()
+	row, err := serviceTxn(txn, namespace, name)
+	if err != nil || row == nil {
+		return
+	}
+	// The store is consistent, so this cannot fail halfway; if it did, the
+	// deferred Abort would keep the Service's addresses, never free them
+	// twice.
+	if err := replaceServiceTxn(txn, row, nil); err != nil {
+		return
+	}
+	txn.Commit()
+}
+
+// replaceServiceTxn replaces a Service's row old (nil: none) by row (nil:
+// none), holding the addresses row adds and freeing the ones it drops
+// unless another Service holds them still.
+func replaceServiceTxn(txn *memdb.Txn, old, row *serviceRow) error {
+	var oldAddrs, newAddrs []netip.Addr
+	if old != nil {
+		oldAddrs = old.addrs
+		if err := deleteServiceTxn(txn, old); err != nil {
+			return err
+		}
+	}
+	if row != nil {
+		newAddrs = row.addrs
+	}
+	for _, a := range oldAddrs {
+		if slices.Contains(newAddrs, a) {
+			continue
+		}
+		if err := unholdIfLastTxn(txn, a); err != nil {
+			return err
+		}
+	}
+	for _, a := range newAddrs {
+		if slices.Contains(oldAddrs, a) {
+			continue
+		}
+		if err := holdIfFirstTxn(txn, a); err != nil {
+			return err
+		}
+	}
+	if len(newAddrs) > 0 {
+		return insertServiceTxn(txn, row)
+	}
+	return nil
+}
+
+// holdIfFirstTxn takes a from its pool's free list, or marks it stale if it
+// is in no pool, unless some Service holds it already.
+func holdIfFirstTxn(txn *memdb.Txn, a netip.Addr) error {
+	held, err := isHeldTxn(txn, a)
+	if held || err != nil {
+		return err
+	}
+	loc, err := locateTxn(txn, a)
+	if err != nil {
+		return err
+	}
+	if !loc.inPool() {
+		return markStaleTxn(txn, a)
+	}
+	if err := takeTxn(txn, loc.pool, familyOf(a), loc.slot); err != nil {
+		return fmt.Errorf("holding %s: %w", a, err)
+	}
+	return addUsageTxn(txn, loc.pool, familyOf(a), +1)
+}
+
+// unholdIfLastTxn returns a to its pool's free list (or forgets it if it is
+// stale), unless some Service still holds it.
+func unholdIfLastTxn(txn *memdb.Txn, a netip.Addr) error {
+	held, err := isHeldTxn(txn, a)
+	if held || err != nil {
+		return err
+	}
+	loc, err := locateTxn(txn, a)
+	if err != nil {
+		return err
+	}
+	if !loc.inPool() {
+		return unmarkStaleTxn(txn, a)
+	}
+	if err := giveTxn(txn, loc.pool, familyOf(a), loc.slot); err != nil {
+		return fmt.Errorf("freeing %s: %w", a, err)
+	}
+	return addUsageTxn(txn, loc.pool, familyOf(a), -1)
+}
+
+// Assigned returns the addresses a Service holds, its primary family first;
+// nil if it holds none.
+func (a *Allocator) Assigned(namespace, name string) []netip.Addr {
+	row, err := serviceTxn(a.db.Txn(false), namespace, name)
+	if err != nil || row == nil {
+		return nil
+	}
+	return slices.Clone(row.addrs)
+}
+
+// Stale returns the held addresses that lie in no pool, per holder, in
+// address order.
+func (a *Allocator) Stale() []Assignment {
+	stale, err := staleAssignmentsTxn(a.db.Txn(false))
+	if err != nil {
+		return nil
+	}
+	return stale
+}
+
+func staleAssignmentsTxn(txn *memdb.Txn) ([]Assignment, error) {
+	addrs, err := staleAddrsTxn(txn)
+	if err != nil {
+		return nil, err
+	}
+	var out []Assignment
+	for _, addr := range addrs {
+		holders, err := holdersTxn(txn, addr)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range holders {
+			out = append(out, Assignment{h.namespace, h.name, addr})
+		}
+	}
+	return out, nil
+}
+
+// Stats returns the usage of every pool and family, in configuration order,
+// IPv4 before IPv6.
+func (a *Allocator) Stats() []PoolStats {
+	stats, err := statsTxn(a.db.Txn(false))
+	if err != nil {
+		return nil
+	}
+	return stats
+}
+
+func statsTxn(txn *memdb.Txn) ([]PoolStats, error) {
+	pools, err := poolsTxn(txn)
+	if err != nil {
+		return nil, err
+	}
+	var out []PoolStats
+	for _, p := range pools {
+		for _, fam := range []family{v4, v6} {
+			if !p.offers(fam) {
+				continue
+			}
+			slots := newSlotMap(fam, p.AvoidBuggyIPs)
+			total := new(big.Int)
+			for _, r := range p.Ranges {
+				if familyOf(r.From()) != fam {
+					continue
+				}
+				if first, last, ok := slots.slotRange(r.From(), r.To()); ok {
+					total.Add(total, first.count(last))
+				}
+			}
+			inUse, err := usageTxn(txn, p.Name, fam)
+			if err != nil {
+				return nil, err
+			}
+			free := new(big.Int).Sub(total, new(big.Int).SetUint64(inUse))
+			out = append(out, PoolStats{Pool: p.Name, Family: fam.ipFamily(), Total: total, InUse: inUse, Free: free})
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,270 @@
+package ipam
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"go4.org/netipx"
+)
+
+// PoolConfig is one entry of the cloud config's `pools:` list, as written by
+// the operator:
+//
+//	pools:
+//	- name: public
+//	  addresses: [203.0.113.0/26, 203.0.113.100-203.0.113.120, 2001:db8:100::/64]
+//	  autoAssign: true
+//	  avoidBuggyIPs: false
+//	  namespaces: []
+//	  serviceSelector: {}
+type PoolConfig struct {
+	// Name identifies the pool in the pool annotation and in Events; a DNS
+	// label, unique among the pools.
+	Name string `json:"name"`
+	// Addresses are CIDRs ("203.0.113.0/26", "2001:db8:100::/64") and
+	// inclusive ranges ("203.0.113.100-203.0.113.120"), of either family.
+	// No address may be in two entries, of this pool or any other.
+	Addresses []string `json:"addresses"`
+	// AutoAssign: when false, the pool only serves Services that name it
+	// (pool annotation) or one of its addresses. Default true.
+	AutoAssign *bool `json:"autoAssign,omitempty"`
+	// AvoidBuggyIPs: never hand out IPv4 addresses ending in .0 or .255.
+	AvoidBuggyIPs bool `json:"avoidBuggyIPs,omitempty"`
+	// Namespaces the pool serves; empty: all.
+	Namespaces []string `json:"namespaces,omitempty"`
+	// ServiceSelector selects, by the Service's own labels, the Services the
+	// pool serves; empty or absent: all.
+	ServiceSelector *metav1.LabelSelector `json:"serviceSelector,omitempty"`
+}
+
+// Pool is a validated pool, as the Allocator uses it.
+type Pool struct {
+	Name string
+	// Ranges in configuration order; the family of the first one is the
+	// pool's first family (see Allocate).
+	Ranges        []netipx.IPRange
+	AutoAssign    bool
+	AvoidBuggyIPs bool
+	// Namespaces the pool serves; empty: all.
+	Namespaces []string
+	// Selector on the Service's labels; nil: all.
+	Selector labels.Selector
+}
+
+// allows reports whether the pool serves a Service in namespace ns with
+// labels lbls, and if not, why.
+func (p *Pool) allows(ns string, lbls labels.Set) (ok bool, why string) {
+	if len(p.Namespaces) > 0 && !slices.Contains(p.Namespaces, ns) {
+		return false, fmt.Sprintf("pool %q serves only namespaces %s", p.Name, strings.Join(p.Namespaces, ", "))
+	}
+	if p.Selector != nil && !p.Selector.Matches(lbls) {
+		return false, fmt.Sprintf("pool %q serves only Services matching %q", p.Name, p.Selector.String())
+	}
+	return true, ""
+}
+
+// ParsePools validates the pools of the cloud config and returns them in the
+// form the Allocator takes. It reports every problem it finds, each with its
+// field path under path (pools[1].addresses[0]), the value, and what would be
+// valid; the pools are returned only when there is none.
+func ParsePools(cfgs []PoolConfig, path *field.Path) ([]Pool, field.ErrorList) {
+	var errs field.ErrorList
+	pools := make([]Pool, len(cfgs))
+	names := make(map[string]bool, len(cfgs))
+	var refs []rangeRef
+	for i, cfg := range cfgs {
+		pp := path.Index(i)
+		p := &pools[i]
+		p.Name = cfg.Name
+		switch {
+		case cfg.Name == "":
+			errs = append(errs, field.Required(pp.Child("name"), "every pool needs a name, a DNS label such as \"public\""))
+		case names[cfg.Name]:
+			errs = append(errs, field.Duplicate(pp.Child("name"), cfg.Name))
+		default:
+			for _, msg := range validation.IsDNS1123Label(cfg.Name) {
+				errs = append(errs, field.Invalid(pp.Child("name"), cfg.Name, msg))
+			}
+		}
+		names[cfg.Name] = true
+
+		if len(cfg.Addresses) == 0 {
+			errs = append(errs, field.Required(pp.Child("addresses"),
+				"list CIDRs (203.0.113.0/26) or ranges (203.0.113.100-203.0.113.120)"))
+		}
+		for j, s := range cfg.Addresses {
+			r, problem := parseRange(s)
+			if problem != "" {
+				errs = append(errs, field.Invalid(pp.Child("addresses").Index(j), s, problem))
+				continue
+			}
+			p.Ranges = append(p.Ranges, r)
+			refs = append(refs, rangeRef{pool: cfg.Name, path: pp.Child("addresses").Index(j).String(), r: r})
+		}
+
+		p.AutoAssign = cfg.AutoAssign == nil || *cfg.AutoAssign
+		p.AvoidBuggyIPs = cfg.AvoidBuggyIPs
+
+		seen := make(map[string]bool, len(cfg.Namespaces))
+		for j, ns := range cfg.Namespaces {
+			np := pp.Child("namespaces").Index(j)
+			if seen[ns] {
+				errs = append(errs, field.Duplicate(np, ns))
+				continue
+			}
+			seen[ns] = true
+			for _, msg := range validation.IsDNS1123Label(ns) {
+				errs = append(errs, field.Invalid(np, ns, "not a namespace name: "+msg))
+			}
+		}
+		if len(cfg.Namespaces) > 0 {
+			p.Namespaces = slices.Clone(cfg.Namespaces)
+		}
+
+		if cfg.ServiceSelector != nil {
+			sp := pp.Child("serviceSelector")
+			serrs := metav1validation.ValidateLabelSelector(cfg.ServiceSelector, metav1validation.LabelSelectorValidationOptions{}, sp)
+			errs = append(errs, serrs...)
+			if len(serrs) == 0 {
+				sel, err := metav1.LabelSelectorAsSelector(cfg.ServiceSelector)
+				if err != nil {
+					errs = append(errs, field.Invalid(sp, cfg.ServiceSelector.String(), err.Error()))
+				} else if !sel.Empty() {
+					p.Selector = sel
+				}
+			}
+		}
+	}
+	for _, o := range findOverlaps(refs) {
+		errs = append(errs, field.Invalid(field.NewPath(o.b.path), o.b.r.String(),
+			fmt.Sprintf("overlaps %s of pool %q (%s); an address may belong to one pool only", o.a.r, o.a.pool, o.a.path)))
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return pools, nil
+}
+
+// parseRange parses a CIDR or an "a-b" range; problem says what is wrong and
+// what would be valid.
+func parseRange(s string) (r netipx.IPRange, problem string) {
+	s = strings.TrimSpace(s)
+	if from, to, ok := strings.Cut(s, "-"); ok {
+		a, err := netip.ParseAddr(strings.TrimSpace(from))
+		if err != nil {
+			return r, "range start is not an IP address; want a range such as 203.0.113.100-203.0.113.120"
+		}
+		b, err := netip.ParseAddr(strings.TrimSpace(to))
+		if err != nil {
+			return r, "range end is not an IP address; want a range such as 203.0.113.100-203.0.113.120"
+		}
+		if p := addrProblem(a); p != "" {
+			return r, "range start " + p
+		}
+		if p := addrProblem(b); p != "" {
+			return r, "range end " + p
+		}
+		if a.Is4() != b.Is4() {
+			return r, "range mixes IPv4 and IPv6; list each family as its own range"
+		}
+		if b.Less(a) {
+			return r, fmt.Sprintf("range starts after it ends; did you mean %s-%s?", b, a)
+		}
+		return netipx.IPRangeFrom(a, b), ""
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		if a, aerr := netip.ParseAddr(s); aerr == nil {
+			return r, fmt.Sprintf("a single address needs a prefix length: %s/%d", a, a.BitLen())
+		}
+		return r, "not a CIDR (203.0.113.0/26, 2001:db8:100::/64) or a range (203.0.113.100-203.0.113.120)"
+	}
+	if pr := addrProblem(p.Addr()); pr != "" {
+		return r, "prefix " + pr
+	}
+	if p.Masked() != p {
+		return r, fmt.Sprintf("host bits set; did you mean %s?", p.Masked())
+	}
+	return netipx.RangeOfPrefix(p), ""
+}
+
+// addrProblem rejects the addresses whose family would be ambiguous.
+func addrProblem(a netip.Addr) string {
+	switch {
+	case a.Zone() != "":
+		return "has a zone; pools are global addresses"
+	case a.Is4In6():
+		return "is an IPv4-mapped IPv6 address; write it as IPv4"
+	}
+	return ""
+}
+
+// rangeRef is a range with where it came from, for overlap messages.
+type rangeRef struct {
+	pool string
+	path string // pools[0].addresses[1], or the pool's range index
+	r    netipx.IPRange
+}
+
+type overlap struct{ a, b rangeRef }
+
+// findOverlaps returns, for every range that overlaps an earlier one (in
+// address order), that range and the one it overlaps.
+func findOverlaps(refs []rangeRef) []overlap {
+	sorted := slices.Clone(refs)
+	slices.SortStableFunc(sorted, func(x, y rangeRef) int {
+		return cmp.Or(x.r.From().Compare(y.r.From()), x.r.To().Compare(y.r.To()))
+	})
+	var out []overlap
+	var widest *rangeRef // of the ranges so far, the one reaching highest
+	for i := range sorted {
+		cur := &sorted[i]
+		if widest != nil && widest.r.From().Is4() == cur.r.From().Is4() && cur.r.From().Compare(widest.r.To()) <= 0 {
+			out = append(out, overlap{*widest, *cur})
+		}
+		if widest == nil || widest.r.From().Is4() != cur.r.From().Is4() || widest.r.To().Less(cur.r.To()) {
+			widest = cur
+		}
+	}
+	return out
+}
+
+// validatePools checks pools built without ParsePools.
+func validatePools(pools []Pool) error {
+	var errs []error
+	names := make(map[string]bool, len(pools))
+	var refs []rangeRef
+	for i, p := range pools {
+		switch {
+		case p.Name == "":
+			errs = append(errs, fmt.Errorf("pool %d has no name: %w", i, ErrInvalidPool))
+		case names[p.Name]:
+			errs = append(errs, fmt.Errorf("pool name %q used twice: %w", p.Name, ErrInvalidPool))
+		}
+		names[p.Name] = true
+		if len(p.Ranges) == 0 {
+			errs = append(errs, fmt.Errorf("pool %q has no addresses: %w", p.Name, ErrInvalidPool))
+		}
+		for j, r := range p.Ranges {
+			if !r.IsValid() || addrProblem(r.From()) != "" || addrProblem(r.To()) != "" {
+				errs = append(errs, fmt.Errorf("pool %q range %d (%s) is not a valid range: %w", p.Name, j, r, ErrInvalidPool))
+				continue
+			}
+			refs = append(refs, rangeRef{pool: p.Name, path: fmt.Sprintf("range %d", j), r: r})
+		}
+	}
+	for _, o := range findOverlaps(refs) {
+		errs = append(errs, fmt.Errorf("range %s of pool %q overlaps %s of pool %q: %w", o.b.r, o.b.pool, o.a.r, o.a.pool, ErrInvalidPool))
+	}
+	return errors.Join(errs...)
+}

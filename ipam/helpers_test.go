@@ -1,0 +1,336 @@
+package ipam
+
+import (
+	"fmt"
+	"math/big"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/google/go-cmp/cmp"
+	"go4.org/netipx"
+)
+
+// Test addresses come from the documentation ranges only: 192.0.2.0/24,
+// 198.51.100.0/24, 203.0.113.0/24 and 2001:db8::/32.
+
+var epoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+type svcOpt func(*v1.Service)
+
+// makeService returns a LoadBalancer Service as the API server would store
+// it on an IPv4 cluster: SingleStack IPv4, one TCP port, created at epoch.
+func makeService(ns, name string, opts ...svcOpt) *v1.Service {
+	single := v1.IPFamilyPolicySingleStack
+	s := &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:         ns,
+			Name:              name,
+			CreationTimestamp: metav1.NewTime(epoch),
+		},
+		Spec: v1.ServiceSpec{
+			Type:           v1.ServiceTypeLoadBalancer,
+			IPFamilies:     []v1.IPFamily{v1.IPv4Protocol},
+			IPFamilyPolicy: &single,
+			Ports:          []v1.ServicePort{{Port: 80, Protocol: v1.ProtocolTCP}},
+		},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+func annotate(key, value string) svcOpt {
+	return func(s *v1.Service) {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[key] = value
+	}
+}
+
+func withIPs(list string) svcOpt  { return annotate(AnnotationLoadBalancerIPs, list) }
+func withPool(name string) svcOpt { return annotate(AnnotationPool, name) }
+func withShare(key string) svcOpt { return annotate(AnnotationAllowSharedIP, key) }
+func withLBIP(ip string) svcOpt   { return func(s *v1.Service) { s.Spec.LoadBalancerIP = ip } }
+func withCreated(min int) svcOpt {
+	return func(s *v1.Service) { s.CreationTimestamp = metav1.NewTime(epoch.Add(time.Duration(min) * time.Minute)) }
+}
+func withLabels(kv ...string) svcOpt {
+	return func(s *v1.Service) {
+		s.Labels = map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			s.Labels[kv[i]] = kv[i+1]
+		}
+	}
+}
+
+// withFamilies sets spec.ipFamilyPolicy ("" leaves it nil) and
+// spec.ipFamilies.
+func withFamilies(policy v1.IPFamilyPolicy, fams ...v1.IPFamily) svcOpt {
+	return func(s *v1.Service) {
+		s.Spec.IPFamilyPolicy = nil
+		if policy != "" {
+			s.Spec.IPFamilyPolicy = &policy
+		}
+		s.Spec.IPFamilies = fams
+	}
+}
+
+// withPorts sets the ports, each "53/UDP".
+func withPorts(ports ...string) svcOpt {
+	return func(s *v1.Service) {
+		s.Spec.Ports = nil
+		for _, p := range ports {
+			var n int32
+			var proto string
+			if _, err := fmt.Sscanf(strings.Replace(p, "/", " ", 1), "%d %s", &n, &proto); err != nil {
+				panic(fmt.Sprintf("port %q: %v", p, err))
+			}
+			s.Spec.Ports = append(s.Spec.Ports, v1.ServicePort{Port: n, Protocol: v1.Protocol(proto)})
+		}
+	}
+}
+
+// withLocal sets externalTrafficPolicy Local and the pod selector.
+func withLocal(kv ...string) svcOpt {
+	return func(s *v1.Service) {
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+		s.Spec.Selector = map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			s.Spec.Selector[kv[i]] = kv[i+1]
+		}
+	}
+}
+
+func withStatus(ips ...string) svcOpt {
+	return func(s *v1.Service) {
+		s.Status.LoadBalancer.Ingress = nil
+		for _, ip := range ips {
+			s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, v1.LoadBalancerIngress{IP: ip})
+		}
+	}
+}
+
+var (
+	v4s = []v1.IPFamily{v1.IPv4Protocol}
+	v6s = []v1.IPFamily{v1.IPv6Protocol}
+	v46 = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
+	v64 = []v1.IPFamily{v1.IPv6Protocol, v1.IPv4Protocol}
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// parsePools is ParsePools for tests whose pools are valid.
+func parsePools(t testing.TB, cfgs ...PoolConfig) []Pool {
+	t.Helper()
+	pools, errs := ParsePools(cfgs, field.NewPath("pools"))
+	if len(errs) > 0 {
+		t.Fatalf("ParsePools() = %v", errs.ToAggregate())
+	}
+	return pools
+}
+
+func newAllocator(t testing.TB, cfgs ...PoolConfig) *Allocator {
+	t.Helper()
+	a, err := New(parsePools(t, cfgs...))
+	if err != nil {
+		t.Fatalf("New() = %v", err)
+	}
+	return a
+}
+
+func addrs(ss ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ss {
+		out = append(out, netip.MustParseAddr(s))
+	}
+	return out
+}
+
+// dump returns the whole store, one line per row, for before/after
+// comparisons: a failed call must not change a line.
+func dump(t testing.TB, a *Allocator) []string {
+	t.Helper()
+	txn := a.db.Txn(false)
+	var out []string
+	for _, table := range []string{tablePools, tableRanges, tableFree, tableUsage, tableServices, tableStale} {
+		it, err := txn.Get(table, indexID)
+		if err != nil {
+			t.Fatalf("dumping table %s: %v", table, err)
+		}
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			switch r := raw.(type) {
+			case *poolRow:
+				out = append(out, fmt.Sprintf("pool %d %s %v auto=%v buggy=%v ns=%v sel=%v", r.order, r.Name, r.Ranges, r.AutoAssign, r.AvoidBuggyIPs, r.Namespaces, r.Selector))
+			case *rangeRow:
+				out = append(out, fmt.Sprintf("range %s %s-%s", r.pool, r.from, r.to))
+			case *freeRow:
+				out = append(out, fmt.Sprintf("free %s %s %v-%v", r.pool, r.fam, r.first, r.last))
+			case *usageRow:
+				out = append(out, fmt.Sprintf("usage %s %s %d", r.pool, r.fam, r.inUse))
+			case *serviceRow:
+				out = append(out, fmt.Sprintf("service %s %v %+v %+v", r, r.addrs, r.want, r.share))
+			case *staleRow:
+				out = append(out, fmt.Sprintf("stale %s", r.addr))
+			default:
+				t.Fatalf("table %s holds a %T", table, raw)
+			}
+		}
+	}
+	return out
+}
+
+// checkStore checks the invariants of the store: no address has two
+// holders that may not share it, every held address is in a pool (and not
+// free) or marked stale, the free lists are maximal disjoint intervals
+// inside the pools, and Stats equals a recount.
+func checkStore(t testing.TB, a *Allocator) {
+	t.Helper()
+	txn := a.db.Txn(false)
+	rows, err := servicesTxn(txn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holders := map[netip.Addr][]*serviceRow{}
+	for _, r := range rows {
+		if len(r.addrs) == 0 || len(r.addrs) > 2 || (len(r.addrs) == 2 && familyOf(r.addrs[0]) == familyOf(r.addrs[1])) {
+			t.Errorf("Service %s holds %v, want one or two addresses of distinct families", r, r.addrs)
+		}
+		for _, addr := range r.addrs {
+			holders[addr] = append(holders[addr], r)
+		}
+	}
+	type pf struct {
+		pool string
+		fam  family
+	}
+	inUse := map[pf]uint64{}
+	for addr, hs := range holders {
+		for i := range hs {
+			for j := i + 1; j < len(hs); j++ {
+				if err := hs[i].share.conflict(hs[i].String(), addr, hs[j].String(), hs[j].share); err != nil {
+					t.Errorf("%s is held by %s and %s, which may not share it: %v", addr, hs[i], hs[j], err)
+				}
+			}
+		}
+		loc, err := locateTxn(txn, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		staleRaw, err := txn.First(tableStale, indexID, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if loc.inPool() {
+			inUse[pf{loc.pool, familyOf(addr)}]++
+			if free, err := isFreeTxn(txn, loc.pool, familyOf(addr), loc.slot); err != nil || free {
+				t.Errorf("held address %s of pool %q is on the free list (err %v)", addr, loc.pool, err)
+			}
+			if staleRaw != nil {
+				t.Errorf("address %s of pool %q is marked stale", addr, loc.pool)
+			}
+		} else if staleRaw == nil {
+			t.Errorf("held address %s is in no pool but not marked stale", addr)
+		}
+	}
+	staleAddrs, err := staleAddrsTxn(txn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range staleAddrs {
+		if len(holders[addr]) == 0 {
+			t.Errorf("stale address %s is held by nobody", addr)
+		}
+	}
+
+	pools, err := poolsTxn(txn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []PoolStats
+	for _, p := range pools {
+		for _, fam := range []family{v4, v6} {
+			if !p.offers(fam) {
+				continue
+			}
+			slots := newSlotMap(fam, p.AvoidBuggyIPs)
+			// The pool's slots as merged intervals.
+			type iv struct{ first, last u128 }
+			var spans []iv
+			total := new(big.Int)
+			rs := slices.Clone(p.Ranges)
+			slices.SortFunc(rs, func(x, y netipx.IPRange) int { return x.From().Compare(y.From()) })
+			for _, r := range rs {
+				if familyOf(r.From()) != fam {
+					continue
+				}
+				first, last, ok := slots.slotRange(r.From(), r.To())
+				if !ok {
+					continue
+				}
+				total.Add(total, first.count(last))
+				if n := len(spans); n > 0 && spans[n-1].last.addOne() == first {
+					spans[n-1].last = last
+				} else {
+					spans = append(spans, iv{first, last})
+				}
+			}
+			free := new(big.Int)
+			it, err := txn.Get(tableFree, indexID+"_prefix", p.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var prev *freeRow
+			for raw := it.Next(); raw != nil; raw = it.Next() {
+				r := raw.(*freeRow)
+				if r.fam != fam {
+					continue
+				}
+				if r.last.less(r.first) {
+					t.Errorf("free interval %v-%v of pool %q is empty", r.first, r.last, p.Name)
+				}
+				if prev != nil && !prev.last.addOne().less(r.first) {
+					t.Errorf("free intervals %v-%v and %v-%v of pool %q overlap or touch", prev.first, prev.last, r.first, r.last, p.Name)
+				}
+				if !slices.ContainsFunc(spans, func(s iv) bool { return !r.first.less(s.first) && !s.last.less(r.last) }) {
+					t.Errorf("free interval %v-%v of pool %q is not inside the pool's slots %v", r.first, r.last, p.Name, spans)
+				}
+				free.Add(free, r.first.count(r.last))
+				prev = r
+			}
+			used := inUse[pf{p.Name, fam}]
+			if got := new(big.Int).Add(free, new(big.Int).SetUint64(used)); got.Cmp(total) != 0 {
+				t.Errorf("pool %q %s: %v free + %d held = %v, want the %v addresses of the pool", p.Name, fam, free, used, got, total)
+			}
+			want = append(want, PoolStats{Pool: p.Name, Family: fam.ipFamily(), Total: total, InUse: used, Free: free})
+		}
+	}
+	if diff := cmp.Diff(want, a.Stats(), compareBig); diff != "" {
+		t.Errorf("Stats() differs from a recount (-want +got):\n%s", diff)
+	}
+}
+
+// compareBig lets cmp compare big.Ints by value.
+var compareBig = cmp.Comparer(func(x, y *big.Int) bool { return x.Cmp(y) == 0 })
+
+// assignedAll returns what every Service of the store holds.
+func assignedAll(t testing.TB, a *Allocator) map[string][]netip.Addr {
+	t.Helper()
+	rows, err := servicesTxn(a.db.Txn(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]netip.Addr{}
+	for _, r := range rows {
+		out[r.String()] = r.addrs
+	}
+	return out
+}

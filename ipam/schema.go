@@ -1,0 +1,140 @@
+package ipam
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	memdb "github.com/hashicorp/go-memdb"
+)
+
+// The store is a go-memdb database, in memory only: the leader rebuilds it
+// from the Services' status (Restore) when it starts. Each table has its own
+// file with its row type, its schema factory and the transactions on it.
+//
+// Index keys are bytes whose order is the order the allocator needs:
+// addresses are big-endian, so that a LowerBound lookup finds the lowest
+// free slot or the range holding an address without walking anything.
+
+const (
+	tablePools    = "pools"
+	tableRanges   = "ranges"
+	tableFree     = "free"
+	tableUsage    = "usage"
+	tableServices = "services"
+	tableStale    = "stale"
+
+	indexID = "id"
+)
+
+// schema returns the store's schema, one factory per table.
+func schema() *memdb.DBSchema {
+	tables := []*memdb.TableSchema{
+		poolsTableSchema(),
+		rangesTableSchema(),
+		freeTableSchema(),
+		usageTableSchema(),
+		servicesTableSchema(),
+		staleTableSchema(),
+	}
+	s := &memdb.DBSchema{Tables: make(map[string]*memdb.TableSchema, len(tables))}
+	for _, t := range tables {
+		s.Tables[t.Name] = t
+	}
+	return s
+}
+
+// singleIndex is a memdb index with one key per row, computed by key; args
+// builds the same key (or, for prefix lookups, a prefix of it) from the
+// arguments of a lookup.
+type singleIndex[T any] struct {
+	key    func(T) []byte
+	args   func(args []any) ([]byte, error)
+	prefix func(args []any) ([]byte, error)
+}
+
+func (ix singleIndex[T]) FromObject(raw any) (bool, []byte, error) {
+	row, ok := raw.(T)
+	if !ok {
+		return false, nil, fmt.Errorf("indexing %T: want %T", raw, row)
+	}
+	return true, ix.key(row), nil
+}
+
+func (ix singleIndex[T]) FromArgs(args ...any) ([]byte, error) { return ix.args(args) }
+
+func (ix singleIndex[T]) PrefixFromArgs(args ...any) ([]byte, error) {
+	if ix.prefix == nil {
+		return nil, fmt.Errorf("index has no prefix lookups")
+	}
+	return ix.prefix(args)
+}
+
+// multiIndex is a memdb index with any number of keys per row (none: the
+// row is not in the index).
+type multiIndex[T any] struct {
+	keys   func(T) [][]byte
+	args   func(args []any) ([]byte, error)
+	prefix func(args []any) ([]byte, error)
+}
+
+func (ix multiIndex[T]) FromObject(raw any) (bool, [][]byte, error) {
+	row, ok := raw.(T)
+	if !ok {
+		return false, nil, fmt.Errorf("indexing %T: want %T", raw, row)
+	}
+	keys := ix.keys(row)
+	return len(keys) > 0, keys, nil
+}
+
+func (ix multiIndex[T]) FromArgs(args ...any) ([]byte, error) { return ix.args(args) }
+
+func (ix multiIndex[T]) PrefixFromArgs(args ...any) ([]byte, error) {
+	if ix.prefix == nil {
+		return nil, fmt.Errorf("index has no prefix lookups")
+	}
+	return ix.prefix(args)
+}
+
+// arg returns args[i] as an A, for the index argument decoders.
+func arg[A any](args []any, i int) (A, error) {
+	var zero A
+	if i >= len(args) {
+		return zero, fmt.Errorf("index lookup has %d arguments, want at least %d", len(args), i+1)
+	}
+	a, ok := args[i].(A)
+	if !ok {
+		return zero, fmt.Errorf("index lookup argument %d is %T, want %T", i, args[i], zero)
+	}
+	return a, nil
+}
+
+// Key encodings, shared by the indexes and their lookups.
+
+// nameKey terminates a name so that a lookup of "a" cannot find "ab".
+func nameKey(name string) []byte {
+	return append([]byte(name), 0)
+}
+
+// addrKey is the family then the address as 16 big-endian bytes, so that
+// addresses of one family are contiguous and in numeric order.
+func addrKey(a netip.Addr) []byte {
+	return appendAddrKey(make([]byte, 0, 17), a)
+}
+
+func appendAddrKey(b []byte, a netip.Addr) []byte {
+	u := u128FromAddr(a).bytes()
+	return append(append(b, byte(familyOf(a))), u[:]...)
+}
+
+// poolFamilyKey is a pool name and a family: the prefix of one pool's free
+// slots of one family.
+func poolFamilyKey(pool string, fam family) []byte {
+	return append(nameKey(pool), byte(fam))
+}
+
+// lengthKey prefixes s with its length, so that s may hold any byte.
+func lengthKey(s string) []byte {
+	b := binary.AppendUvarint(make([]byte, 0, len(s)+2+17), uint64(len(s)))
+	return append(b, s...)
+}
