@@ -1,0 +1,119 @@
+// Command baremetal-cloud-controller-manager is the Kubernetes
+// cloud-controller-manager for bare-metal clouds: the upstream node, node
+// lifecycle and service controllers, answered from our machine inventory,
+// address pools and BGP speaker.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	cloudprovider "k8s.io/cloud-provider"
+	"k8s.io/cloud-provider/app"
+	cloudcontrollerconfig "k8s.io/cloud-provider/app/config"
+	"k8s.io/cloud-provider/names"
+	"k8s.io/cloud-provider/options"
+	"k8s.io/component-base/cli"
+	cliflag "k8s.io/component-base/cli/flag"
+	_ "k8s.io/component-base/logs/json/register"          // --logging-format=json
+	_ "k8s.io/component-base/metrics/prometheus/clientgo" // client-go metrics on /metrics
+	_ "k8s.io/component-base/metrics/prometheus/version"  // build version on /metrics
+	"k8s.io/klog/v2"
+
+	"github.com/baremetal-ccm/baremetal-ccm/provider"
+	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
+)
+
+// Defaults that differ from upstream's. Upstream syncs one Service at a time
+// (--concurrent-service-syncs=1) with a client limited to 20 requests per
+// second (burst 30): 1,000 Services created at once then wait minutes for
+// their addresses. Our Ensure does no slow cloud API calls — an in-memory
+// allocation and a BGP update — so more workers and a larger client budget
+// turn a bulk into seconds while staying far below what an apiserver serves.
+const (
+	defaultConcurrentServiceSyncs = 10
+	defaultKubeAPIQPS             = 100
+	defaultKubeAPIBurst           = 200
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	ccmOptions, err := options.NewCloudControllerManagerOptions()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "unable to initialize command options: %v\n", err)
+		return 1
+	}
+	ccmOptions.KubeCloudShared.CloudProvider.Name = provider.Name
+	ccmOptions.ServiceController.ConcurrentServiceSyncs = defaultConcurrentServiceSyncs
+	ccmOptions.Generic.ClientConnection.QPS = defaultKubeAPIQPS
+	ccmOptions.Generic.ClientConnection.Burst = defaultKubeAPIBurst
+
+	var ours ourFlags
+	fss := cliflag.NamedFlagSets{}
+	ours.addFlags(fss.FlagSet(provider.Name))
+
+	provider.Register()
+	provider.RegisterMetrics()
+
+	initCloud := func(cc *cloudcontrollerconfig.CompletedConfig) cloudprovider.Interface {
+		shared := cc.ComponentConfig.KubeCloudShared.CloudProvider
+		cloud, err := provider.New(ctx, provider.Options{
+			ConfigFile:     shared.CloudConfigFile,
+			ReloadInterval: ours.configReloadInterval,
+		})
+		if err != nil {
+			// Validated before; the file changed in between.
+			klog.FromContext(ctx).Error(err, "Cannot start the cloud provider")
+			klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+		}
+		return cloud
+	}
+
+	cmd := app.NewCloudControllerManagerCommand(ccmOptions, initCloud, app.DefaultInitFuncConstructors, names.CCMControllerAliases(), fss, ctx.Done())
+	cmd.Use = "baremetal-cloud-controller-manager"
+	// Check the cloud config before anything else starts, so that a bad file
+	// fails the process with every problem listed and no controller running.
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		shared := ccmOptions.KubeCloudShared.CloudProvider
+		if shared.Name != provider.Name {
+			return fmt.Errorf("--cloud-provider=%q: this binary serves only %q", shared.Name, provider.Name)
+		}
+		if shared.CloudConfigFile == "" {
+			return fmt.Errorf("--cloud-config is required: the path of the %s cloud config file", provider.Name)
+		}
+		if _, err := config.Load(shared.CloudConfigFile); err != nil {
+			return err
+		}
+		return ours.validate()
+	}
+	return cli.Run(cmd)
+}
+
+type ourFlags struct {
+	configReloadInterval time.Duration
+}
+
+func (o *ourFlags) addFlags(fs interface {
+	DurationVar(p *time.Duration, name string, value time.Duration, usage string)
+}) {
+	fs.DurationVar(&o.configReloadInterval, "cloud-config-reload-interval", 5*time.Second,
+		"How often the cloud config file is checked for changes (a ConfigMap update); a valid change is applied without a restart. 0 disables reloading.")
+}
+
+func (o *ourFlags) validate() error {
+	if o.configReloadInterval < 0 {
+		return fmt.Errorf("--cloud-config-reload-interval=%s: must be 0 (off) or positive", o.configReloadInterval)
+	}
+	return nil
+}
