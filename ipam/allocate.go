@@ -1,7 +1,6 @@
 package ipam
 
 import (
-	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -212,7 +211,7 @@ func planTxn(txn *memdb.Txn, req *request, old *serviceRow) ([]netip.Addr, error
 		}
 	}
 	if !poolDecides && len(need) == 0 && len(opt) == 0 {
-		return kept, nil
+		return w.order(kept), nil
 	}
 
 	cands, err := candidatesTxn(txn, req, kept)
@@ -237,6 +236,7 @@ func planTxn(txn *memdb.Txn, req *request, old *serviceRow) ([]netip.Addr, error
 		offered = true
 
 		var picks []netip.Addr
+		full := false
 		if poolDecides && !required {
 			// One family, the pool's first that has an address; the
 			// other too if the Service prefers dual-stack.
@@ -253,6 +253,7 @@ func planTxn(txn *memdb.Txn, req *request, old *serviceRow) ([]netip.Addr, error
 					break
 				}
 			}
+			full = len(picks) == 0
 		} else {
 			for _, f := range pneed {
 				addr, ok, err := pickTxn(txn, req, p, f)
@@ -260,13 +261,13 @@ func planTxn(txn *memdb.Txn, req *request, old *serviceRow) ([]netip.Addr, error
 					return nil, err
 				}
 				if !ok {
-					picks = nil
+					full = true
 					break
 				}
 				picks = append(picks, addr)
 			}
 		}
-		if len(picks) == 0 {
+		if full {
 			tried = append(tried, fmt.Sprintf("pool %q is full", p.Name))
 			continue
 		}
@@ -282,13 +283,7 @@ func planTxn(txn *memdb.Txn, req *request, old *serviceRow) ([]netip.Addr, error
 				picks = append(picks, addr)
 			}
 		}
-		addrs := append(kept, picks...)
-		if w.nfams > 0 {
-			slices.SortStableFunc(addrs, func(a, b netip.Addr) int {
-				return cmp.Compare(slices.Index(w.families(), familyOf(a)), slices.Index(w.families(), familyOf(b)))
-			})
-		}
-		return addrs, nil
+		return w.order(append(kept, picks...)), nil
 	}
 
 	why := strings.Join(tried, "; ")

@@ -109,7 +109,7 @@ func ParsePools(cfgs []PoolConfig, path *field.Path) ([]Pool, field.ErrorList) {
 				continue
 			}
 			p.Ranges = append(p.Ranges, r)
-			refs = append(refs, rangeRef{pool: cfg.Name, path: pp.Child("addresses").Index(j).String(), r: r})
+			refs = append(refs, rangeRef{seq: len(refs), pool: cfg.Name, path: pp.Child("addresses").Index(j).String(), raw: s, r: r})
 		}
 
 		p.AutoAssign = cfg.AutoAssign == nil || *cfg.AutoAssign
@@ -146,8 +146,8 @@ func ParsePools(cfgs []PoolConfig, path *field.Path) ([]Pool, field.ErrorList) {
 		}
 	}
 	for _, o := range findOverlaps(refs) {
-		errs = append(errs, field.Invalid(field.NewPath(o.b.path), o.b.r.String(),
-			fmt.Sprintf("overlaps %s of pool %q (%s); an address may belong to one pool only", o.a.r, o.a.pool, o.a.path)))
+		errs = append(errs, field.Invalid(field.NewPath(o.b.path), o.b.raw,
+			fmt.Sprintf("%s overlaps %s (%s) of pool %q (%s); an address may belong to one pool only", o.b.r, o.a.raw, o.a.r, o.a.pool, o.a.path)))
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -211,15 +211,17 @@ func addrProblem(a netip.Addr) string {
 
 // rangeRef is a range with where it came from, for overlap messages.
 type rangeRef struct {
+	seq  int // position in the configuration
 	pool string
 	path string // pools[0].addresses[1], or the pool's range index
+	raw  string // as written
 	r    netipx.IPRange
 }
 
 type overlap struct{ a, b rangeRef }
 
-// findOverlaps returns, for every range that overlaps an earlier one (in
-// address order), that range and the one it overlaps.
+// findOverlaps returns pairs of overlapping ranges, the one configured
+// first as a: every range that overlaps another is in at least one pair.
 func findOverlaps(refs []rangeRef) []overlap {
 	sorted := slices.Clone(refs)
 	slices.SortStableFunc(sorted, func(x, y rangeRef) int {
@@ -230,7 +232,11 @@ func findOverlaps(refs []rangeRef) []overlap {
 	for i := range sorted {
 		cur := &sorted[i]
 		if widest != nil && widest.r.From().Is4() == cur.r.From().Is4() && cur.r.From().Compare(widest.r.To()) <= 0 {
-			out = append(out, overlap{*widest, *cur})
+			o := overlap{*widest, *cur}
+			if o.b.seq < o.a.seq {
+				o.a, o.b = o.b, o.a
+			}
+			out = append(out, o)
 		}
 		if widest == nil || widest.r.From().Is4() != cur.r.From().Is4() || widest.r.To().Less(cur.r.To()) {
 			widest = cur
@@ -260,7 +266,7 @@ func validatePools(pools []Pool) error {
 				errs = append(errs, fmt.Errorf("pool %q range %d (%s) is not a valid range: %w", p.Name, j, r, ErrInvalidPool))
 				continue
 			}
-			refs = append(refs, rangeRef{pool: p.Name, path: fmt.Sprintf("range %d", j), r: r})
+			refs = append(refs, rangeRef{seq: len(refs), pool: p.Name, path: fmt.Sprintf("range %d", j), raw: r.String(), r: r})
 		}
 	}
 	for _, o := range findOverlaps(refs) {

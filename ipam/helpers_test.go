@@ -128,6 +128,14 @@ var (
 
 func ptr[T any](v T) *T { return &v }
 
+func selector(kv ...string) *metav1.LabelSelector {
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		sel.MatchLabels[kv[i]] = kv[i+1]
+	}
+	return sel
+}
+
 // parsePools is ParsePools for tests whose pools are valid.
 func parsePools(t testing.TB, cfgs ...PoolConfig) []Pool {
 	t.Helper()

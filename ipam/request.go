@@ -61,6 +61,17 @@ func (w want) String() string {
 func (w *want) families() []family  { return w.fams[:w.nfams] }
 func (w *want) addrs() []netip.Addr { return w.ips[:w.nips] }
 
+// order sorts addrs (one per family) in the Service's family order, the
+// primary family first, and returns them.
+func (w *want) order(addrs []netip.Addr) []netip.Addr {
+	if w.nfams > 0 {
+		slices.SortStableFunc(addrs, func(a, b netip.Addr) int {
+			return cmp.Compare(slices.Index(w.families(), familyOf(a)), slices.Index(w.families(), familyOf(b)))
+		})
+	}
+	return addrs
+}
+
 // dualStack reports whether the Service wants both families, and whether
 // it must have them.
 func (w *want) dualStack() (wanted, required bool) {
@@ -251,9 +262,7 @@ func parseRequestedIPs(r *request, svc *v1.Service) error {
 					src, r, familyOf(a), a, w.families(), w.policy, ErrWrongFamily)
 			}
 		}
-		slices.SortFunc(ips, func(a, b netip.Addr) int {
-			return cmp.Compare(slices.Index(w.families(), familyOf(a)), slices.Index(w.families(), familyOf(b)))
-		})
+		w.order(ips)
 	}
 	if required && len(ips) < 2 {
 		return fmt.Errorf("%s of Service %s requests only %s, but the Service is RequireDualStack; request one address per family: %w", src, r, ips[0], ErrDualStackUnavailable)

@@ -206,10 +206,8 @@ func restoreTxn(txn *memdb.Txn, claims []claim) (RestoreReport, error) {
 		}
 		if !row.want.satisfiedBy(row.addrs, locs) {
 			row.want = want{} // plan anew at the next Allocate
-		} else if row.want.nfams > 0 {
-			slices.SortStableFunc(row.addrs, func(a, b netip.Addr) int {
-				return cmp.Compare(slices.Index(row.want.families(), familyOf(a)), slices.Index(row.want.families(), familyOf(b)))
-			})
+		} else {
+			row.want.order(row.addrs)
 		}
 		if err := insertServiceTxn(txn, row); err != nil {
 			return report, err
