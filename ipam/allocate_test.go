@@ -440,7 +440,7 @@ func TestAllocatePools(t *testing.T) {
 			{alloc: makeService("ops", "a", withPool("ops")), want: []string{"198.51.100.0"}},
 		},
 	}, {
-		name:  "namespaces and selectors choose the pool",
+		name: "namespaces and selectors choose the pool",
 		pools: []PoolConfig{
 			{Name: "ops", Addresses: []string{"192.0.2.0/31"}, Namespaces: []string{"ops"}},
 			{Name: "edge", Addresses: []string{"198.51.100.0/31"}, ServiceSelector: selector("tier", "edge")},
