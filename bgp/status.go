@@ -1,0 +1,156 @@
+package bgp
+
+import (
+	"net/netip"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+)
+
+// SessionState is the BGP finite state machine's state (RFC 4271 8.2.2).
+type SessionState int
+
+// Session states. StateUnknown: GoBGP does not know the peer (yet).
+const (
+	StateUnknown SessionState = iota
+	StateIdle
+	StateConnect
+	StateActive
+	StateOpenSent
+	StateOpenConfirm
+	StateEstablished
+)
+
+func (s SessionState) String() string {
+	switch s {
+	case StateIdle:
+		return "Idle"
+	case StateConnect:
+		return "Connect"
+	case StateActive:
+		return "Active"
+	case StateOpenSent:
+		return "OpenSent"
+	case StateOpenConfirm:
+		return "OpenConfirm"
+	case StateEstablished:
+		return "Established"
+	}
+	return "Unknown"
+}
+
+func sessionState(s api.PeerState_SessionState) SessionState {
+	switch s {
+	case api.PeerState_IDLE:
+		return StateIdle
+	case api.PeerState_CONNECT:
+		return StateConnect
+	case api.PeerState_ACTIVE:
+		return StateActive
+	case api.PeerState_OPENSENT:
+		return StateOpenSent
+	case api.PeerState_OPENCONFIRM:
+		return StateOpenConfirm
+	case api.PeerState_ESTABLISHED:
+		return StateEstablished
+	}
+	return StateUnknown
+}
+
+// Family is an address family of the sessions.
+type Family string
+
+// The families every session carries.
+const (
+	IPv4Unicast Family = "ipv4-unicast"
+	IPv6Unicast Family = "ipv6-unicast"
+)
+
+// PeerStatus is what the speaker knows about one router.
+type PeerStatus struct {
+	Name    string
+	Address netip.Addr
+	ASN     uint32
+	Rack    string
+	State   SessionState
+	// Since is when the session last became Established (when State is
+	// Established) or last went down (otherwise); zero if never.
+	Since time.Time
+	// Families has one entry per family the speaker offers, IPv4 first.
+	Families []FamilyStatus
+	// SinglePath is true when the session is Established and the router
+	// did not negotiate ADD-PATH for some negotiated family: it gets one
+	// path per VIP of that family (see FamilyStatus.AddPath).
+	SinglePath bool
+}
+
+// FamilyStatus is the state of one address family of one session.
+type FamilyStatus struct {
+	Family Family
+	// Negotiated: both sides enabled the family (Established sessions).
+	Negotiated bool
+	// AddPath: ADD-PATH send is negotiated, the router gets up to
+	// maxPathsPerPrefix paths per VIP. Without it the router gets one:
+	// the path via the node of highest rendezvous weight.
+	AddPath bool
+	// Paths is the number of paths the speaker sends the router in this
+	// family (0 unless Negotiated).
+	Paths int
+	// MissingVIPs counts VIPs with paths via the router's rack that the
+	// router does not get: GoBGP chooses one best path per VIP for all
+	// routers without ADD-PATH, and when that path is via another rack,
+	// a rack's router without ADD-PATH gets nothing for the VIP.
+	MissingVIPs int
+}
+
+// familyCounters aggregate, per address family, what each kind of router
+// receives. They are updated with every VIP change, so that Peers never
+// walks the VIPs.
+type familyCounters struct {
+	capped    int            // Σ over VIPs of min(paths, maxPathsPerPrefix): a router without rack, with ADD-PATH
+	vips      int            // VIPs with at least one path: a router without rack, without ADD-PATH
+	rackPaths map[string]int // paths via rack r: r's routers with ADD-PATH
+	rackVIPs  map[string]int // VIPs with a path via rack r
+	rackBest  map[string]int // VIPs whose best path is via rack r: r's routers without ADD-PATH
+}
+
+// contribution is one VIP's share of the counters.
+type contribution struct {
+	fam      int // 0: IPv4, 1: IPv6
+	paths    int
+	capped   int // min(paths, maxPathsPerPrefix) when it was computed
+	byRack   map[string]int
+	bestRack string
+}
+
+func (c *familyCounters) add(x contribution, sign int) {
+	if x.paths == 0 {
+		return
+	}
+	if c.rackPaths == nil {
+		c.rackPaths, c.rackVIPs, c.rackBest = map[string]int{}, map[string]int{}, map[string]int{}
+	}
+	c.capped += sign * x.capped
+	c.vips += sign
+	for r, n := range x.byRack {
+		c.rackPaths[r] += sign * n
+		c.rackVIPs[r] += sign
+		if c.rackPaths[r] == 0 {
+			delete(c.rackPaths, r)
+			delete(c.rackVIPs, r)
+		}
+	}
+	if x.bestRack != "" {
+		c.rackBest[x.bestRack] += sign
+		if c.rackBest[x.bestRack] == 0 {
+			delete(c.rackBest, x.bestRack)
+		}
+	}
+}
+
+func familyIndex(a netip.Addr) int {
+	if a.Is4() {
+		return 0
+	}
+	return 1
+}
