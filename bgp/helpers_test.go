@@ -1,3 +1,7 @@
+// Go 1.24+ listeners use MPTCP, on which Linux refuses TCP_MD5SIG: the
+// in-process routers could not protect their listening sockets.
+//
+//go:debug multipathtcp=0
 package bgp
 
 import (
@@ -86,6 +90,7 @@ type routerPath struct {
 	LocalPref   uint32 // 0: absent
 	MED         int64  // -1: absent
 	Withdraw    bool
+	Age         time.Time
 }
 
 func (p routerPath) String() string {
@@ -94,6 +99,9 @@ func (p routerPath) String() string {
 
 func decodePath(p *api.Path) (routerPath, error) {
 	rp := routerPath{ID: p.Identifier, MED: -1, Withdraw: p.IsWithdraw}
+	if p.Age != nil {
+		rp.Age = p.Age.AsTime()
+	}
 	m, err := p.Nlri.UnmarshalNew()
 	if err != nil {
 		return rp, err
@@ -160,6 +168,12 @@ type testRouter struct {
 type routerOptions struct {
 	asn       uint32 // default routerASN
 	noAddPath bool
+	password  string // TCP MD5
+	// noUpdateWatch: do not count received paths. GoBGP v3 converts
+	// queued paths for table watchers without the FSM lock, which races
+	// with a session that re-opens (a GoBGP bug that only matters to
+	// table watchers, which the speaker does not use).
+	noUpdateWatch bool
 }
 
 // startRouter starts a router on addr (for example 127.0.0.2 or ::1) for a
@@ -179,9 +193,9 @@ func startRouter(t testing.TB, addr, speaker string, o routerOptions) *testRoute
 	}
 	ctx := testContext(t)
 	global := &api.Global{Asn: o.asn, RouterId: "192.0.2.254", ListenPort: r.port, ListenAddresses: []string{addr}}
-	watch := &api.WatchEventRequest{
-		Peer:  &api.WatchEventRequest_Peer{},
-		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_ADJIN}}},
+	watch := &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}
+	if !o.noUpdateWatch {
+		watch.Table = &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_ADJIN}}}
 	}
 	srv, err := startGoBGP(ctx, klog.FromContext(ctx).WithName("router-"+addr), global, "", watch, r.onEvent)
 	if err != nil {
@@ -190,7 +204,7 @@ func startRouter(t testing.TB, addr, speaker string, o routerOptions) *testRoute
 	r.srv = srv
 	t.Cleanup(func() { srv.stop(klog.FromContext(ctx)) })
 	n := &api.Peer{
-		Conf:      &api.PeerConf{NeighborAddress: speaker, PeerAsn: speakerASN},
+		Conf:      &api.PeerConf{NeighborAddress: speaker, PeerAsn: speakerASN, AuthPassword: o.password},
 		Transport: &api.Transport{PassiveMode: true},
 	}
 	for _, fam := range []*api.Family{familyIPv4, familyIPv6} {

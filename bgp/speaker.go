@@ -768,11 +768,11 @@ func (s *Speaker) Peers() []PeerStatus {
 				st.Since = ts.AsTime()
 			}
 		}
-		negotiated := negotiatedFamilies(lp)
+		negotiated, addPath := remoteCapabilities(lp)
 		for fi, fam := range []Family{IPv4Unicast, IPv6Unicast} {
 			fs := FamilyStatus{Family: fam, Negotiated: st.State == StateEstablished && negotiated[fam]}
 			if fs.Negotiated {
-				fs.AddPath = addPathSend(lp, fam)
+				fs.AddPath = addPath[fam]
 				c := &s.counters[fi]
 				switch {
 				case fs.AddPath && a.Rack == "":
@@ -808,13 +808,15 @@ func familyName(f *api.Family) Family {
 	return ""
 }
 
-// negotiatedFamilies are the unicast families the router offered in its
-// OPEN (we offer both); a router that offers no multiprotocol capability
-// speaks IPv4 unicast only (RFC 4760).
-func negotiatedFamilies(p *api.Peer) map[Family]bool {
-	out := map[Family]bool{}
+// remoteCapabilities reads the router's OPEN: the unicast families it
+// offered (we offer both; a router that offers no multiprotocol capability
+// speaks IPv4 unicast only, RFC 4760) and those for which it can receive
+// several paths (ADD-PATH, RFC 7911; we always offer to send). GoBGP's
+// ListPeer does not report the negotiated ADD-PATH modes themselves.
+func remoteCapabilities(p *api.Peer) (families, addPath map[Family]bool) {
+	families, addPath = map[Family]bool{}, map[Family]bool{}
 	if p == nil || p.State == nil {
-		return out
+		return families, addPath
 	}
 	mp := false
 	for _, c := range p.State.RemoteCap {
@@ -822,29 +824,25 @@ func negotiatedFamilies(p *api.Peer) map[Family]bool {
 		if err != nil {
 			continue
 		}
-		if cap, ok := m.(*api.MultiProtocolCapability); ok {
+		switch v := m.(type) {
+		case *api.MultiProtocolCapability:
 			mp = true
-			if f := familyName(cap.Family); f != "" {
-				out[f] = true
+			if f := familyName(v.Family); f != "" {
+				families[f] = true
+			}
+		case *api.AddPathCapability:
+			for _, t := range v.Tuples {
+				if f := familyName(t.Family); f != "" &&
+					(t.Mode == api.AddPathCapabilityTuple_RECEIVE || t.Mode == api.AddPathCapabilityTuple_BOTH) {
+					addPath[f] = true
+				}
 			}
 		}
 	}
 	if !mp {
-		out[IPv4Unicast] = true
+		families[IPv4Unicast] = true
 	}
-	return out
-}
-
-// addPathSend reports whether GoBGP sends several paths per prefix to the
-// router: GoBGP reports a non-zero send-max only when it was negotiated.
-func addPathSend(p *api.Peer, fam Family) bool {
-	for _, as := range p.AfiSafis {
-		if as.Config == nil || familyName(as.Config.Family) != fam {
-			continue
-		}
-		return as.AddPaths != nil && as.AddPaths.State != nil && as.AddPaths.State.SendMax > 0
-	}
-	return false
+	return families, addPath
 }
 
 // Stop closes every session and stops the embedded GoBGP. It cancels the

@@ -8,9 +8,12 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	api "github.com/osrg/gobgp/v3/api"
 	"google.golang.org/protobuf/types/known/anypb"
 )
+
+var equateNetip = cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})
 
 var (
 	vip4 = netip.MustParsePrefix("203.0.113.10/32")
@@ -86,7 +89,7 @@ func TestAnnounceAttributes(t *testing.T) {
 		}
 		return nil
 	})
-	if diff := cmp.Diff(before, ids()); diff != "" {
+	if diff := cmp.Diff(before, ids(), equateNetip); diff != "" {
 		t.Errorf("identifiers changed with the communities (-before +after):\n%s", diff)
 	}
 	_, withdrawn, _ := r.counts()

@@ -217,10 +217,10 @@ func (f *FRR) BGPNeighborState(ctx context.Context, neighbor string) (string, er
 // BGPPath is one path of a prefix as "show bgp <afi> unicast <prefix>
 // json" reports it.
 type BGPPath struct {
-	Valid     bool `json:"valid"`
+	Valid     bool                   `json:"valid"`
 	Bestpath  struct{ Overall bool } `json:"bestpath"`
-	Multipath bool `json:"multipath"`
-	AddPathRx int  `json:"addpathRxId"`
+	Multipath bool                   `json:"multipath"`
+	AddPathRx int                    `json:"addpathRxId"`
 	Nexthops  []struct {
 		IP   string `json:"ip"`
 		Afi  string `json:"afi"`
