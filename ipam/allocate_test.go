@@ -556,6 +556,15 @@ func TestAllocateSharing(t *testing.T) {
 			{alloc: makeService("ns", "web", withShare("web"), withPorts("53/UDP")), want: []string{"192.0.2.3"}},
 		},
 	}, {
+		name:  "of two shareable addresses, the lowest",
+		pools: []PoolConfig{pool},
+		steps: []step{
+			{alloc: makeService("ns", "a", withShare("k"), withPorts("80/TCP")), want: []string{"192.0.2.0"}},
+			{alloc: makeService("ns", "b", withShare("k"), withPorts("80/TCP")), want: []string{"192.0.2.1"}},
+			{alloc: makeService("ns", "c", withShare("k"), withPorts("443/TCP")), want: []string{"192.0.2.0"}},
+			{alloc: makeService("ns", "d", withShare("k"), withPorts("443/TCP")), want: []string{"192.0.2.1"}},
+		},
+	}, {
 		name:  "a full pool still has shareable addresses",
 		pools: []PoolConfig{{Name: "one", Addresses: []string{"192.0.2.7/32"}}},
 		steps: []step{

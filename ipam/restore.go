@@ -204,7 +204,7 @@ func restoreTxn(txn *memdb.Txn, claims []claim) (RestoreReport, error) {
 		if row == nil {
 			continue
 		}
-		if !row.want.satisfiedBy(row.addrs, locs) {
+		if !row.want.satisfiedBy(row.addrs) {
 			row.want = want{} // plan anew at the next Allocate
 		} else {
 			row.want.order(row.addrs)
@@ -236,9 +236,14 @@ func restoreTxn(txn *memdb.Txn, claims []claim) (RestoreReport, error) {
 }
 
 // satisfiedBy reports whether a Service that asks w and holds addrs has
-// what it asks for, so that its next Allocate may keep them as they are.
-// Addresses in no pool pass the pool check: they are kept, never moved.
-func (w *want) satisfiedBy(addrs []netip.Addr, locs map[netip.Addr]location) bool {
+// what it asks for, so that its next Allocate keeps them as they are.
+//
+// It fails only when the request certainly changed since the addresses
+// were allocated: other requested addresses, or other families. It does
+// not check the pool: an address outside the pool the Service names may
+// be one the Service got from that pool before the pools changed, and a
+// restart must not move what a running allocator would have kept.
+func (w *want) satisfiedBy(addrs []netip.Addr) bool {
 	if !w.valid || len(addrs) == 0 {
 		return false
 	}
@@ -258,13 +263,6 @@ func (w *want) satisfiedBy(addrs []netip.Addr, locs map[netip.Addr]location) boo
 		}
 		for _, a := range addrs {
 			if !slices.Contains(w.families(), familyOf(a)) {
-				return false
-			}
-		}
-	}
-	if w.pool != "" {
-		for _, a := range addrs {
-			if loc := locs[a]; loc.inPool() && loc.pool != w.pool {
 				return false
 			}
 		}
