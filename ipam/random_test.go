@@ -14,8 +14,8 @@ import (
 	"testing"
 
 	gocmp "github.com/google/go-cmp/cmp"
-	v1 "k8s.io/api/core/v1"
 	"go4.org/netipx"
+	v1 "k8s.io/api/core/v1"
 )
 
 // The randomized test and the fuzz target drive the Allocator with random
@@ -90,7 +90,7 @@ type randChooser struct {
 	steps int
 }
 
-func (c *randChooser) intn(n int) int   { return c.r.IntN(n) }
+func (c *randChooser) intn(n int) int  { return c.r.IntN(n) }
 func (c *randChooser) exhausted() bool { c.steps--; return c.steps < 0 }
 
 // byteChooser takes its choices from the fuzzer's bytes.
