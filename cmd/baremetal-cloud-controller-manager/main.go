@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -93,7 +94,8 @@ func run() int {
 			return fmt.Errorf("--cloud-config is required: the path of the %s cloud config file", provider.Name)
 		}
 		if _, err := config.Load(shared.CloudConfigFile); err != nil {
-			return err
+			fmt.Fprintf(os.Stderr, "invalid cloud config: %v\n", err)
+			return errors.New("invalid cloud config (see above); nothing was started")
 		}
 		return ours.validate()
 	}

@@ -144,7 +144,12 @@ func Parse(data []byte) (*Config, error) {
 	}
 	cfg, errs := f.Validate()
 	if len(errs) > 0 {
-		return nil, errs.ToAggregate()
+		all := make([]error, len(errs))
+		for i, e := range errs {
+			all[i] = e
+		}
+		// One problem per line: the operator sees every one at once.
+		return nil, fmt.Errorf("%d problem(s):\n%w", len(errs), errors.Join(all...))
 	}
 	return cfg, nil
 }

@@ -1,0 +1,183 @@
+// Package ccm builds and runs the real baremetal-cloud-controller-manager
+// binary for integration and end-to-end tests.
+package ccm
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
+)
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// Build compiles the binary once per test process, into a temporary
+// directory, with the flags the Makefile and the Dockerfile use.
+func Build() (string, error) {
+	buildOnce.Do(func() {
+		root, err := controlplane.RepoRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "bmccm-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "baremetal-cloud-controller-manager")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binary, "./cmd/baremetal-cloud-controller-manager")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	return binary, buildErr
+}
+
+// Options configure one CCM process.
+type Options struct {
+	Kubeconfig  string
+	CloudConfig string
+	// Args are added after the defaults and override them.
+	Args []string
+	// Wrap runs the binary through a command, e.g. ip netns exec NAME.
+	Wrap []string
+}
+
+// Process is a running CCM.
+type Process struct {
+	cmd    *exec.Cmd
+	done   chan struct{}
+	logMu  sync.Mutex
+	log    bytes.Buffer
+	exited error
+}
+
+// TestArgs are flags that make the controllers react fast enough for tests.
+var TestArgs = []string{
+	"--cloud-provider=baremetal",
+	"--leader-elect=false",
+	"--secure-port=0",
+	"--node-monitor-period=1s",
+	"--cloud-config-reload-interval=1s",
+	"--v=2",
+}
+
+// Start runs the binary until the test ends (or Kill/Stop).
+func Start(t testing.TB, opts Options) *Process {
+	t.Helper()
+	bin, err := Build()
+	if err != nil {
+		t.Fatalf("building the CCM: %v", err)
+	}
+	args := append([]string{}, TestArgs...)
+	args = append(args, "--kubeconfig="+opts.Kubeconfig, "--cloud-config="+opts.CloudConfig)
+	args = append(args, opts.Args...)
+	argv := append(append([]string{}, opts.Wrap...), bin)
+	argv = append(argv, args...)
+	p := &Process{done: make(chan struct{})}
+	p.cmd = exec.Command(argv[0], argv[1:]...)
+	p.cmd.Stdout = &lockedWriter{p}
+	p.cmd.Stderr = &lockedWriter{p}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting the CCM: %v", err)
+	}
+	go func() {
+		p.exited = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("CCM log (last 60 lines):\n%s", p.LogTail(60))
+		}
+	})
+	return p
+}
+
+type lockedWriter struct{ p *Process }
+
+func (w *lockedWriter) Write(b []byte) (int, error) {
+	w.p.logMu.Lock()
+	defer w.p.logMu.Unlock()
+	return w.p.log.Write(b)
+}
+
+// Log returns everything the process printed so far.
+func (p *Process) Log() string {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	return p.log.String()
+}
+
+// LogTail returns the last n lines of the log.
+func (p *Process) LogTail(n int) string {
+	lines := strings.Split(strings.TrimRight(p.Log(), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Kill sends SIGKILL and waits for the process to end.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Stop sends SIGTERM, and SIGKILL if it has not ended in 10 s.
+func (p *Process) Stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.Kill()
+	}
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Run runs the binary to completion with the given arguments and returns its
+// exit code and output: for checking how it refuses bad input.
+func Run(ctx context.Context, args ...string) (int, string, error) {
+	bin, err := Build()
+	if err != nil {
+		return 0, "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), string(out), nil
+	}
+	return 0, string(out), err
+}
