@@ -1,0 +1,38 @@
+# baremetal-ccm — see README.md.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/baremetal-cloud-controller-manager
+# The same flags as the Dockerfile: a static, reproducible binary.
+GOFLAGS_BUILD := -trimpath -ldflags="-s -w"
+STATICCHECK_VERSION := v0.8.2
+# Generous: the whole suite takes a fraction of this on 2 cores.
+TEST_TIMEOUT ?= 60m
+
+.PHONY: all build test unit lint k8s-bins demo demo-down clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/baremetal-cloud-controller-manager
+
+# kube-apiserver, kubeadm and kubectl from the Kubernetes source, cached
+# outside the repository ($$BMCCM_CACHE, default ~/.cache/baremetal-ccm).
+k8s-bins:
+	@hack/build-k8s.sh
+
+# Every test CI runs: unit tests, integration tests against the real
+# kube-apiserver, and the FRR/network-namespace tests (as root).
+test: build
+	BMCCM_K8S_BIN=$$(hack/build-k8s.sh) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# Tests that need neither root nor the control plane binaries.
+unit:
+	$(GO) test -race -count=1 ./provider/... ./ipam/... ./bgp/...
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+clean:
+	rm -rf bin
