@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/google/go-cmp/cmp"
+	memdb "github.com/hashicorp/go-memdb"
 	"go4.org/netipx"
 )
 
@@ -358,4 +359,23 @@ func assignedAll(t testing.TB, a *Allocator) map[string][]netip.Addr {
 		out[r.String()] = r.addrs
 	}
 	return out
+}
+
+// servicesTxn returns every row, ordered by namespace and name.
+func servicesTxn(txn *memdb.Txn) ([]*serviceRow, error) {
+	it, err := txn.Get(tableServices, indexID)
+	if err != nil {
+		return nil, fmt.Errorf("listing Services: %w", err)
+	}
+	var rows []*serviceRow
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		rows = append(rows, raw.(*serviceRow))
+	}
+	return rows, nil
+}
+
+// isFreeTxn reports whether slot s of pool and fam is free.
+func isFreeTxn(txn *memdb.Txn, pool string, fam family, s u128) (bool, error) {
+	row, err := freeAtOrAfterTxn(txn, pool, fam, s)
+	return row != nil && !s.less(row.first), err
 }

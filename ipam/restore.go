@@ -59,9 +59,11 @@ func (a *Allocator) Restore(svcs []*v1.Service) RestoreReport {
 	var report RestoreReport
 	claims := make([]claim, 0, len(svcs))
 	for _, svc := range svcs {
-		c := claim{namespace: svc.Namespace, name: svc.Name, created: svc.CreationTimestamp.Time, share: newSharing(svc)}
+		c := claim{namespace: svc.Namespace, name: svc.Name, created: svc.CreationTimestamp.Time}
 		if req, err := newRequest(svc); err == nil {
-			c.want = req.want
+			c.want, c.share = req.want, req.share
+		} else {
+			c.share = newSharing(svc)
 		}
 		for i, ing := range svc.Status.LoadBalancer.Ingress {
 			if ing.IP == "" {
@@ -108,50 +110,90 @@ func (a *Allocator) Restore(svcs []*v1.Service) RestoreReport {
 	return report
 }
 
-// restoreTxn restores claims, the older Service first. It checks every
-// claim against the store and the claims before it, then writes the rows
-// in one go and rebuilds the free lists of the pools concerned: a bulk load
-// of n Services costs n inserts and one pass over those pools, not n
-// allocations.
+// restoreTxn restores claims, the older Service first. Conflicts are
+// between the claims on one address only, so it sorts the claims by
+// address, then age, and settles each address in turn; then it writes the
+// rows in one go and rebuilds the free lists of the pools concerned: a bulk
+// load of n Services costs a sort, n inserts and one pass over those pools,
+// not n allocations.
 func restoreTxn(txn *memdb.Txn, claims []claim) (RestoreReport, error) {
 	var report RestoreReport
+	raw, err := txn.First(tableServices, indexID)
+	if err != nil {
+		return report, fmt.Errorf("looking up Services: %w", err)
+	}
+	emptyStore := raw == nil // at start-up: no claim meets a stored holder
+
 	order := make([]int, len(claims))
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(i, j int) int {
+	slices.SortFunc(order, func(i, j int) int {
 		a, b := &claims[i], &claims[j]
-		return cmp.Or(a.created.Compare(b.created), cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name))
+		return cmp.Or(a.created.Compare(b.created), cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name), cmp.Compare(i, j))
+	})
+	rank := make([]int, len(claims))
+	for r, i := range order {
+		rank[i] = r
+	}
+
+	// One entry per claimed address, by address, then age.
+	type entry struct {
+		addr  netip.Addr
+		claim int
+	}
+	entries := make([]entry, 0, len(claims))
+	for i := range claims {
+		c := &claims[i]
+		if !emptyStore {
+			if old, err := serviceTxn(txn, c.namespace, c.name); err != nil {
+				return report, err
+			} else if old != nil {
+				continue // known: keeps what it holds
+			}
+		}
+		for _, addr := range c.addrs {
+			entries = append(entries, entry{addr, i})
+		}
+	}
+	slices.SortFunc(entries, func(x, y entry) int {
+		return cmp.Or(x.addr.Compare(y.addr), cmp.Compare(rank[x.claim], rank[y.claim]))
 	})
 
+	ranges, err := rangesTxn(txn)
+	if err != nil {
+		return report, err
+	}
 	type holder struct {
 		name  string
 		share sharing
 	}
-	claimed := make(map[netip.Addr][]holder) // address -> restored holders
-	rows := make([]*serviceRow, len(claims))
-	for _, i := range order {
-		c := &claims[i]
-		svc := c.namespace + "/" + c.name
-		if old, err := serviceTxn(txn, c.namespace, c.name); err != nil {
-			return report, err
-		} else if old != nil {
-			continue
+	var holders []holder
+	kept := make([][]netip.Addr, len(claims))
+	stale := make(map[netip.Addr]bool)
+	rebuild := make(map[string]bool)
+	ri := 0 // ranges[ri] is the first range not below the current address
+	for g := 0; g < len(entries); {
+		addr := entries[g].addr
+		end := g + 1
+		for end < len(entries) && entries[end].addr == addr {
+			end++
 		}
-		var kept []netip.Addr
-		for _, addr := range c.addrs {
-			holders := claimed[addr]
-			if len(holders) == 0 {
-				// Only holders from before Restore; the rows this Restore
-				// adds are not written yet.
-				stored, err := holdersTxn(txn, addr)
-				if err != nil {
-					return report, err
-				}
-				for _, h := range stored {
-					holders = append(holders, holder{h.String(), h.share})
-				}
+		holders = holders[:0]
+		if !emptyStore {
+			stored, err := holdersTxn(txn, addr)
+			if err != nil {
+				return report, err
 			}
+			for _, h := range stored {
+				holders = append(holders, holder{h.String(), h.share})
+			}
+		}
+		held := len(holders) > 0
+		accepted := false
+		for _, e := range entries[g:end] {
+			c := &claims[e.claim]
+			svc := c.namespace + "/" + c.name
 			var err error
 			for _, h := range holders {
 				if err = c.share.conflict(svc, addr, h.name, h.share); err != nil {
@@ -163,47 +205,51 @@ func restoreTxn(txn *memdb.Txn, claims []claim) (RestoreReport, error) {
 				report.Rejected = append(report.Rejected, Rejection{c.namespace, c.name, addr.String(), err})
 				continue
 			}
-			claimed[addr] = append(holders, holder{svc, c.share})
-			kept = append(kept, addr)
+			holders = append(holders, holder{svc, c.share})
+			kept[e.claim] = append(kept[e.claim], addr)
+			accepted = true
 		}
-		if len(kept) > 0 {
-			rows[i] = &serviceRow{c.namespace, c.name, kept, c.want, c.share}
+		g = end
+		if !accepted {
+			continue
 		}
-	}
 
-	// Where the restored addresses lie, and which are new to the store.
-	newAddrs := make([]netip.Addr, 0, len(claimed))
-	for addr := range claimed {
-		newAddrs = append(newAddrs, addr)
-	}
-	slices.SortFunc(newAddrs, netip.Addr.Compare)
-	locs := make(map[netip.Addr]location, len(newAddrs))
-	rebuild := make(map[string]bool)
-	for _, addr := range newAddrs {
-		held, err := isHeldTxn(txn, addr)
-		if err != nil {
-			return report, err
+		// Where the address lies: addresses and ranges are both in order.
+		for ri < len(ranges) && (familyOf(ranges[ri].to) < familyOf(addr) || familyOf(ranges[ri].to) == familyOf(addr) && ranges[ri].to.Less(addr)) {
+			ri++
 		}
-		loc, err := locateTxn(txn, addr)
-		if err != nil {
-			return report, err
+		inPool := false
+		if ri < len(ranges) && familyOf(ranges[ri].to) == familyOf(addr) && !addr.Less(ranges[ri].from) {
+			r := ranges[ri]
+			_, inPool = newSlotMap(familyOf(addr), r.avoidBuggyIPs).slot(addr)
+			if inPool && !held {
+				rebuild[r.pool] = true
+			}
 		}
-		locs[addr] = loc
-		switch {
-		case held:
-		case loc.inPool():
-			rebuild[loc.pool] = true
-		default:
-			if err := markStaleTxn(txn, addr); err != nil {
-				return report, err
+		if !inPool {
+			stale[addr] = true
+			if !held {
+				if err := markStaleTxn(txn, addr); err != nil {
+					return report, err
+				}
 			}
 		}
 	}
 
-	for _, row := range rows {
-		if row == nil {
-			continue
+	// Insert in address order: the services table's address indexes are the
+	// deep ones, and a write transaction reuses the nodes it copied last.
+	rows := make([]*serviceRow, len(claims))
+	byAddr := make([]int, 0, len(claims))
+	for _, e := range entries {
+		if len(kept[e.claim]) > 0 && kept[e.claim][0] == e.addr {
+			byAddr = append(byAddr, e.claim)
 		}
+	}
+	for _, i := range byAddr {
+		c := &claims[i]
+		// In the order of the status, which is the Service's family order.
+		addrs := slices.DeleteFunc(slices.Clone(c.addrs), func(a netip.Addr) bool { return !slices.Contains(kept[i], a) })
+		row := &serviceRow{c.namespace, c.name, addrs, c.want, c.share}
 		if !row.want.satisfiedBy(row.addrs) {
 			row.want = want{} // plan anew at the next Allocate
 		} else {
@@ -212,10 +258,16 @@ func restoreTxn(txn *memdb.Txn, claims []claim) (RestoreReport, error) {
 		if err := insertServiceTxn(txn, row); err != nil {
 			return report, err
 		}
+		rows[i] = row
+	}
+	for _, row := range rows {
+		if row == nil {
+			continue
+		}
 		for _, addr := range row.addrs {
 			as := Assignment{row.namespace, row.name, addr}
 			report.Restored = append(report.Restored, as)
-			if !locs[addr].inPool() {
+			if stale[addr] {
 				report.Stale = append(report.Stale, as)
 			}
 		}

@@ -116,25 +116,44 @@ func nameKey(name string) []byte {
 	return append([]byte(name), 0)
 }
 
-// addrKey is the family then the address as 16 big-endian bytes, so that
-// addresses of one family are contiguous and in numeric order.
+// appendU128Key appends u as 32 big-endian nibbles, one per byte, so that
+// byte order is numeric order.
+//
+// Nibbles, not bytes: the radix trees under go-memdb copy every node on the
+// path of a write, and a node holds one edge per distinct next byte. With
+// whole bytes, a dense run of addresses makes nodes of 256 edges (4 KiB)
+// near the leaves, copied on every allocation; with nibbles, nodes have at
+// most 16 edges, twice as many levels, and about a quarter of the bytes
+// copied per write.
+func appendU128Key(b []byte, u u128) []byte {
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, byte(u.hi>>shift)&0xf)
+	}
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, byte(u.lo>>shift)&0xf)
+	}
+	return b
+}
+
+// addrKey is the family then the address, so that addresses of one family
+// are contiguous and in numeric order.
 func addrKey(a netip.Addr) []byte {
-	return appendAddrKey(make([]byte, 0, 17), a)
+	return appendAddrKey(make([]byte, 0, 33), a)
 }
 
 func appendAddrKey(b []byte, a netip.Addr) []byte {
-	u := u128FromAddr(a).bytes()
-	return append(append(b, byte(familyOf(a))), u[:]...)
+	return appendU128Key(append(b, byte(familyOf(a))), u128FromAddr(a))
 }
 
 // poolFamilyKey is a pool name and a family: the prefix of one pool's free
 // slots of one family.
 func poolFamilyKey(pool string, fam family) []byte {
-	return append(nameKey(pool), byte(fam))
+	b := make([]byte, 0, len(pool)+2+32) // room for a slot
+	return append(append(append(b, pool...), 0), byte(fam))
 }
 
 // lengthKey prefixes s with its length, so that s may hold any byte.
 func lengthKey(s string) []byte {
-	b := binary.AppendUvarint(make([]byte, 0, len(s)+2+17), uint64(len(s)))
+	b := binary.AppendUvarint(make([]byte, 0, len(s)+2+33), uint64(len(s)))
 	return append(b, s...)
 }

@@ -60,8 +60,7 @@ func (u u128) count(e u128) *big.Int {
 	return n.Add(n, big.NewInt(1))
 }
 
-// bytes returns u as 16 big-endian bytes, the form used in index keys so that
-// byte order is numeric order.
+// bytes returns u as 16 big-endian bytes.
 func (u u128) bytes() [16]byte {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], u.hi)

@@ -27,8 +27,7 @@ type freeRow struct {
 }
 
 func freeKey(pool string, fam family, last u128) []byte {
-	u := last.bytes()
-	return append(poolFamilyKey(pool, fam), u[:]...)
+	return appendU128Key(poolFamilyKey(pool, fam), last)
 }
 
 func freeTableSchema() *memdb.TableSchema {
@@ -90,12 +89,6 @@ func lowestFreeTxn(txn *memdb.Txn, pool string, fam family) (s u128, ok bool, er
 		return u128{}, false, err
 	}
 	return row.first, true, nil
-}
-
-// isFreeTxn reports whether slot s of pool and fam is free.
-func isFreeTxn(txn *memdb.Txn, pool string, fam family, s u128) (bool, error) {
-	row, err := freeAtOrAfterTxn(txn, pool, fam, s)
-	return row != nil && !s.less(row.first), err
 }
 
 // takeTxn removes the free slot s from its interval.

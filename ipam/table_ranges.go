@@ -19,8 +19,7 @@ type rangeRow struct {
 }
 
 func rangeKey(fam family, to u128) []byte {
-	b := to.bytes()
-	return append([]byte{byte(fam)}, b[:]...)
+	return appendU128Key([]byte{byte(fam)}, to)
 }
 
 func rangesTableSchema() *memdb.TableSchema {
@@ -74,4 +73,17 @@ func locateTxn(txn *memdb.Txn, a netip.Addr) (location, error) {
 	s, ok := loc.slots.slot(a)
 	loc.slot, loc.avoided = s, !ok
 	return loc, nil
+}
+
+// rangesTxn returns every range, by family and address.
+func rangesTxn(txn *memdb.Txn) ([]*rangeRow, error) {
+	it, err := txn.Get(tableRanges, indexID)
+	if err != nil {
+		return nil, fmt.Errorf("listing ranges: %w", err)
+	}
+	var rows []*rangeRow
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		rows = append(rows, raw.(*rangeRow))
+	}
+	return rows, nil
 }

@@ -3,7 +3,6 @@ package ipam
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 
 	memdb "github.com/hashicorp/go-memdb"
 )
@@ -217,19 +216,6 @@ func sharedAddrsTxn(txn *memdb.Txn, key string, fam family, fn func(netip.Addr) 
 	return nil
 }
 
-// servicesTxn returns every row, ordered by namespace and name.
-func servicesTxn(txn *memdb.Txn) ([]*serviceRow, error) {
-	it, err := txn.Get(tableServices, indexID)
-	if err != nil {
-		return nil, fmt.Errorf("listing Services: %w", err)
-	}
-	var rows []*serviceRow
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		rows = append(rows, raw.(*serviceRow))
-	}
-	return rows, nil
-}
-
 func insertServiceTxn(txn *memdb.Txn, row *serviceRow) error {
 	if err := txn.Insert(tableServices, row); err != nil {
 		return fmt.Errorf("recording the addresses of Service %s: %w", row, err)
@@ -242,9 +228,4 @@ func deleteServiceTxn(txn *memdb.Txn, row *serviceRow) error {
 		return fmt.Errorf("dropping the addresses of Service %s: %w", row, err)
 	}
 	return nil
-}
-
-// withoutAddr returns addrs without a.
-func withoutAddr(addrs []netip.Addr, a netip.Addr) []netip.Addr {
-	return slices.DeleteFunc(slices.Clone(addrs), func(b netip.Addr) bool { return b == a })
 }
