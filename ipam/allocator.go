@@ -165,17 +165,22 @@ func setPoolsTxn(txn *memdb.Txn, pools []Pool) error {
 func (a *Allocator) Release(namespace, name string) {
 	txn := a.db.Txn(true)
 	defer txn.Abort()
+	// releaseTxn fails only on a store that breaks its own invariants; then
+	// the Abort keeps the Service's addresses held: an address kept too long
+	// is harmless, one freed twice is not.
+	if released, err := releaseTxn(txn, namespace, name); released && err == nil {
+		txn.Commit()
+	}
+}
+
+// releaseTxn drops a Service's row and frees the addresses no one else
+// holds; released is false when the Service held nothing.
+func releaseTxn(txn *memdb.Txn, namespace, name string) (released bool, err error) {
 	row, err := serviceTxn(txn, namespace, name)
-	if err != nil || row == nil {
-		return
+	if row == nil || err != nil {
+		return false, err
 	}
-	// The store is consistent, so this cannot fail halfway; if it did, the
-	// deferred Abort would keep the Service's addresses, never free them
-	// twice.
-	if err := replaceServiceTxn(txn, row, nil); err != nil {
-		return
-	}
-	txn.Commit()
+	return true, replaceServiceTxn(txn, row, nil)
 }
 
 // replaceServiceTxn replaces a Service's row old (nil: none) by row (nil:

@@ -256,6 +256,8 @@ func validatePools(pools []Pool) error {
 			errs = append(errs, fmt.Errorf("pool %d has no name: %w", i, ErrInvalidPool))
 		case names[p.Name]:
 			errs = append(errs, fmt.Errorf("pool name %q used twice: %w", p.Name, ErrInvalidPool))
+		case len(validation.IsDNS1123Label(p.Name)) > 0:
+			errs = append(errs, fmt.Errorf("pool name %q is not a DNS label: %w", p.Name, ErrInvalidPool))
 		}
 		names[p.Name] = true
 		if len(p.Ranges) == 0 {

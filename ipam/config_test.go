@@ -214,6 +214,7 @@ func TestNewRejectsInvalidPools(t *testing.T) {
 		pools []Pool
 	}{
 		{"no name", []Pool{{Ranges: []netipx.IPRange{r("192.0.2.0-192.0.2.3")}}}},
+		{"bad name", []Pool{{Name: "a\x00b", Ranges: []netipx.IPRange{r("192.0.2.0-192.0.2.3")}}}},
 		{"duplicate", []Pool{{Name: "a", Ranges: []netipx.IPRange{r("192.0.2.0-192.0.2.3")}}, {Name: "a", Ranges: []netipx.IPRange{r("192.0.2.8-192.0.2.9")}}}},
 		{"no ranges", []Pool{{Name: "a"}}},
 		{"invalid range", []Pool{{Name: "a", Ranges: []netipx.IPRange{{}}}}},

@@ -1,0 +1,25 @@
+// Package ipam allocates load-balancer addresses from pools of IPv4 and
+// IPv6 addresses, and keeps every address a Service holds across restarts.
+//
+// Users put Service addresses in DNS records and firewall rules, so the
+// allocator's promises are about never surprising them:
+//
+//   - An address is never held by two Services that may not share it.
+//   - A Service keeps its addresses for as long as it asks for the same
+//     thing: not when another Service goes, not when the pools change (an
+//     address left outside every pool is kept and reported stale), not
+//     when the controller restarts (Restore rebuilds the store from the
+//     Services' status before the first Allocate).
+//   - Every call is atomic: a dual-stack Service gets both addresses or
+//     none, and a call that fails changes nothing.
+//   - Finding a free address never walks the pool: the free addresses are
+//     kept as intervals in a go-memdb table, and the lowest free one is a
+//     single ordered lookup, so an IPv6 /64 costs what a /28 does.
+//
+// The store is a go-memdb database in memory, one table per file
+// (table_*.go), built by schema factories; each exported method opens one
+// transaction and hands it to unexported …Txn functions that compose.
+//
+// Errors wrap the sentinels of errors.go; see docs/ipam.md for the design,
+// the request rules and the benchmarks.
+package ipam
