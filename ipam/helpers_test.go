@@ -156,14 +156,6 @@ func newAllocator(t testing.TB, cfgs ...PoolConfig) *Allocator {
 	return a
 }
 
-func addrs(ss ...string) []netip.Addr {
-	var out []netip.Addr
-	for _, s := range ss {
-		out = append(out, netip.MustParseAddr(s))
-	}
-	return out
-}
-
 // dump returns the whole store, one line per row, for before/after
 // comparisons: a failed call must not change a line.
 func dump(t testing.TB, a *Allocator) []string {
