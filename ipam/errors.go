@@ -8,9 +8,11 @@ import "errors"
 // details (the address, the pool, the Service holding an address, the
 // colliding port), so it can go into the Event text unchanged.
 var (
-	// ErrBadAnnotation: an annotation or spec.loadBalancerIP cannot be
-	// understood: not an IP address, two addresses of one family, more
-	// addresses than the Service's families, an empty sharing key.
+	// ErrBadAnnotation: an annotation or a spec field the request comes
+	// from cannot be understood: not an IP address, two addresses of one
+	// family, two addresses for a single-stack Service, an unknown
+	// spec.ipFamilyPolicy or spec.ipFamilies. (An annotation whose value is
+	// empty counts as absent.)
 	ErrBadAnnotation = errors.New("bad annotation")
 
 	// ErrUnknownPool: the pool annotation names a pool the configuration
