@@ -43,7 +43,7 @@ type ConfigFile struct {
 	// ListenPort is the TCP port to accept BGP sessions on. 0: never
 	// listen, connect out only.
 	ListenPort int32 `json:"listenPort,omitempty"`
-	// HoldTime is the proposed hold time (default 9s; 0 disables keepalives).
+	// HoldTime is the proposed hold time (default 9s, 3s-65535s).
 	HoldTime *metav1.Duration `json:"holdTime,omitempty"`
 	// KeepaliveTime is the keepalive interval (default 3s, or a third of
 	// holdTime when only that is set).
@@ -174,8 +174,8 @@ func (c *ConfigFile) Parse(path *field.Path) (Config, field.ErrorList) {
 		switch {
 		case h%time.Second != 0:
 			errs = append(errs, field.Invalid(path.Child("holdTime"), h.String(), "must be whole seconds"))
-		case h != 0 && (h < minHoldTime || h > maxHoldTime):
-			errs = append(errs, field.Invalid(path.Child("holdTime"), h.String(), "must be 0 (no keepalives) or between 3s and 65535s"))
+		case h < minHoldTime || h > maxHoldTime:
+			errs = append(errs, field.Invalid(path.Child("holdTime"), h.String(), "must be between 3s and 65535s"))
 		default:
 			cfg.HoldTime = h
 			if c.KeepaliveTime == nil {
@@ -188,9 +188,7 @@ func (c *ConfigFile) Parse(path *field.Path) (Config, field.ErrorList) {
 		switch {
 		case k%time.Second != 0:
 			errs = append(errs, field.Invalid(path.Child("keepaliveTime"), k.String(), "must be whole seconds"))
-		case cfg.HoldTime == 0 && k != 0:
-			errs = append(errs, field.Invalid(path.Child("keepaliveTime"), k.String(), "must be 0 when holdTime is 0"))
-		case cfg.HoldTime != 0 && (k < time.Second || k >= cfg.HoldTime):
+		case k < time.Second || k >= cfg.HoldTime:
 			errs = append(errs, field.Invalid(path.Child("keepaliveTime"), k.String(), fmt.Sprintf("must be at least 1s and less than holdTime (%s)", cfg.HoldTime)))
 		default:
 			cfg.KeepaliveTime = k

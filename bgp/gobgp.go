@@ -5,12 +5,15 @@ package bgp
 // messages. No GoBGP type leaves the package.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,23 +33,40 @@ const serveExitTimeout = 10 * time.Second
 // gobgpServer is one embedded GoBGP instance.
 //
 // GoBGP v3's (*BgpServer).Serve never returns: Stop closes the sessions but
-// leaves the server loop blocked forever. To leave no goroutine behind, the
-// server is created with a timing hook, which GoBGP calls on the server
-// loop's own goroutine after every management operation. Once stop has
-// closed every session and made sure that exactly one more management
-// operation will arrive, it arms the hook, and the hook ends the loop with
-// runtime.Goexit after that operation has been answered.
+// leaves the server loop blocked forever. To leave no goroutine behind,
+// stop ends the loop from the inside. GoBGP calls two pieces of our code on
+// the loop's goroutine: the logger, while it executes a management
+// operation, and the timing hook, after each one. stop's very last
+// operation deletes a policy with a name of its own; the logger recognizes
+// the name in GoBGP's "delete policy" debug message and sets a flag, and
+// the timing hook, seeing the flag once that operation has been answered,
+// ends the loop with runtime.Goexit. Every other goroutine has ended
+// before: the sessions', and the event watcher's, whose own last act is a
+// management operation of its own.
 type gobgpServer struct {
 	bgp  *server.BgpServer
-	exit atomic.Bool
+	id   string
+	exit atomic.Bool   // set on the server loop by the logger
 	done chan struct{} // closed when Serve's goroutine has ended
-	// watchCancel ends the peer-state watcher. Its goroutine's last act is
-	// a management operation (unregistering the watcher), which is the
-	// operation that stop waits for. nil when no watcher was started.
+	// watchCancel ends the event watcher.
 	watchCancel context.CancelFunc
+	onEvent     func(*api.WatchEventResponse)
+
+	// up tracks which sessions are Established, from the watcher's
+	// events, so that stop can wait for their teardown.
+	mu      sync.Mutex
+	up      map[string]bool
+	changed chan struct{}
 }
 
-var _ server.FSMTimingHook = (*gobgpServer)(nil)
+var (
+	_         server.FSMTimingHook = (*gobgpServer)(nil)
+	serverIDs atomic.Uint64
+)
+
+// watcherLabel is the pprof label of GoBGP's watcher goroutine, so that
+// stop can see it end.
+const watcherLabel = "baremetal-ccm-gobgp-watcher"
 
 // Observe implements server.FSMTimingHook. It runs on the server loop.
 func (g *gobgpServer) Observe(op server.FSMOperation, _, _ time.Duration) {
@@ -55,13 +75,21 @@ func (g *gobgpServer) Observe(op server.FSMOperation, _, _ time.Duration) {
 	}
 }
 
-// startGoBGP starts a GoBGP server with the given global configuration. If
-// watch is not nil, onEvent is called, on GoBGP's watcher goroutine, for
-// every event it selects; onEvent must not block.
+func (g *gobgpServer) stopPolicy() string { return "baremetal-ccm-stop-" + g.id }
+
+// startGoBGP starts a GoBGP server with the given global configuration.
+// onEvent, if not nil, is called on GoBGP's watcher goroutine for every
+// event watch selects (peer state changes always); it must not block.
 func startGoBGP(ctx context.Context, logger logr.Logger, global *api.Global, apiAddress string, watch *api.WatchEventRequest, onEvent func(*api.WatchEventResponse)) (*gobgpServer, error) {
-	g := &gobgpServer{done: make(chan struct{})}
+	g := &gobgpServer{
+		id:      strconv.FormatUint(serverIDs.Add(1), 10),
+		done:    make(chan struct{}),
+		onEvent: onEvent,
+		up:      map[string]bool{},
+		changed: make(chan struct{}, 1),
+	}
 	opts := []server.ServerOption{
-		server.LoggerOption(&logAdapter{l: logger.WithName("gobgp")}),
+		server.LoggerOption(&logAdapter{l: logger.WithName("gobgp"), stopPolicy: g.stopPolicy(), exit: &g.exit}),
 		server.TimingHookOption(g),
 	}
 	if apiAddress != "" {
@@ -72,39 +100,116 @@ func startGoBGP(ctx context.Context, logger logr.Logger, global *api.Global, api
 		defer close(g.done)
 		g.bgp.Serve()
 	}()
-	if err := g.bgp.StartBgp(ctx, &api.StartBgpRequest{Global: global}); err != nil {
+	if watch == nil {
+		watch = &api.WatchEventRequest{}
+	}
+	if watch.Peer == nil {
+		watch.Peer = &api.WatchEventRequest_Peer{}
+	}
+	// The watcher lives until stop cancels it, whatever happens to the
+	// caller's context. Its goroutine inherits the pprof label.
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g.watchCancel = cancel
+	var err error
+	pprof.Do(context.Background(), pprof.Labels(watcherLabel, g.id), func(context.Context) {
+		err = g.bgp.WatchEvent(wctx, watch, g.handle)
+	})
+	if err == nil {
+		err = g.bgp.StartBgp(ctx, &api.StartBgpRequest{Global: global})
+	}
+	if err != nil {
 		g.stop(logger)
 		return nil, fmt.Errorf("starting GoBGP: %w", err)
 	}
-	if watch != nil {
-		// The watcher lives until stop cancels it, whatever happens to
-		// the caller's context.
-		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		if err := g.bgp.WatchEvent(wctx, watch, onEvent); err != nil {
-			cancel()
-			g.stop(logger)
-			return nil, fmt.Errorf("watching GoBGP events: %w", err)
-		}
-		g.watchCancel = cancel
-	}
 	return g, nil
+}
+
+func (g *gobgpServer) handle(ev *api.WatchEventResponse) {
+	if p := ev.GetPeer(); p != nil && p.Type == api.WatchEventResponse_PeerEvent_STATE && p.Peer != nil && p.Peer.State != nil {
+		g.mu.Lock()
+		g.up[p.Peer.State.NeighborAddress] = p.Peer.State.SessionState == api.PeerState_ESTABLISHED
+		g.mu.Unlock()
+		select {
+		case g.changed <- struct{}{}:
+		default:
+		}
+	}
+	if g.onEvent != nil {
+		g.onEvent(ev)
+	}
+}
+
+func (g *gobgpServer) anyUp() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, up := range g.up {
+		if up {
+			return true
+		}
+	}
+	return false
+}
+
+// watcherRunning reports whether GoBGP's watcher goroutine still exists.
+func (g *gobgpServer) watcherRunning() bool {
+	var buf bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+	return bytes.Contains(buf.Bytes(), []byte(`"`+watcherLabel+`":"`+g.id+`"`))
 }
 
 // stop closes every session, stops GoBGP and waits for its goroutines.
 // The caller guarantees that nothing else calls into the server any more:
 // its own goroutines have ended and it holds the locks that API calls take.
 func (g *gobgpServer) stop(logger logr.Logger) {
-	// StopBgp sends CEASE to every peer and waits for the sessions'
-	// goroutines; Stop also stops the gRPC API, so that no operator
+	ctx := context.Background()
+	deadline := time.Now().Add(serveExitTimeout)
+	// Shut the sessions down first (administratively: the peers stay
+	// configured) and wait until GoBGP reports every Established one torn
+	// down, which it does after the session's goroutines have ended.
+	// StopBgp resets the global configuration while those goroutines may
+	// still read it (a data race in GoBGP v3); idle peers read nothing.
+	var peers []string
+	_ = g.bgp.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		if p.Conf != nil {
+			peers = append(peers, p.Conf.NeighborAddress)
+		}
+	})
+	for _, a := range peers {
+		if err := g.bgp.DisablePeer(ctx, &api.DisablePeerRequest{Address: a, Communication: "shutting down"}); err != nil {
+			logger.Error(err, "Shutting down a BGP session", "address", a)
+		}
+	}
+	timeout := time.After(time.Until(deadline))
+wait:
+	for g.anyUp() {
+		select {
+		case <-g.changed:
+		case <-timeout:
+			logger.Error(nil, "BGP sessions not torn down in time", "waited", serveExitTimeout)
+			break wait
+		}
+	}
+	// StopBgp removes the peers, waits for their goroutines and closes
+	// the listeners; Stop also stops the gRPC API, so that no operator
 	// request can slip in below.
 	g.bgp.Stop()
-	g.exit.Store(true)
-	if g.watchCancel != nil {
-		// The watcher's goroutine unregisters itself with one
-		// management operation, the last one this server will handle.
-		g.watchCancel()
-	} else if _, err := g.bgp.GetBgp(context.Background(), &api.GetBgpRequest{}); err != nil {
-		logger.Error(err, "Final GoBGP operation failed")
+	// The watcher's goroutine unregisters itself with a management
+	// operation and ends.
+	g.watchCancel()
+	for g.watcherRunning() {
+		if time.Now().After(deadline) {
+			logger.Error(nil, "GoBGP's event watcher did not end", "waited", serveExitTimeout)
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	// The last operation: see gobgpServer.
+	p := &api.Policy{Name: g.stopPolicy()}
+	if err := g.bgp.AddPolicy(ctx, &api.AddPolicyRequest{Policy: p}); err != nil {
+		logger.Error(err, "Stopping GoBGP's server loop")
+	}
+	if err := g.bgp.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: p, All: true}); err != nil {
+		logger.Error(err, "Stopping GoBGP's server loop")
 	}
 	select {
 	case <-g.done:
@@ -114,8 +219,13 @@ func (g *gobgpServer) stop(logger logr.Logger) {
 }
 
 // logAdapter sends GoBGP's logs to klog/logr. GoBGP's Info is chatty, so it
-// goes to V(2); Warn to V(0); Debug to V(4).
-type logAdapter struct{ l logr.Logger }
+// goes to V(2); Warn to V(0); Debug to V(4). It also recognizes the
+// deletion of stopPolicy, which tells the server loop to end.
+type logAdapter struct {
+	l          logr.Logger
+	stopPolicy string
+	exit       *atomic.Bool
+}
 
 var _ gobgplog.Logger = (*logAdapter)(nil)
 
@@ -140,6 +250,11 @@ func (a *logAdapter) Panic(msg string, f gobgplog.Fields) {
 
 func (a *logAdapter) Fatal(msg string, f gobgplog.Fields) {
 	a.l.Error(nil, msg, kv(f)...)
+	if f["Topic"] == nil && f["Err"] != nil && msg == "failed to listen grpc port" {
+		// The optional gRPC API: the speaker works without it, and
+		// NewSpeaker has checked the address already.
+		return
+	}
 	panic("gobgp: " + msg)
 }
 
@@ -153,6 +268,9 @@ func (a *logAdapter) Info(msg string, f gobgplog.Fields) {
 }
 
 func (a *logAdapter) Debug(msg string, f gobgplog.Fields) {
+	if msg == "delete policy" && f["Key"] == a.stopPolicy {
+		a.exit.Store(true)
+	}
 	if l := a.l.V(4); l.Enabled() {
 		l.Info(msg, kv(f)...)
 	}

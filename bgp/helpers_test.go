@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
+	"github.com/go-logr/logr"
 	api "github.com/osrg/gobgp/v3/api"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
@@ -385,3 +386,5 @@ func writeFile(t testing.TB, content string) string {
 	}
 	return f
 }
+
+func discardLogger() logr.Logger { return logr.Discard() }

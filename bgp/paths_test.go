@@ -364,3 +364,46 @@ func TestIPv6Session(t *testing.T) {
 	}
 	r.waitNextHops("both families over IPv6", map[netip.Prefix][]netip.Addr{vip4: addrs(h4), vip6: addrs(h6)})
 }
+
+// TestRackedRouterWithoutAddPath: GoBGP picks one best path per VIP for all
+// routers without ADD-PATH; a rack's router without ADD-PATH gets a VIP
+// only when that path is via its rack, and Peers counts the VIPs it
+// misses.
+func TestRackedRouterWithoutAddPath(t *testing.T) {
+	checkNoLeaks(t)
+	ctx := testContext(t)
+	ra := startRouter(t, "127.0.0.2", "127.0.0.1", routerOptions{noAddPath: true})
+	rb := startRouter(t, "127.0.0.3", "127.0.0.1", routerOptions{})
+	s := startSpeaker(t, Config{Peers: []Peer{ra.peer("a", "rack-a"), rb.peer("b", "rack-b")}})
+	waitEstablished(t, s, "a", "b")
+	h := append(hops("198.51.100.10", "rack-a", 1, 2), hops("198.51.100.20", "rack-b", 3, 4)...)
+	var advs []Advertisement
+	wantA := map[netip.Prefix][]netip.Addr{}
+	missing := 0
+	for i := 0; i < 20; i++ {
+		p := netip.PrefixFrom(netip.MustParseAddr("203.0.113."+strconv.Itoa(40+i)), 32)
+		advs = append(advs, Advertisement{Prefix: p, NextHops: h})
+		if top := rank(p.Addr(), h)[0]; top.Rack == "rack-a" {
+			wantA[p] = []netip.Addr{top.Addr}
+		} else {
+			missing++
+		}
+	}
+	if missing == 0 || missing == 20 {
+		t.Fatalf("test data: %d of 20 VIPs have their best node in rack-b; want some, not all", missing)
+	}
+	if err := s.SetAll(ctx, advs); err != nil {
+		t.Fatal(err)
+	}
+	ra.waitNextHops("rack-a router without ADD-PATH", wantA)
+	var st PeerStatus
+	for _, p := range s.Peers() {
+		if p.Name == "a" {
+			st = p
+		}
+	}
+	f := st.Families[0]
+	if !st.SinglePath || f.AddPath || f.Paths != len(wantA) || f.MissingVIPs != missing {
+		t.Errorf("Peers()[a] = %+v, want single path, %d paths, %d missing VIPs", st, len(wantA), missing)
+	}
+}

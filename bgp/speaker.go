@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/go-logr/logr"
 	api "github.com/osrg/gobgp/v3/api"
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 )
 
@@ -101,7 +103,11 @@ func NewSpeaker(ctx context.Context, cfg Config) (*Speaker, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkAPIAddress(cfg.APIAddress); err != nil {
+		return nil, err
+	}
 	logger := klog.FromContext(ctx).WithName("bgp")
+	warnMD5Listener(logger, &cfg, passwords)
 	loopCtx, cancel := context.WithCancel(klog.NewContext(context.WithoutCancel(ctx), logger))
 	s := &Speaker{
 		log:    logger,
@@ -194,6 +200,50 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// checkAPIAddress makes sure that the gRPC API can listen on a: GoBGP
+// listens asynchronously and would only log the failure.
+func checkAPIAddress(a netip.AddrPort) error {
+	if !a.IsValid() {
+		return nil
+	}
+	l, err := net.Listen("tcp", a.String())
+	if err != nil {
+		return fmt.Errorf("GoBGP API address: %w", err)
+	}
+	return l.Close()
+}
+
+// warnMD5Listener warns when the speaker listens and some peer has a
+// password, but TCP MD5 cannot protect the listening socket: Go 1.24+
+// listeners use MPTCP, on which Linux refuses TCP_MD5SIG, unless the
+// binary is built with //go:debug multipathtcp=0. Sessions then come up
+// only from our side, as if the speaker did not listen.
+func warnMD5Listener(log logr.Logger, cfg *Config, passwords map[string]string) {
+	if cfg.ListenPort <= 0 || len(passwords) == 0 {
+		return
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return
+	}
+	defer l.Close()
+	sc, err := l.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		return
+	}
+	var serr error
+	_ = sc.Control(func(fd uintptr) {
+		sig := unix.TCPMD5Sig{Keylen: 1}
+		sig.Addr.Family = unix.AF_INET
+		sig.Key[0] = 'x'
+		serr = unix.SetsockoptTCPMD5Sig(int(fd), unix.IPPROTO_TCP, unix.TCP_MD5SIG, &sig)
+	})
+	if serr != nil {
+		log.Error(serr, "TCP MD5 cannot protect the listening socket: routers with a password cannot connect to the speaker, only the speaker to them; build the binary with //go:debug multipathtcp=0 (Go 1.24+ listeners use MPTCP)",
+			"listenPort", cfg.ListenPort)
+	}
+}
+
 func readPasswords(peers []Peer) (map[string]string, error) {
 	out := map[string]string{}
 	for _, p := range peers {
@@ -283,6 +333,12 @@ func (s *Speaker) Reconfigure(ctx context.Context, cfg Config) error {
 	}
 	log := klog.FromContext(ctx).WithName("bgp")
 	old := s.cfg
+	if old.APIAddress != cfg.APIAddress {
+		if err := checkAPIAddress(cfg.APIAddress); err != nil {
+			return err
+		}
+	}
+	warnMD5Listener(log, &cfg, passwords)
 	if s.srv == nil || old.ASN != cfg.ASN || old.RouterID != cfg.RouterID || old.ListenPort != cfg.ListenPort || old.APIAddress != cfg.APIAddress {
 		log.Info("Restarting the embedded GoBGP for new global settings", "asn", cfg.ASN, "routerID", cfg.RouterID, "listenPort", cfg.ListenPort)
 		if err := s.restart(ctx, &cfg, passwords); err != nil {
@@ -485,58 +541,124 @@ func (s *Speaker) SetAll(ctx context.Context, advs []Advertisement) error {
 		}
 		desired[n.Prefix] = &n
 	}
-	var gone []netip.Prefix
+	var work []reconcileItem
 	for p := range s.vips {
 		if _, ok := desired[p]; !ok && !skip[p] {
-			gone = append(gone, p)
+			work = append(work, reconcileItem{prefix: p})
 		}
 	}
-	slices.SortFunc(gone, netip.Prefix.Compare)
-	for _, p := range gone {
-		if err := s.reconcile(ctx, p, nil); err != nil {
-			errs = append(errs, err)
-		}
+	gone := len(work)
+	for p, adv := range desired {
+		work = append(work, reconcileItem{prefix: p, adv: adv})
 	}
-	prefixes := make([]netip.Prefix, 0, len(desired))
-	for p := range desired {
-		prefixes = append(prefixes, p)
-	}
-	slices.SortFunc(prefixes, netip.Prefix.Compare)
-	for _, p := range prefixes {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("setting all VIPs: %w", err))
-			break
-		}
-		if err := s.reconcile(ctx, p, desired[p]); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	klog.FromContext(ctx).WithName("bgp").V(2).Info("Set all VIPs", "vips", len(desired), "withdrawn", len(gone), "errors", len(errs))
+	errs = append(errs, s.reconcileMany(ctx, work)...)
+	klog.FromContext(ctx).WithName("bgp").V(2).Info("Set all VIPs", "vips", len(desired), "withdrawn", gone, "errors", len(errs))
 	return errors.Join(errs...)
 }
 
 // reconcileAll re-reconciles every VIP against its desired state, after
 // the routers' racks or maxPathsPerPrefix changed. Callers hold mu.
 func (s *Speaker) reconcileAll(ctx context.Context) error {
-	prefixes := make([]netip.Prefix, 0, len(s.vips))
-	for p := range s.vips {
-		prefixes = append(prefixes, p)
+	work := make([]reconcileItem, 0, len(s.vips))
+	for p, v := range s.vips {
+		work = append(work, reconcileItem{prefix: p, adv: v.adv})
 	}
-	slices.SortFunc(prefixes, netip.Prefix.Compare)
-	var errs []error
-	for _, p := range prefixes {
-		if err := s.reconcile(ctx, p, s.vips[p].adv); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(s.reconcileMany(ctx, work)...)
 }
 
-// reconcile brings the announced paths of prefix to adv (nil: none).
-// Order: new paths first, then replacements, then withdrawals, so that a
-// VIP that keeps some node never has a moment without a path, and a node
-// that moves rack is announced under its new identifier before the old
-// one goes. Callers hold mu.
+type reconcileItem struct {
+	prefix netip.Prefix
+	adv    *Advertisement // nil: withdraw
+}
+
+// reconcileWorkers is how many VIPs are reconciled at once. Every GoBGP
+// call is a round trip to GoBGP's single server loop; with several VIPs
+// in flight the loop never waits for a caller to wake up, which doubles
+// the announcement rate. The paths of one VIP stay in order.
+const reconcileWorkers = 8
+
+// reconcileMany reconciles many VIPs, withdrawals first, several at a time.
+// Callers hold mu.
+func (s *Speaker) reconcileMany(ctx context.Context, work []reconcileItem) []error {
+	slices.SortFunc(work, func(a, b reconcileItem) int {
+		if (a.adv == nil) != (b.adv == nil) {
+			if a.adv == nil {
+				return -1
+			}
+			return 1
+		}
+		return a.prefix.Compare(b.prefix)
+	})
+	// Sequential: map changes and marker allocation.
+	states := make([]*vipState, len(work))
+	for i, w := range work {
+		v := s.vips[w.prefix]
+		if v == nil && w.adv != nil {
+			v = &vipState{paths: map[string]*pathState{}, nextID: 1}
+			s.vips[w.prefix] = v
+		}
+		states[i] = v
+		if w.adv != nil {
+			for _, h := range w.adv.NextHops {
+				if h.Rack != "" {
+					s.rackIndex(h.Rack)
+				}
+			}
+		}
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range min(reconcileWorkers, len(work)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(work) || ctx.Err() != nil {
+					return
+				}
+				if states[i] == nil {
+					continue
+				}
+				if err := s.reconcileVIP(ctx, work[i].prefix, states[i], work[i].adv); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("reconciling %d VIPs: %w", len(work), err))
+	}
+	for i, w := range work {
+		if v := states[i]; v != nil {
+			s.forgetIfEmpty(w.prefix, v)
+		}
+	}
+	return errs
+}
+
+// forgetIfEmpty resets a VIP without paths and drops it when nothing is
+// desired either. Callers hold mu.
+func (s *Speaker) forgetIfEmpty(prefix netip.Prefix, v *vipState) {
+	if len(v.paths) == 0 && len(v.orphans) == 0 {
+		// GoBGP drops a prefix with no paths, and with it its
+		// identifier numbering.
+		v.nextID = 1
+		if v.adv == nil {
+			delete(s.vips, prefix)
+		}
+	}
+}
+
+// reconcile brings the announced paths of one VIP to adv (nil: none).
+// Callers hold mu.
 func (s *Speaker) reconcile(ctx context.Context, prefix netip.Prefix, adv *Advertisement) error {
 	v := s.vips[prefix]
 	if v == nil {
@@ -546,6 +668,18 @@ func (s *Speaker) reconcile(ctx context.Context, prefix netip.Prefix, adv *Adver
 		v = &vipState{paths: map[string]*pathState{}, nextID: 1}
 		s.vips[prefix] = v
 	}
+	err := s.reconcileVIP(ctx, prefix, v, adv)
+	s.forgetIfEmpty(prefix, v)
+	return err
+}
+
+// reconcileVIP brings the announced paths of v to adv. Order: new paths
+// first, then replacements, then withdrawals, so that a VIP that keeps
+// some node never has a moment without a path, and a node that moves rack
+// is announced under its new identifier before the old one goes. It
+// touches only v, the counters (under statMu) and GoBGP, so that
+// different VIPs can be reconciled at once; callers hold mu.
+func (s *Speaker) reconcileVIP(ctx context.Context, prefix netip.Prefix, v *vipState, adv *Advertisement) error {
 	before := s.contribution(prefix, v)
 	defer func() {
 		after := s.contribution(prefix, v)
@@ -553,14 +687,6 @@ func (s *Speaker) reconcile(ctx context.Context, prefix netip.Prefix, adv *Adver
 		s.counters[before.fam].add(before, -1)
 		s.counters[after.fam].add(after, +1)
 		s.statMu.Unlock()
-		if len(v.paths) == 0 && len(v.orphans) == 0 {
-			// GoBGP drops a prefix with no paths, and with it its
-			// identifier numbering.
-			v.nextID = 1
-			if v.adv == nil {
-				delete(s.vips, prefix)
-			}
-		}
 	}()
 
 	if adv != nil && (v.adv == nil || !sameAttributes(v.adv, adv)) {

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-var equateNetip = cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})
+var equateNetip = cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{}, netip.AddrPort{})
 
 var (
 	vip4 = netip.MustParsePrefix("203.0.113.10/32")
