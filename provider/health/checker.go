@@ -1,0 +1,330 @@
+// Package health is the node health check, the counterpart of a cloud load
+// balancer's health probe: every CCM replica probes kube-proxy's healthz on
+// every node (http://<node address>:10256/healthz by default), and the
+// announcer withdraws the BGP paths via the nodes that fail.
+//
+// A node's state changes only after several answers in a row agree
+// (UnhealthyThreshold failures, HealthyThreshold successes), so one lost
+// probe withdraws nothing. A node the checker has just learnt of is healthy
+// until proven otherwise: a restarted CCM must not withdraw a working node
+// while it has not probed it yet. Each node is probed by its own goroutine,
+// so a node that hangs never delays the verdict on another.
+//
+// With the defaults (every 1s, timeout 500ms, thresholds of 2), a node that
+// dies is found unhealthy at most Interval × UnhealthyThreshold + Timeout =
+// 2.5 s later (2 s when its port refuses connections).
+package health
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"k8s.io/klog/v2"
+)
+
+// Checker probes a set of nodes and keeps each one's health state. Its
+// methods are safe for concurrent use.
+type Checker struct {
+	onChange func()
+	client   *http.Client
+	// notify holds a pending onChange call: flips that happen while one is
+	// pending are folded into it.
+	notify chan struct{}
+
+	mu      sync.RWMutex
+	cfg     Config
+	targets map[string]*target // node name -> its address and state
+	run     *runState          // nil unless Run is running
+}
+
+// runState is what one Run owns: the context of its probers and the
+// means to wait for them.
+type runState struct {
+	ctx context.Context
+	wg  sync.WaitGroup
+}
+
+// target is one node's address and health state, guarded by Checker.mu.
+type target struct {
+	addr    netip.AddrPort
+	healthy bool
+	// streak counts the probes in a row that contradict healthy: failures
+	// of a healthy node, successes of an unhealthy one.
+	streak int
+	// lastErr is the error of the last failed probe.
+	lastErr error
+	// gen identifies the prober whose results count; it changes whenever
+	// the prober is stopped, so that a late result of an old prober (of an
+	// old address or config) is dropped.
+	gen  uint64
+	stop context.CancelFunc // stops the current prober; nil when none runs
+}
+
+// NewChecker returns a checker with cfg (from [ConfigFile.Parse]) and no
+// targets. Nothing is probed before [Checker.Run].
+//
+// onChange, which may be nil, is called whenever the answer of
+// [Checker.Healthy] changes for some node: a node turns unhealthy or healthy
+// again, an unhealthy node is removed from the targets, or the checks are
+// turned off while a node is unhealthy. It is called on the goroutine of
+// Run, never concurrently with itself, and calls are coalesced: flips that
+// happen while one is pending or in progress give one more call, not one
+// each. It should return quickly (trigger a sync, do not perform it):
+// probes go on while it runs, but later notifications, and Run's return
+// when ctx ends, wait for it. It may call the Checker's methods.
+func NewChecker(cfg Config, onChange func()) *Checker {
+	return &Checker{
+		onChange: onChange,
+		client:   newClient(),
+		notify:   make(chan struct{}, 1),
+		cfg:      cfg.withDefaults(),
+		targets:  map[string]*target{},
+	}
+}
+
+// Run probes the targets until ctx ends, and calls onChange. It blocks, and
+// when it returns, every goroutine it started has ended. Run may be called
+// again after it returned, but not while it runs.
+func (c *Checker) Run(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r := &runState{ctx: ctx}
+
+	c.mu.Lock()
+	if c.run != nil {
+		c.mu.Unlock()
+		panic("health: Checker.Run called while it is running")
+	}
+	c.run = r
+	for name, t := range c.targets {
+		c.startProber(name, t)
+	}
+	c.mu.Unlock()
+
+	for {
+		select {
+		case <-ctx.Done():
+			c.mu.Lock()
+			for _, t := range c.targets {
+				c.stopProber(t)
+			}
+			c.run = nil
+			c.mu.Unlock()
+			r.wg.Wait()
+			c.client.CloseIdleConnections()
+			return
+		case <-c.notify:
+			if c.onChange != nil {
+				c.onChange()
+			}
+		}
+	}
+}
+
+// SetTargets sets the nodes to probe: node name -> the address and port of
+// its healthz, which the caller builds from the node's address and the
+// Config's Port. So when a new Config changes Port, the caller must call
+// SetTargets again with the new port; the Checker keeps the node's state
+// across the change.
+//
+// A new node starts healthy and turns unhealthy only after
+// UnhealthyThreshold failed probes; a node no longer listed stops being
+// probed and is forgotten; a node whose address changed keeps its state
+// (the count towards a flip starts over) and is probed at the new address.
+// targets is not retained.
+func (c *Checker) SetTargets(targets map[string]netip.AddrPort) {
+	c.mu.Lock()
+	changed := false
+	for name, t := range c.targets {
+		if _, ok := targets[name]; !ok {
+			c.stopProber(t)
+			delete(c.targets, name)
+			changed = changed || !t.healthy
+		}
+	}
+	for name, addr := range targets {
+		t, ok := c.targets[name]
+		if ok && t.addr == addr {
+			continue
+		}
+		if ok {
+			c.stopProber(t)
+			t.streak = 0
+		} else {
+			t = &target{healthy: true}
+			c.targets[name] = t
+		}
+		t.addr = addr
+		c.startProber(name, t)
+	}
+	c.mu.Unlock()
+	if changed {
+		c.changed()
+	}
+}
+
+// SetConfig applies a new configuration to a running Checker without losing
+// the nodes' states: probes restart with the new interval, timeout and
+// path, and the new thresholds apply from the next probe (a node that has
+// already failed as often as a lowered threshold flips on its next failure).
+// Turning the checks off makes every node healthy and stops probing;
+// turning them back on starts from healthy. Port is the caller's business
+// (see [Checker.SetTargets]). An unchanged cfg changes nothing.
+func (c *Checker) SetConfig(cfg Config) {
+	cfg = cfg.withDefaults()
+	c.mu.Lock()
+	if cfg == c.cfg {
+		c.mu.Unlock()
+		return
+	}
+	c.cfg = cfg
+	changed := false
+	for name, t := range c.targets {
+		c.stopProber(t)
+		if !cfg.Enabled {
+			changed = changed || !t.healthy
+			t.healthy, t.streak, t.lastErr = true, 0, nil
+		}
+		c.startProber(name, t)
+	}
+	c.mu.Unlock()
+	if changed {
+		c.changed()
+	}
+}
+
+// Healthy tells whether node passes its health check. A node that is not a
+// target, or any node when the checks are off, is healthy.
+func (c *Checker) Healthy(node string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	t, ok := c.targets[node]
+	return !c.cfg.Enabled || !ok || t.healthy
+}
+
+// States returns every target's state, node name -> healthy, for metrics.
+// With the checks off, every target is healthy.
+func (c *Checker) States() map[string]bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	states := make(map[string]bool, len(c.targets))
+	for name, t := range c.targets {
+		states[name] = !c.cfg.Enabled || t.healthy
+	}
+	return states
+}
+
+// changed asks Run to call onChange, once for any number of flips.
+func (c *Checker) changed() {
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// prober is what one probing goroutine knows; it never changes: a new
+// address or config means a new prober.
+type prober struct {
+	name string
+	t    *target
+	gen  uint64
+	addr netip.AddrPort
+	cfg  Config
+}
+
+// startProber starts probing t, if Run is running and the checks are on.
+// c.mu must be held.
+func (c *Checker) startProber(name string, t *target) {
+	if c.run == nil || !c.cfg.Enabled {
+		return
+	}
+	ctx, cancel := context.WithCancel(c.run.ctx)
+	t.stop = cancel
+	p := prober{name: name, t: t, gen: t.gen, addr: t.addr, cfg: c.cfg}
+	r := c.run
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		c.probeLoop(ctx, p)
+	}()
+}
+
+// stopProber stops t's prober, if any, and makes any result it has yet to
+// report stale. c.mu must be held.
+func (c *Checker) stopProber(t *target) {
+	if t.stop != nil {
+		t.stop()
+		t.stop = nil
+	}
+	t.gen++
+}
+
+// probeLoop probes p.addr every p.cfg.Interval until ctx ends. The first
+// probe comes after a random part of the interval, so that the probes of
+// many nodes (all started at once by Run or SetConfig) spread over it.
+func (c *Checker) probeLoop(ctx context.Context, p prober) {
+	timer := time.NewTimer(rand.N(p.cfg.Interval))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		start := time.Now()
+		err := c.probe(ctx, p.addr, p.cfg.Path, p.cfg.Timeout)
+		if ctx.Err() != nil {
+			return // stopped: the probe was cut short, it proves nothing
+		}
+		c.record(ctx, p, err)
+		timer.Reset(p.cfg.Interval - time.Since(start))
+	}
+}
+
+// record counts one probe's result and flips the node's state when the
+// threshold is reached.
+func (c *Checker) record(ctx context.Context, p prober, err error) {
+	logger := klog.FromContext(ctx)
+	if err != nil {
+		logger.V(4).Info("Health probe failed", "node", klog.KRef("", p.name), "address", p.addr, "err", err)
+	}
+	c.mu.Lock()
+	t := c.targets[p.name]
+	if t != p.t || t.gen != p.gen {
+		c.mu.Unlock()
+		return
+	}
+	if err != nil {
+		t.lastErr = err
+	}
+	if t.healthy == (err == nil) {
+		t.streak = 0
+	} else {
+		t.streak++
+	}
+	threshold := c.cfg.HealthyThreshold
+	if t.healthy {
+		threshold = c.cfg.UnhealthyThreshold
+	}
+	flipped := t.streak >= threshold
+	if flipped {
+		t.healthy = !t.healthy
+		t.streak = 0
+	}
+	healthy, lastErr := t.healthy, t.lastErr
+	c.mu.Unlock()
+
+	if !flipped {
+		return
+	}
+	if healthy {
+		logger.Info("Node passes its health check again: healthy", "node", klog.KRef("", p.name), "address", p.addr, "successes", threshold, "lastError", lastErr)
+	} else {
+		logger.Info("Node fails its health check: unhealthy", "node", klog.KRef("", p.name), "address", p.addr, "failures", threshold, "err", lastErr)
+	}
+	c.changed()
+}
