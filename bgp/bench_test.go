@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
 	api "github.com/osrg/gobgp/v3/api"
 )
 
@@ -123,6 +124,10 @@ func TestBenchmarkAnnounce(t *testing.T) {
 		}
 		router.waitReceived(t, 0)
 	}
+}
+
+func fabricEventually(timeout, every time.Duration, f func() error) error {
+	return fabric.Eventually(context.Background(), timeout, every, f)
 }
 
 func envInt(t *testing.T, name string, def int) int {
@@ -343,4 +348,81 @@ func TestBenchmarkRouterProcess(t *testing.T) {
 			mu.Unlock()
 		}
 	}
+}
+
+// TestBenchmarkFRR announces the same 80,000 paths to FRR as the ToR (in a
+// namespace, as in the FRR tests) and measures until bgpd holds them all
+// and until the kernel has every VIP's ECMP route:
+// BGP_BENCH=1 go test -run '^TestBenchmarkFRR$' -v ./bgp/ (root, FRR).
+func TestBenchmarkFRR(t *testing.T) {
+	if os.Getenv("BGP_BENCH") == "" {
+		t.Skip("set BGP_BENCH=1 to run the 80,000-path benchmark against FRR")
+	}
+	nVIPs := envInt(t, "BGP_BENCH_VIPS", 10000)
+	nHops := envInt(t, "BGP_BENCH_HOPS", 8)
+	total := nVIPs * nHops
+	ctx := context.Background()
+	r := newToR(t, 3, torConfig{})
+	var h []NextHop
+	a := r.addr6
+	for i := 0; i < 10; i++ {
+		a = a.Next()
+	}
+	for i := 0; i < nHops; i++ {
+		a = a.Next()
+		h = append(h, NextHop{Node: fmt.Sprintf("node-%d", i), Addr: a})
+	}
+	advs := benchAdvertisements(nVIPs, nHops)
+	for i := range advs {
+		advs[i].NextHops = h
+	}
+	s, err := NewSpeaker(ctx, Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1"), MaxPathsPerPrefix: 16, Peers: []Peer{r.peer(0)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	waitEstablished(t, s, "tor")
+	start := time.Now()
+	if err := s.SetAll(ctx, advs); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("FRR: SetAll of %d paths returned after %v", total, time.Since(start).Round(time.Millisecond))
+	var inBGP, inKernel time.Duration
+	err = fabricEventually(10*time.Minute, 250*time.Millisecond, func() error {
+		if inBGP == 0 {
+			var sum map[string]struct {
+				Peers map[string]struct {
+					PfxRcd int `json:"pfxRcd"`
+				} `json:"peers"`
+			}
+			if err := r.frr.VtyshJSON(ctx, "show bgp summary json", &sum); err != nil {
+				return err
+			}
+			n := 0
+			for _, af := range sum {
+				for _, p := range af.Peers {
+					n += p.PfxRcd
+				}
+			}
+			if n < total {
+				return fmt.Errorf("bgpd has %d paths", n)
+			}
+			inBGP = time.Since(start)
+		}
+		out, err := r.ns.IP(ctx, "-6", "route", "show", "proto", "bgp")
+		if err != nil {
+			return err
+		}
+		if n, nh := strings.Count(string(out), "nhid"), strings.Count(string(out), "nexthop via"); n < nVIPs || nh < total {
+			return fmt.Errorf("the kernel has %d of %d routes, %d of %d next hops", n, nVIPs, nh, total)
+		}
+		inKernel = time.Since(start)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("FRR: bgpd has all %d paths after %v, the kernel all %d %d-way ECMP routes after %v", total, inBGP.Round(time.Millisecond), nVIPs, nHops, inKernel.Round(time.Millisecond))
+	heap, rss, hwm := memory()
+	t.Logf("speaker memory with %d paths announced: Go heap in use %.1f MiB, RSS %.1f MiB, peak RSS %.1f MiB", total, heap, rss, hwm)
 }

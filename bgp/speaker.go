@@ -818,17 +818,21 @@ func (s *Speaker) onEvent(r *api.WatchEventResponse) {
 
 func (s *Speaker) eventLoop(ctx context.Context) {
 	log := klog.FromContext(ctx)
+	last := map[string]SessionState{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case ev := <-s.events:
-			s.handlePeerEvent(log, ev)
+			s.handlePeerEvent(log, ev, last[ev.addr])
+			last[ev.addr] = ev.state
 		}
 	}
 }
 
-func (s *Speaker) handlePeerEvent(log logr.Logger, ev peerEvent) {
+// handlePeerEvent logs a session's state change: coming up and going down
+// at V(0), the attempts in between at V(2).
+func (s *Speaker) handlePeerEvent(log logr.Logger, ev peerEvent, prev SessionState) {
 	addr, err := netip.ParseAddr(ev.addr)
 	if err != nil {
 		return
@@ -841,7 +845,14 @@ func (s *Speaker) handlePeerEvent(log logr.Logger, ev peerEvent) {
 		}
 	}
 	s.statMu.Unlock()
-	log.Info("BGP session state changed", "peer", name, "address", addr, "state", ev.state)
+	switch {
+	case ev.state == StateEstablished:
+		log.Info("BGP session established", "peer", name, "address", addr)
+	case prev == StateEstablished:
+		log.Info("BGP session down", "peer", name, "address", addr, "state", ev.state)
+	default:
+		log.V(2).Info("BGP session state changed", "peer", name, "address", addr, "state", ev.state)
+	}
 	if ev.state != StateEstablished {
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -199,5 +200,36 @@ func TestImportRejectsEverything(t *testing.T) {
 	}
 	if len(rib) != 0 {
 		t.Errorf("the speaker's RIB holds %v, want nothing", rib)
+	}
+}
+
+// TestGracefulRestart: the router sees our graceful-restart capability,
+// with the restart time, for both families; without it, nothing.
+func TestGracefulRestart(t *testing.T) {
+	checkNoLeaks(t)
+	for _, enabled := range []bool{true, false} {
+		t.Run(fmt.Sprint(enabled), func(t *testing.T) {
+			r := startRouter(t, "127.0.0.2", "127.0.0.1", routerOptions{})
+			s := startSpeaker(t, Config{GracefulRestart: GracefulRestart{Enabled: enabled, RestartTime: 90 * time.Second}, Peers: []Peer{r.peer("tor", "")}})
+			waitEstablished(t, s, "tor")
+			var gr *api.GracefulRestartCapability
+			if err := r.srv.bgp.ListPeer(testContext(t), &api.ListPeerRequest{}, func(p *api.Peer) {
+				for _, c := range p.State.RemoteCap {
+					if m, err := c.UnmarshalNew(); err == nil {
+						if g, ok := m.(*api.GracefulRestartCapability); ok {
+							gr = g
+						}
+					}
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case !enabled && gr != nil:
+				t.Errorf("graceful restart disabled, the router sees %v", gr)
+			case enabled && (gr == nil || gr.Time != 90 || len(gr.Tuples) != 2):
+				t.Errorf("the router sees graceful restart %v, want 90s for both families", gr)
+			}
+		})
 	}
 }
