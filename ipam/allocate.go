@@ -56,17 +56,17 @@ func (a *Allocator) Allocate(svc *v1.Service) ([]netip.Addr, error) {
 		return slices.Clone(row.addrs), nil
 	}
 
-	txn := a.db.Txn(true)
-	defer txn.Abort()
-	addrs, err := allocateTxn(txn, req)
+	txn := a.write()
+	defer a.done(txn)
+	addrs, err := allocateTxn(txn, &a.free, req)
 	if err != nil {
 		return nil, err
 	}
-	txn.Commit()
+	a.commit(txn)
 	return addrs, nil
 }
 
-func allocateTxn(txn *memdb.Txn, req *request) ([]netip.Addr, error) {
+func allocateTxn(txn *memdb.Txn, free *freeLists, req *request) ([]netip.Addr, error) {
 	old, err := serviceTxn(txn, req.namespace, req.name)
 	if err != nil {
 		return nil, err
@@ -89,12 +89,12 @@ func allocateTxn(txn *memdb.Txn, req *request) ([]netip.Addr, error) {
 		return slices.Clone(old.addrs), nil
 	}
 
-	addrs, err := planTxn(txn, req, old)
+	addrs, err := planTxn(txn, free, req, old)
 	if err != nil {
 		return nil, err
 	}
 	row := &serviceRow{req.namespace, req.name, addrs, req.want, req.share}
-	if err := replaceServiceTxn(txn, old, row); err != nil {
+	if err := replaceServiceTxn(txn, free, old, row); err != nil {
 		return nil, err
 	}
 	return slices.Clone(addrs), nil
@@ -120,7 +120,7 @@ func checkSharingTxn(txn *memdb.Txn, req *request, addr netip.Addr) error {
 
 // planTxn chooses the addresses for a request; old is what the Service
 // holds (nil: nothing). It only reads.
-func planTxn(txn *memdb.Txn, req *request, old *serviceRow) ([]netip.Addr, error) {
+func planTxn(txn *memdb.Txn, free *freeLists, req *request, old *serviceRow) ([]netip.Addr, error) {
 	w := &req.want
 	if w.pool != "" {
 		p, err := poolTxn(txn, w.pool)
@@ -241,7 +241,7 @@ func planTxn(txn *memdb.Txn, req *request, old *serviceRow) ([]netip.Addr, error
 			// One family, the pool's first that has an address; the
 			// other too if the Service prefers dual-stack.
 			for _, f := range p.families {
-				addr, ok, err := pickTxn(txn, req, p, f)
+				addr, ok, err := pickTxn(txn, free, req, p, f)
 				if err != nil {
 					return nil, err
 				}
@@ -256,7 +256,7 @@ func planTxn(txn *memdb.Txn, req *request, old *serviceRow) ([]netip.Addr, error
 			full = len(picks) == 0
 		} else {
 			for _, f := range pneed {
-				addr, ok, err := pickTxn(txn, req, p, f)
+				addr, ok, err := pickTxn(txn, free, req, p, f)
 				if err != nil {
 					return nil, err
 				}
@@ -275,7 +275,7 @@ func planTxn(txn *memdb.Txn, req *request, old *serviceRow) ([]netip.Addr, error
 			if !p.offers(f) {
 				continue
 			}
-			addr, ok, err := pickTxn(txn, req, p, f)
+			addr, ok, err := pickTxn(txn, free, req, p, f)
 			if err != nil {
 				return nil, err
 			}
@@ -346,7 +346,7 @@ func candidatesTxn(txn *memdb.Txn, req *request, kept []netip.Addr) ([]*poolRow,
 // pickTxn returns the address of family f a Service gets from pool p: the
 // lowest one held under its sharing key whose holders accept it, else the
 // lowest free one. ok is false when there is neither.
-func pickTxn(txn *memdb.Txn, req *request, p *poolRow, f family) (addr netip.Addr, ok bool, err error) {
+func pickTxn(txn *memdb.Txn, free *freeLists, req *request, p *poolRow, f family) (addr netip.Addr, ok bool, err error) {
 	if req.share.key != "" {
 		err := sharedAddrsTxn(txn, req.share.key, f, func(a netip.Addr) (bool, error) {
 			loc, err := locateTxn(txn, a)
@@ -366,9 +366,9 @@ func pickTxn(txn *memdb.Txn, req *request, p *poolRow, f family) (addr netip.Add
 			return addr, ok, err
 		}
 	}
-	s, ok, err := lowestFreeTxn(txn, p.Name, f)
-	if !ok || err != nil {
-		return netip.Addr{}, false, err
+	s, ok := free.lowest(p.Name, f)
+	if !ok {
+		return netip.Addr{}, false, nil
 	}
 	return newSlotMap(f, p.AvoidBuggyIPs).addr(s), true, nil
 }

@@ -5,19 +5,48 @@ import (
 	"math/big"
 	"net/netip"
 	"slices"
+	"sync"
 
 	memdb "github.com/hashicorp/go-memdb"
 	v1 "k8s.io/api/core/v1"
 )
 
 // Allocator hands out load-balancer addresses from pools. It is safe for
-// concurrent use: every change is one go-memdb write transaction (memdb
-// admits one writer at a time), and readers see consistent snapshots.
+// concurrent use: every change is one go-memdb write transaction, made
+// under mu with the matching changes of the free lists, and readers of the
+// store see consistent snapshots.
 //
 // Allocate, Release and Restore change the store all or nothing: a call
 // that fails leaves it as it was.
 type Allocator struct {
 	db *memdb.MemDB
+	// mu serialises the writers and guards free: a write changes the memdb
+	// store and the free lists together, and commits or undoes both.
+	mu   sync.Mutex
+	free freeLists
+}
+
+// write starts a change: it takes the write lock and opens a memdb write
+// transaction. Defer done, and call commit when the change succeeded.
+func (a *Allocator) write() *memdb.Txn {
+	a.mu.Lock()
+	return a.db.Txn(true)
+}
+
+// commit makes a change permanent: the memdb transaction and the free
+// lists' changes.
+func (a *Allocator) commit(txn *memdb.Txn) {
+	txn.Commit()
+	a.free.commit()
+}
+
+// done ends a change: whatever commit did not make permanent is undone
+// (the memdb transaction aborted, the free lists' changes reversed), and
+// the write lock released.
+func (a *Allocator) done(txn *memdb.Txn) {
+	txn.Abort()
+	a.free.rollback()
+	a.mu.Unlock()
 }
 
 // Assignment is an address a Service holds.
@@ -52,7 +81,7 @@ func New(pools []Pool) (*Allocator, error) {
 	// fifth of the time of an allocation. A snapshot is a complete MemDB
 	// that skips that bookkeeping, so the Allocator works on one and drops
 	// the primary.
-	a := &Allocator{db: db.Snapshot()}
+	a := &Allocator{db: db.Snapshot(), free: newFreeLists()}
 	if _, err := a.SetPools(pools); err != nil {
 		return nil, err
 	}
@@ -68,20 +97,20 @@ func (a *Allocator) SetPools(pools []Pool) (stale []Assignment, err error) {
 	if err := validatePools(pools); err != nil {
 		return nil, err
 	}
-	txn := a.db.Txn(true)
-	defer txn.Abort()
-	if err := setPoolsTxn(txn, pools); err != nil {
+	txn := a.write()
+	defer a.done(txn)
+	if err := setPoolsTxn(txn, &a.free, pools); err != nil {
 		return nil, err
 	}
 	stale, err = staleAssignmentsTxn(txn)
 	if err != nil {
 		return nil, err
 	}
-	txn.Commit()
+	a.commit(txn)
 	return stale, nil
 }
 
-func setPoolsTxn(txn *memdb.Txn, pools []Pool) error {
+func setPoolsTxn(txn *memdb.Txn, free *freeLists, pools []Pool) error {
 	old, err := poolsTxn(txn)
 	if err != nil {
 		return err
@@ -111,12 +140,7 @@ func setPoolsTxn(txn *memdb.Txn, pools []Pool) error {
 				return err
 			}
 		}
-		if err := deletePoolFreeTxn(txn, o.Name); err != nil {
-			return err
-		}
-		if err := deletePoolUsageTxn(txn, o.Name); err != nil {
-			return err
-		}
+		free.dropPool(o.Name)
 	}
 
 	if _, err := txn.DeleteAll(tablePools, indexID); err != nil {
@@ -141,7 +165,7 @@ func setPoolsTxn(txn *memdb.Txn, pools []Pool) error {
 		}
 	}
 	for _, row := range rebuild {
-		if err := rebuildFreeTxn(txn, row); err != nil {
+		if err := rebuildFreeTxn(txn, free, row); err != nil {
 			return err
 		}
 	}
@@ -168,30 +192,30 @@ func setPoolsTxn(txn *memdb.Txn, pools []Pool) error {
 // Services stays with them. Releasing a Service that holds nothing does
 // nothing.
 func (a *Allocator) Release(namespace, name string) {
-	txn := a.db.Txn(true)
-	defer txn.Abort()
+	txn := a.write()
+	defer a.done(txn)
 	// releaseTxn fails only on a store that breaks its own invariants; then
-	// the Abort keeps the Service's addresses held: an address kept too long
+	// the abort keeps the Service's addresses held: an address kept too long
 	// is harmless, one freed twice is not.
-	if released, err := releaseTxn(txn, namespace, name); released && err == nil {
-		txn.Commit()
+	if released, err := releaseTxn(txn, &a.free, namespace, name); released && err == nil {
+		a.commit(txn)
 	}
 }
 
 // releaseTxn drops a Service's row and frees the addresses no one else
 // holds; released is false when the Service held nothing.
-func releaseTxn(txn *memdb.Txn, namespace, name string) (released bool, err error) {
+func releaseTxn(txn *memdb.Txn, free *freeLists, namespace, name string) (released bool, err error) {
 	row, err := serviceTxn(txn, namespace, name)
 	if row == nil || err != nil {
 		return false, err
 	}
-	return true, replaceServiceTxn(txn, row, nil)
+	return true, replaceServiceTxn(txn, free, row, nil)
 }
 
 // replaceServiceTxn replaces a Service's row old (nil: none) by row (nil:
 // none), holding the addresses row adds and freeing the ones it drops
 // unless another Service holds them still.
-func replaceServiceTxn(txn *memdb.Txn, old, row *serviceRow) error {
+func replaceServiceTxn(txn *memdb.Txn, free *freeLists, old, row *serviceRow) error {
 	var oldAddrs, newAddrs []netip.Addr
 	if old != nil {
 		oldAddrs = old.addrs
@@ -206,7 +230,7 @@ func replaceServiceTxn(txn *memdb.Txn, old, row *serviceRow) error {
 		if slices.Contains(newAddrs, a) {
 			continue
 		}
-		if err := unholdIfLastTxn(txn, a); err != nil {
+		if err := unholdIfLastTxn(txn, free, a); err != nil {
 			return err
 		}
 	}
@@ -214,7 +238,7 @@ func replaceServiceTxn(txn *memdb.Txn, old, row *serviceRow) error {
 		if slices.Contains(oldAddrs, a) {
 			continue
 		}
-		if err := holdIfFirstTxn(txn, a); err != nil {
+		if err := holdIfFirstTxn(txn, free, a); err != nil {
 			return err
 		}
 	}
@@ -226,7 +250,7 @@ func replaceServiceTxn(txn *memdb.Txn, old, row *serviceRow) error {
 
 // holdIfFirstTxn takes a from its pool's free list, or marks it stale if it
 // is in no pool, unless some Service holds it already.
-func holdIfFirstTxn(txn *memdb.Txn, a netip.Addr) error {
+func holdIfFirstTxn(txn *memdb.Txn, free *freeLists, a netip.Addr) error {
 	held, err := isHeldTxn(txn, a)
 	if held || err != nil {
 		return err
@@ -238,15 +262,15 @@ func holdIfFirstTxn(txn *memdb.Txn, a netip.Addr) error {
 	if !loc.inPool() {
 		return markStaleTxn(txn, a)
 	}
-	if err := takeTxn(txn, loc.pool, familyOf(a), loc.slot); err != nil {
+	if err := free.take(loc.pool, familyOf(a), loc.slot); err != nil {
 		return fmt.Errorf("holding %s: %w", a, err)
 	}
-	return addUsageTxn(txn, loc.pool, familyOf(a), +1)
+	return nil
 }
 
 // unholdIfLastTxn returns a to its pool's free list (or forgets it if it is
 // stale), unless some Service still holds it.
-func unholdIfLastTxn(txn *memdb.Txn, a netip.Addr) error {
+func unholdIfLastTxn(txn *memdb.Txn, free *freeLists, a netip.Addr) error {
 	held, err := isHeldTxn(txn, a)
 	if held || err != nil {
 		return err
@@ -258,10 +282,10 @@ func unholdIfLastTxn(txn *memdb.Txn, a netip.Addr) error {
 	if !loc.inPool() {
 		return unmarkStaleTxn(txn, a)
 	}
-	if err := giveTxn(txn, loc.pool, familyOf(a), loc.slot); err != nil {
+	if err := free.give(loc.pool, familyOf(a), loc.slot); err != nil {
 		return fmt.Errorf("freeing %s: %w", a, err)
 	}
-	return addUsageTxn(txn, loc.pool, familyOf(a), -1)
+	return nil
 }
 
 // Assigned returns the addresses a Service holds, its primary family first;
@@ -305,14 +329,19 @@ func staleAssignmentsTxn(txn *memdb.Txn) ([]Assignment, error) {
 // Stats returns the usage of every pool and family, in configuration order,
 // IPv4 before IPv6.
 func (a *Allocator) Stats() []PoolStats {
-	stats, err := statsTxn(a.db.Txn(false))
+	// The usage counts live in the free lists, which writers change in
+	// place: read them under the write lock, with the pools of the same
+	// moment.
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	stats, err := statsTxn(a.db.Txn(false), &a.free)
 	if err != nil {
 		return nil
 	}
 	return stats
 }
 
-func statsTxn(txn *memdb.Txn) ([]PoolStats, error) {
+func statsTxn(txn *memdb.Txn, free *freeLists) ([]PoolStats, error) {
 	pools, err := poolsTxn(txn)
 	if err != nil {
 		return nil, err
@@ -333,9 +362,9 @@ func statsTxn(txn *memdb.Txn) ([]PoolStats, error) {
 					total.Add(total, first.count(last))
 				}
 			}
-			inUse, err := usageTxn(txn, p.Name, fam)
-			if err != nil {
-				return nil, err
+			var inUse uint64
+			if l := free.list(p.Name, fam); l != nil {
+				inUse = l.inUse
 			}
 			free := new(big.Int).Sub(total, new(big.Int).SetUint64(inUse))
 			out = append(out, PoolStats{Pool: p.Name, Family: fam.ipFamily(), Total: total, InUse: inUse, Free: free})

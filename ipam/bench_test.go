@@ -73,13 +73,13 @@ func (p benchPool) prefill(b *testing.B, n int) *Allocator {
 			addrs:     []netip.Addr{addrFromU128(p.fam, u128{base.hi, base.lo + j})},
 		}
 	}
-	txn := a.db.Txn(true)
-	defer txn.Abort()
-	report, err := restoreTxn(txn, claims)
+	txn := a.write()
+	defer a.done(txn)
+	report, err := restoreTxn(txn, &a.free, claims)
 	if err != nil || len(report.Rejected) > 0 || len(report.Restored) != n {
 		b.Fatalf("restoring %d claims: %v, %d restored, rejected %v", n, err, len(report.Restored), report.Rejected)
 	}
-	txn.Commit()
+	a.commit(txn)
 	return a
 }
 

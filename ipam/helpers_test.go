@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"fmt"
+	"maps"
 	"math/big"
 	"net/netip"
 	"slices"
@@ -162,7 +163,11 @@ func dump(t testing.TB, a *Allocator) []string {
 	t.Helper()
 	txn := a.db.Txn(false)
 	var out []string
-	for _, table := range []string{tablePools, tableRanges, tableFree, tableUsage, tableServices, tableStale} {
+	for _, table := range []string{tablePools, tableRanges, "free", tableServices, tableStale} {
+		if table == "free" {
+			out = append(out, dumpFree(a)...)
+			continue
+		}
 		it, err := txn.Get(table, indexID)
 		if err != nil {
 			t.Fatalf("dumping table %s: %v", table, err)
@@ -173,10 +178,6 @@ func dump(t testing.TB, a *Allocator) []string {
 				out = append(out, fmt.Sprintf("pool %d %s %v auto=%v buggy=%v ns=%v sel=%v", r.order, r.Name, r.Ranges, r.AutoAssign, r.AvoidBuggyIPs, r.Namespaces, r.Selector))
 			case *rangeRow:
 				out = append(out, fmt.Sprintf("range %s %s-%s", r.pool, r.from, r.to))
-			case *freeRow:
-				out = append(out, fmt.Sprintf("free %s %s %v-%v", r.pool, r.fam, r.first, r.last))
-			case *usageRow:
-				out = append(out, fmt.Sprintf("usage %s %s %d", r.pool, r.fam, r.inUse))
 			case *serviceRow:
 				out = append(out, fmt.Sprintf("service %s %v %+v %+v", r, r.addrs, r.want, r.share))
 			case *staleRow:
@@ -185,6 +186,39 @@ func dump(t testing.TB, a *Allocator) []string {
 				t.Fatalf("table %s holds a %T", table, raw)
 			}
 		}
+	}
+	return out
+}
+
+// dumpFree returns the free lists, then the usage counts, one line per
+// interval or count, by pool and family.
+func dumpFree(a *Allocator) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	keys := slices.SortedFunc(maps.Keys(a.free.lists), func(x, y poolFam) int {
+		if c := strings.Compare(x.pool, y.pool); c != 0 {
+			return c
+		}
+		return int(x.fam) - int(y.fam)
+	})
+	var free, usage []string
+	for _, k := range keys {
+		l := a.free.lists[k]
+		l.ascend(func(first, last u128) {
+			free = append(free, fmt.Sprintf("free %s %s %v-%v", k.pool, k.fam, first, last))
+		})
+		usage = append(usage, fmt.Sprintf("usage %s %s %d", k.pool, k.fam, l.inUse))
+	}
+	return append(free, usage...)
+}
+
+// freeIntervals returns the free intervals of pool and fam, in order.
+func freeIntervals(a *Allocator, pool string, fam family) [][2]u128 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out [][2]u128
+	if l := a.free.list(pool, fam); l != nil {
+		l.ascend(func(first, last u128) { out = append(out, [2]u128{first, last}) })
 	}
 	return out
 }
@@ -232,7 +266,7 @@ func checkStore(t testing.TB, a *Allocator) {
 		}
 		if loc.inPool() {
 			inUse[pf{loc.pool, familyOf(addr)}]++
-			if free, err := isFreeTxn(txn, loc.pool, familyOf(addr), loc.slot); err != nil || free {
+			if free, err := isFree(a, loc.pool, familyOf(addr), loc.slot); err != nil || free {
 				t.Errorf("held address %s of pool %q is on the free list (err %v)", addr, loc.pool, err)
 			}
 			if staleRaw != nil {
@@ -285,16 +319,9 @@ func checkStore(t testing.TB, a *Allocator) {
 				}
 			}
 			free := new(big.Int)
-			it, err := txn.Get(tableFree, indexID+"_prefix", p.Name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var prev *freeRow
-			for raw := it.Next(); raw != nil; raw = it.Next() {
-				r := raw.(*freeRow)
-				if r.fam != fam {
-					continue
-				}
+			var prev *iv
+			for _, fr := range freeIntervals(a, p.Name, fam) {
+				r := &iv{fr[0], fr[1]}
 				if r.last.less(r.first) {
 					t.Errorf("free interval %v-%v of pool %q is empty", r.first, r.last, p.Name)
 				}
@@ -366,8 +393,10 @@ func servicesTxn(txn *memdb.Txn) ([]*serviceRow, error) {
 	return rows, nil
 }
 
-// isFreeTxn reports whether slot s of pool and fam is free.
-func isFreeTxn(txn *memdb.Txn, pool string, fam family, s u128) (bool, error) {
-	row, err := freeAtOrAfterTxn(txn, pool, fam, s)
-	return row != nil && !s.less(row.first), err
+// isFree reports whether slot s of pool and fam is free.
+func isFree(a *Allocator, pool string, fam family, s u128) (bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l := a.free.list(pool, fam)
+	return l != nil && l.contains(s), nil
 }

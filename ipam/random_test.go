@@ -306,7 +306,7 @@ func (r *randomRun) release() string {
 		}
 		loc, _ := locateTxn(txn, addr)
 		if !isHeld && loc.inPool() {
-			if free, _ := isFreeTxn(txn, loc.pool, familyOf(addr), loc.slot); !free {
+			if free, _ := isFree(r.a, loc.pool, familyOf(addr), loc.slot); !free {
 				t.Errorf("%s: %s is not free after", what, addr)
 			}
 			gained[loc.pool+" "+string(familyOf(addr).ipFamily())]++

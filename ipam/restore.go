@@ -91,9 +91,9 @@ func (a *Allocator) Restore(svcs []*v1.Service) RestoreReport {
 		}
 	}
 
-	txn := a.db.Txn(true)
-	defer txn.Abort()
-	r, err := restoreTxn(txn, claims)
+	txn := a.write()
+	defer a.done(txn)
+	r, err := restoreTxn(txn, &a.free, claims)
 	if err != nil {
 		// Only a broken store fails here; nothing was restored.
 		for _, c := range claims {
@@ -103,7 +103,7 @@ func (a *Allocator) Restore(svcs []*v1.Service) RestoreReport {
 		}
 		return report
 	}
-	txn.Commit()
+	a.commit(txn)
 	report.Restored = r.Restored
 	report.Stale = r.Stale
 	report.Rejected = append(report.Rejected, r.Rejected...)
@@ -116,7 +116,7 @@ func (a *Allocator) Restore(svcs []*v1.Service) RestoreReport {
 // rows in one go and rebuilds the free lists of the pools concerned: a bulk
 // load of n Services costs a sort, n inserts and one pass over those pools,
 // not n allocations.
-func restoreTxn(txn *memdb.Txn, claims []claim) (RestoreReport, error) {
+func restoreTxn(txn *memdb.Txn, free *freeLists, claims []claim) (RestoreReport, error) {
 	var report RestoreReport
 	raw, err := txn.First(tableServices, indexID)
 	if err != nil {
@@ -279,7 +279,7 @@ func restoreTxn(txn *memdb.Txn, claims []claim) (RestoreReport, error) {
 	}
 	for _, p := range pools {
 		if rebuild[p.Name] {
-			if err := rebuildFreeTxn(txn, p); err != nil {
+			if err := rebuildFreeTxn(txn, free, p); err != nil {
 				return report, err
 			}
 		}

@@ -19,8 +19,6 @@ import (
 const (
 	tablePools    = "pools"
 	tableRanges   = "ranges"
-	tableFree     = "free"
-	tableUsage    = "usage"
 	tableServices = "services"
 	tableStale    = "stale"
 
@@ -32,8 +30,6 @@ func schema() *memdb.DBSchema {
 	tables := []*memdb.TableSchema{
 		poolsTableSchema(),
 		rangesTableSchema(),
-		freeTableSchema(),
-		usageTableSchema(),
 		servicesTableSchema(),
 		staleTableSchema(),
 	}
@@ -143,13 +139,6 @@ func addrKey(a netip.Addr) []byte {
 
 func appendAddrKey(b []byte, a netip.Addr) []byte {
 	return appendU128Key(append(b, byte(familyOf(a))), u128FromAddr(a))
-}
-
-// poolFamilyKey is a pool name and a family: the prefix of one pool's free
-// slots of one family.
-func poolFamilyKey(pool string, fam family) []byte {
-	b := make([]byte, 0, len(pool)+2+32) // room for a slot
-	return append(append(append(b, pool...), 0), byte(fam))
 }
 
 // lengthKey prefixes s with its length, so that s may hold any byte.
