@@ -636,3 +636,33 @@ func TestProbeURL(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultDetectionTime: with the defaults, a node whose kube-proxy
+// stops answering is unhealthy within Interval × UnhealthyThreshold +
+// Timeout = 2.5 s (the target: paths withdrawn within about 2 s).
+func TestDefaultDetectionTime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 2-3 s with the default interval")
+	}
+	var dead atomic.Bool
+	s := newServer(t, func(int64) int {
+		if dead.Load() {
+			return hang
+		}
+		return http.StatusOK
+	})
+	cfg := DefaultConfig()
+	c, _ := startChecker(t, cfg, map[string]netip.AddrPort{"a": s.addr}, "a")
+	waitRequests(t, s, 1)
+	dead.Store(true)
+	start := time.Now()
+	waitFor(t, "a to turn unhealthy", func() bool { return !c.Healthy("a") })
+	took := time.Since(start)
+	bound := cfg.Interval*time.Duration(cfg.UnhealthyThreshold) + cfg.Timeout
+	t.Logf("a node that stopped answering was unhealthy after %s (bound %s)", took.Round(time.Millisecond), bound)
+	// Slack for a busy machine; a prober that waited for others would
+	// take a multiple of the bound.
+	if took > bound+time.Second {
+		t.Errorf("detection took %s, want at most %s", took, bound)
+	}
+}
