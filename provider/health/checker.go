@@ -135,7 +135,7 @@ func (c *Checker) Run(ctx context.Context) {
 // UnhealthyThreshold failed probes; a node no longer listed stops being
 // probed and is forgotten; a node whose address changed keeps its state
 // (the count towards a flip starts over) and is probed at the new address.
-// targets is not retained.
+// An invalid address fails every probe. targets is not retained.
 func (c *Checker) SetTargets(targets map[string]netip.AddrPort) {
 	c.mu.Lock()
 	changed := false
