@@ -58,7 +58,7 @@ func (a *Allocator) Allocate(svc *v1.Service) ([]netip.Addr, error) {
 
 	txn := a.write()
 	defer a.done(txn)
-	addrs, err := allocateTxn(txn, &a.free, req)
+	addrs, err := allocateTxn(txn, &a.ix, req)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func (a *Allocator) Allocate(svc *v1.Service) ([]netip.Addr, error) {
 	return addrs, nil
 }
 
-func allocateTxn(txn *memdb.Txn, free *freeLists, req *request) ([]netip.Addr, error) {
+func allocateTxn(txn *memdb.Txn, ix *indexes, req *request) ([]netip.Addr, error) {
 	old, err := serviceTxn(txn, req.namespace, req.name)
 	if err != nil {
 		return nil, err
@@ -78,36 +78,32 @@ func allocateTxn(txn *memdb.Txn, free *freeLists, req *request) ([]netip.Addr, e
 		// The same addresses under new sharing terms (ports, policy,
 		// key): the other holders must accept them.
 		for _, addr := range old.addrs {
-			if err := checkSharingTxn(txn, req, addr); err != nil {
+			if err := checkSharing(ix, req, addr); err != nil {
 				return nil, err
 			}
 		}
 		row := &serviceRow{req.namespace, req.name, old.addrs, req.want, req.share}
-		if err := insertServiceTxn(txn, row); err != nil {
+		if err := insertServiceTxn(txn, ix, old, row); err != nil {
 			return nil, err
 		}
 		return slices.Clone(old.addrs), nil
 	}
 
-	addrs, err := planTxn(txn, free, req, old)
+	addrs, err := planTxn(txn, ix, req, old)
 	if err != nil {
 		return nil, err
 	}
 	row := &serviceRow{req.namespace, req.name, addrs, req.want, req.share}
-	if err := replaceServiceTxn(txn, free, old, row); err != nil {
+	if err := replaceServiceTxn(txn, ix, old, row); err != nil {
 		return nil, err
 	}
 	return slices.Clone(addrs), nil
 }
 
-// checkSharingTxn returns why the Service of req may not hold addr along
-// with its other holders, nil if it may.
-func checkSharingTxn(txn *memdb.Txn, req *request, addr netip.Addr) error {
-	holders, err := holdersTxn(txn, addr)
-	if err != nil {
-		return err
-	}
-	for _, h := range holders {
+// checkSharing returns why the Service of req may not hold addr along with
+// its other holders, nil if it may.
+func checkSharing(ix *indexes, req *request, addr netip.Addr) error {
+	for _, h := range ix.holders(addr) {
 		if h.namespace == req.namespace && h.name == req.name {
 			continue
 		}
@@ -120,7 +116,7 @@ func checkSharingTxn(txn *memdb.Txn, req *request, addr netip.Addr) error {
 
 // planTxn chooses the addresses for a request; old is what the Service
 // holds (nil: nothing). It only reads.
-func planTxn(txn *memdb.Txn, free *freeLists, req *request, old *serviceRow) ([]netip.Addr, error) {
+func planTxn(txn *memdb.Txn, ix *indexes, req *request, old *serviceRow) ([]netip.Addr, error) {
 	w := &req.want
 	if w.pool != "" {
 		p, err := poolTxn(txn, w.pool)
@@ -143,12 +139,12 @@ func planTxn(txn *memdb.Txn, free *freeLists, req *request, old *serviceRow) ([]
 	if w.nips > 0 {
 		for _, addr := range w.addrs() {
 			if old != nil && slices.Contains(old.addrs, addr) {
-				if err := checkSharingTxn(txn, req, addr); err != nil {
+				if err := checkSharing(ix, req, addr); err != nil {
 					return nil, err
 				}
 				continue
 			}
-			if err := checkRequestedTxn(txn, req, addr); err != nil {
+			if err := checkRequestedTxn(txn, ix, req, addr); err != nil {
 				return nil, err
 			}
 		}
@@ -175,7 +171,7 @@ func planTxn(txn *memdb.Txn, free *freeLists, req *request, old *serviceRow) ([]
 					continue
 				}
 			}
-			if err := checkSharingTxn(txn, req, addr); err != nil {
+			if err := checkSharing(ix, req, addr); err != nil {
 				return nil, err
 			}
 			kept = append(kept, addr)
@@ -241,7 +237,7 @@ func planTxn(txn *memdb.Txn, free *freeLists, req *request, old *serviceRow) ([]
 			// One family, the pool's first that has an address; the
 			// other too if the Service prefers dual-stack.
 			for _, f := range p.families {
-				addr, ok, err := pickTxn(txn, free, req, p, f)
+				addr, ok, err := pickTxn(txn, ix, req, p, f)
 				if err != nil {
 					return nil, err
 				}
@@ -256,7 +252,7 @@ func planTxn(txn *memdb.Txn, free *freeLists, req *request, old *serviceRow) ([]
 			full = len(picks) == 0
 		} else {
 			for _, f := range pneed {
-				addr, ok, err := pickTxn(txn, free, req, p, f)
+				addr, ok, err := pickTxn(txn, ix, req, p, f)
 				if err != nil {
 					return nil, err
 				}
@@ -275,7 +271,7 @@ func planTxn(txn *memdb.Txn, free *freeLists, req *request, old *serviceRow) ([]
 			if !p.offers(f) {
 				continue
 			}
-			addr, ok, err := pickTxn(txn, free, req, p, f)
+			addr, ok, err := pickTxn(txn, ix, req, p, f)
 			if err != nil {
 				return nil, err
 			}
@@ -346,7 +342,7 @@ func candidatesTxn(txn *memdb.Txn, req *request, kept []netip.Addr) ([]*poolRow,
 // pickTxn returns the address of family f a Service gets from pool p: the
 // lowest one held under its sharing key whose holders accept it, else the
 // lowest free one. ok is false when there is neither.
-func pickTxn(txn *memdb.Txn, free *freeLists, req *request, p *poolRow, f family) (addr netip.Addr, ok bool, err error) {
+func pickTxn(txn *memdb.Txn, ix *indexes, req *request, p *poolRow, f family) (addr netip.Addr, ok bool, err error) {
 	if req.share.key != "" {
 		err := sharedAddrsTxn(txn, req.share.key, f, func(a netip.Addr) (bool, error) {
 			loc, err := locateTxn(txn, a)
@@ -356,7 +352,7 @@ func pickTxn(txn *memdb.Txn, free *freeLists, req *request, p *poolRow, f family
 			if !loc.inPool() || loc.pool != p.Name {
 				return true, nil
 			}
-			if checkSharingTxn(txn, req, a) != nil {
+			if checkSharing(ix, req, a) != nil {
 				return true, nil
 			}
 			addr, ok = a, true
@@ -366,7 +362,7 @@ func pickTxn(txn *memdb.Txn, free *freeLists, req *request, p *poolRow, f family
 			return addr, ok, err
 		}
 	}
-	s, ok := free.lowest(p.Name, f)
+	s, ok := ix.lowest(p.Name, f)
 	if !ok {
 		return netip.Addr{}, false, nil
 	}
@@ -375,7 +371,7 @@ func pickTxn(txn *memdb.Txn, free *freeLists, req *request, p *poolRow, f family
 
 // checkRequestedTxn returns why the Service of req may not have the
 // address it requests, nil if it may.
-func checkRequestedTxn(txn *memdb.Txn, req *request, addr netip.Addr) error {
+func checkRequestedTxn(txn *memdb.Txn, ix *indexes, req *request, addr netip.Addr) error {
 	loc, err := locateTxn(txn, addr)
 	if err != nil {
 		return err
@@ -396,7 +392,7 @@ func checkRequestedTxn(txn *memdb.Txn, req *request, addr netip.Addr) error {
 	if ok, why := p.allows(req.namespace, req.labels); !ok {
 		return fmt.Errorf("address %s requested by Service %s: %s: %w", addr, req, why, ErrPoolNotAllowed)
 	}
-	return checkSharingTxn(txn, req, addr)
+	return checkSharing(ix, req, addr)
 }
 
 // poolNamesTxn lists the pool names, for messages.

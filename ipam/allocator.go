@@ -20,10 +20,10 @@ import (
 // that fails leaves it as it was.
 type Allocator struct {
 	db *memdb.MemDB
-	// mu serialises the writers and guards free: a write changes the memdb
-	// store and the free lists together, and commits or undoes both.
-	mu   sync.Mutex
-	free freeLists
+	// mu serialises the writers and guards ix: a write changes the memdb
+	// store and the indexes beside it together, and commits or undoes both.
+	mu sync.Mutex
+	ix indexes
 }
 
 // write starts a change: it takes the write lock and opens a memdb write
@@ -33,19 +33,19 @@ func (a *Allocator) write() *memdb.Txn {
 	return a.db.Txn(true)
 }
 
-// commit makes a change permanent: the memdb transaction and the free
-// lists' changes.
+// commit makes a change permanent: the memdb transaction and the changes
+// of the indexes.
 func (a *Allocator) commit(txn *memdb.Txn) {
 	txn.Commit()
-	a.free.commit()
+	a.ix.commit()
 }
 
 // done ends a change: whatever commit did not make permanent is undone
-// (the memdb transaction aborted, the free lists' changes reversed), and
-// the write lock released.
+// (the memdb transaction aborted, the indexes' changes reversed), and the
+// write lock released.
 func (a *Allocator) done(txn *memdb.Txn) {
 	txn.Abort()
-	a.free.rollback()
+	a.ix.rollback()
 	a.mu.Unlock()
 }
 
@@ -81,7 +81,7 @@ func New(pools []Pool) (*Allocator, error) {
 	// fifth of the time of an allocation. A snapshot is a complete MemDB
 	// that skips that bookkeeping, so the Allocator works on one and drops
 	// the primary.
-	a := &Allocator{db: db.Snapshot(), free: newFreeLists()}
+	a := &Allocator{db: db.Snapshot(), ix: newIndexes()}
 	if _, err := a.SetPools(pools); err != nil {
 		return nil, err
 	}
@@ -99,10 +99,10 @@ func (a *Allocator) SetPools(pools []Pool) (stale []Assignment, err error) {
 	}
 	txn := a.write()
 	defer a.done(txn)
-	if err := setPoolsTxn(txn, &a.free, pools); err != nil {
+	if err := setPoolsTxn(txn, &a.ix, pools); err != nil {
 		return nil, err
 	}
-	stale, err = staleAssignmentsTxn(txn)
+	stale, err = staleAssignmentsTxn(txn, &a.ix)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func (a *Allocator) SetPools(pools []Pool) (stale []Assignment, err error) {
 	return stale, nil
 }
 
-func setPoolsTxn(txn *memdb.Txn, free *freeLists, pools []Pool) error {
+func setPoolsTxn(txn *memdb.Txn, ix *indexes, pools []Pool) error {
 	old, err := poolsTxn(txn)
 	if err != nil {
 		return err
@@ -135,12 +135,9 @@ func setPoolsTxn(txn *memdb.Txn, free *freeLists, pools []Pool) error {
 			continue
 		}
 		for _, r := range o.Ranges {
-			err := heldInTxn(txn, r.From(), r.To(), func(a netip.Addr) { candidates = append(candidates, a) })
-			if err != nil {
-				return err
-			}
+			ix.heldIn(r.From(), r.To(), func(a netip.Addr) { candidates = append(candidates, a) })
 		}
-		free.dropPool(o.Name)
+		ix.dropPool(o.Name)
 	}
 
 	if _, err := txn.DeleteAll(tablePools, indexID); err != nil {
@@ -165,9 +162,7 @@ func setPoolsTxn(txn *memdb.Txn, free *freeLists, pools []Pool) error {
 		}
 	}
 	for _, row := range rebuild {
-		if err := rebuildFreeTxn(txn, free, row); err != nil {
-			return err
-		}
+		rebuildFree(ix, row)
 	}
 
 	slices.SortFunc(candidates, netip.Addr.Compare)
@@ -197,29 +192,29 @@ func (a *Allocator) Release(namespace, name string) {
 	// releaseTxn fails only on a store that breaks its own invariants; then
 	// the abort keeps the Service's addresses held: an address kept too long
 	// is harmless, one freed twice is not.
-	if released, err := releaseTxn(txn, &a.free, namespace, name); released && err == nil {
+	if released, err := releaseTxn(txn, &a.ix, namespace, name); released && err == nil {
 		a.commit(txn)
 	}
 }
 
 // releaseTxn drops a Service's row and frees the addresses no one else
 // holds; released is false when the Service held nothing.
-func releaseTxn(txn *memdb.Txn, free *freeLists, namespace, name string) (released bool, err error) {
+func releaseTxn(txn *memdb.Txn, ix *indexes, namespace, name string) (released bool, err error) {
 	row, err := serviceTxn(txn, namespace, name)
 	if row == nil || err != nil {
 		return false, err
 	}
-	return true, replaceServiceTxn(txn, free, row, nil)
+	return true, replaceServiceTxn(txn, ix, row, nil)
 }
 
 // replaceServiceTxn replaces a Service's row old (nil: none) by row (nil:
 // none), holding the addresses row adds and freeing the ones it drops
 // unless another Service holds them still.
-func replaceServiceTxn(txn *memdb.Txn, free *freeLists, old, row *serviceRow) error {
+func replaceServiceTxn(txn *memdb.Txn, ix *indexes, old, row *serviceRow) error {
 	var oldAddrs, newAddrs []netip.Addr
 	if old != nil {
 		oldAddrs = old.addrs
-		if err := deleteServiceTxn(txn, old); err != nil {
+		if err := deleteServiceTxn(txn, ix, old); err != nil {
 			return err
 		}
 	}
@@ -230,7 +225,7 @@ func replaceServiceTxn(txn *memdb.Txn, free *freeLists, old, row *serviceRow) er
 		if slices.Contains(newAddrs, a) {
 			continue
 		}
-		if err := unholdIfLastTxn(txn, free, a); err != nil {
+		if err := unholdIfLastTxn(txn, ix, a); err != nil {
 			return err
 		}
 	}
@@ -238,22 +233,21 @@ func replaceServiceTxn(txn *memdb.Txn, free *freeLists, old, row *serviceRow) er
 		if slices.Contains(oldAddrs, a) {
 			continue
 		}
-		if err := holdIfFirstTxn(txn, free, a); err != nil {
+		if err := holdIfFirstTxn(txn, ix, a); err != nil {
 			return err
 		}
 	}
 	if len(newAddrs) > 0 {
-		return insertServiceTxn(txn, row)
+		return insertServiceTxn(txn, ix, nil, row)
 	}
 	return nil
 }
 
 // holdIfFirstTxn takes a from its pool's free list, or marks it stale if it
 // is in no pool, unless some Service holds it already.
-func holdIfFirstTxn(txn *memdb.Txn, free *freeLists, a netip.Addr) error {
-	held, err := isHeldTxn(txn, a)
-	if held || err != nil {
-		return err
+func holdIfFirstTxn(txn *memdb.Txn, ix *indexes, a netip.Addr) error {
+	if ix.isHeld(a) {
+		return nil
 	}
 	loc, err := locateTxn(txn, a)
 	if err != nil {
@@ -262,7 +256,7 @@ func holdIfFirstTxn(txn *memdb.Txn, free *freeLists, a netip.Addr) error {
 	if !loc.inPool() {
 		return markStaleTxn(txn, a)
 	}
-	if err := free.take(loc.pool, familyOf(a), loc.slot); err != nil {
+	if err := ix.take(loc.pool, familyOf(a), loc.slot); err != nil {
 		return fmt.Errorf("holding %s: %w", a, err)
 	}
 	return nil
@@ -270,10 +264,9 @@ func holdIfFirstTxn(txn *memdb.Txn, free *freeLists, a netip.Addr) error {
 
 // unholdIfLastTxn returns a to its pool's free list (or forgets it if it is
 // stale), unless some Service still holds it.
-func unholdIfLastTxn(txn *memdb.Txn, free *freeLists, a netip.Addr) error {
-	held, err := isHeldTxn(txn, a)
-	if held || err != nil {
-		return err
+func unholdIfLastTxn(txn *memdb.Txn, ix *indexes, a netip.Addr) error {
+	if ix.isHeld(a) {
+		return nil
 	}
 	loc, err := locateTxn(txn, a)
 	if err != nil {
@@ -282,7 +275,7 @@ func unholdIfLastTxn(txn *memdb.Txn, free *freeLists, a netip.Addr) error {
 	if !loc.inPool() {
 		return unmarkStaleTxn(txn, a)
 	}
-	if err := free.give(loc.pool, familyOf(a), loc.slot); err != nil {
+	if err := ix.give(loc.pool, familyOf(a), loc.slot); err != nil {
 		return fmt.Errorf("freeing %s: %w", a, err)
 	}
 	return nil
@@ -301,25 +294,25 @@ func (a *Allocator) Assigned(namespace, name string) []netip.Addr {
 // Stale returns the held addresses that lie in no pool, per holder, in
 // address order.
 func (a *Allocator) Stale() []Assignment {
-	stale, err := staleAssignmentsTxn(a.db.Txn(false))
+	// The holders live in the address index, which writers change in
+	// place: read it under the write lock.
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	stale, err := staleAssignmentsTxn(a.db.Txn(false), &a.ix)
 	if err != nil {
 		return nil
 	}
 	return stale
 }
 
-func staleAssignmentsTxn(txn *memdb.Txn) ([]Assignment, error) {
+func staleAssignmentsTxn(txn *memdb.Txn, ix *indexes) ([]Assignment, error) {
 	addrs, err := staleAddrsTxn(txn)
 	if err != nil {
 		return nil, err
 	}
 	var out []Assignment
 	for _, addr := range addrs {
-		holders, err := holdersTxn(txn, addr)
-		if err != nil {
-			return nil, err
-		}
-		for _, h := range holders {
+		for _, h := range ix.holders(addr) {
 			out = append(out, Assignment{h.namespace, h.name, addr})
 		}
 	}
@@ -334,14 +327,14 @@ func (a *Allocator) Stats() []PoolStats {
 	// moment.
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	stats, err := statsTxn(a.db.Txn(false), &a.free)
+	stats, err := statsTxn(a.db.Txn(false), &a.ix)
 	if err != nil {
 		return nil
 	}
 	return stats
 }
 
-func statsTxn(txn *memdb.Txn, free *freeLists) ([]PoolStats, error) {
+func statsTxn(txn *memdb.Txn, ix *indexes) ([]PoolStats, error) {
 	pools, err := poolsTxn(txn)
 	if err != nil {
 		return nil, err
@@ -363,7 +356,7 @@ func statsTxn(txn *memdb.Txn, free *freeLists) ([]PoolStats, error) {
 				}
 			}
 			var inUse uint64
-			if l := free.list(p.Name, fam); l != nil {
+			if l := ix.list(p.Name, fam); l != nil {
 				inUse = l.inUse
 			}
 			free := new(big.Int).Sub(total, new(big.Int).SetUint64(inUse))

@@ -75,7 +75,7 @@ func (p benchPool) prefill(b *testing.B, n int) *Allocator {
 	}
 	txn := a.write()
 	defer a.done(txn)
-	report, err := restoreTxn(txn, &a.free, claims)
+	report, err := restoreTxn(txn, &a.ix, claims)
 	if err != nil || len(report.Rejected) > 0 || len(report.Restored) != n {
 		b.Fatalf("restoring %d claims: %v, %d restored, rejected %v", n, err, len(report.Restored), report.Rejected)
 	}
@@ -189,7 +189,7 @@ func benchFloor(b *testing.B, a *Allocator, p benchPool) {
 	k := 0
 	for i := 0; i < b.N; i++ {
 		txn := a.db.Txn(true)
-		if err := insertServiceTxn(txn, rows[k]); err != nil {
+		if err := txn.Insert(tableServices, rows[k]); err != nil {
 			b.Fatal(err)
 		}
 		txn.Commit()
@@ -198,7 +198,7 @@ func benchFloor(b *testing.B, a *Allocator, p benchPool) {
 			b.StopTimer()
 			txn := a.db.Txn(true)
 			for _, row := range rows[:k] {
-				if err := deleteServiceTxn(txn, row); err != nil {
+				if err := txn.Delete(tableServices, row); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -5,23 +5,15 @@ import (
 	"net/netip"
 	"slices"
 
-	memdb "github.com/hashicorp/go-memdb"
 	"go4.org/netipx"
 )
 
 // The free lists: the free slots of each pool and family, as maximal
 // intervals [first, last], and the number of the family's addresses held.
 //
-// They are not a memdb table. They are an index derived from the services
-// table (rebuildFreeTxn recomputes them from it), consulted and changed by
-// writers only, and go-memdb's persistent radix trees make every write copy
-// the nodes on its path: an allocation that also wrote a free interval and a
-// usage row cost two more index writes, each a few KiB of garbage and most
-// of the time of an allocation with a million addresses held (see
-// docs/ipam.md). So each pool and family has a mutable treap, changed in
-// place under the Allocator's write lock, and an undo log makes a call that
-// fails leave them as they were, as an aborted memdb transaction leaves the
-// store.
+// They are not a memdb table but one of the indexes beside it (see
+// indexes.go): derived from the services table (rebuildFree recomputes them
+// from the held addresses), used by writers only, changed in place.
 //
 // The treap is ordered by the *last* slot of an interval, so that every
 // lookup is one descent: the first interval whose last slot is at or after
@@ -38,348 +30,148 @@ type poolFam struct {
 	fam  family
 }
 
-// freeList is the free slots of one family of one pool, and how many of its
+// freeList is the free slots of one family of one pool, as a treap of
+// intervals from last slot to first, and how many of the family's
 // addresses are held (an address shared by several Services counts once).
 type freeList struct {
-	root  *freeNode
+	t     treap[u128]
 	inUse uint64
-}
-
-// freeNode is a free interval [first, last] in the treap. prio is a hash of
-// last: a treap with random priorities is balanced in expectation, and a
-// hash keeps the shape (and the tests) deterministic.
-type freeNode struct {
-	first, last u128
-	prio        uint64
-	left, right *freeNode
-}
-
-func nodePrio(last u128) uint64 {
-	// splitmix64's finaliser: every bit of the key moves every bit of the
-	// priority, so dense runs of slots get unrelated priorities.
-	z := last.lo ^ (last.hi * 0x9e3779b97f4a7c15)
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-	return z ^ (z >> 31)
-}
-
-// atOrAfter returns the interval with the lowest last slot not below s, nil
-// if there is none.
-func (l *freeList) atOrAfter(s u128) *freeNode {
-	var best *freeNode
-	for n := l.root; n != nil; {
-		if n.last.less(s) {
-			n = n.right
-		} else {
-			best, n = n, n.left
-		}
-	}
-	return best
-}
-
-// endingAt returns the interval whose last slot is s, nil if there is none.
-func (l *freeList) endingAt(s u128) *freeNode {
-	if n := l.atOrAfter(s); n != nil && n.last == s {
-		return n
-	}
-	return nil
 }
 
 // contains reports whether slot s is free.
 func (l *freeList) contains(s u128) bool {
-	n := l.atOrAfter(s)
-	return n != nil && !s.less(n.first)
-}
-
-// ascend calls fn for every interval in slot order.
-func (l *freeList) ascend(fn func(first, last u128)) {
-	var walk func(*freeNode)
-	walk = func(n *freeNode) {
-		if n != nil {
-			walk(n.left)
-			fn(n.first, n.last)
-			walk(n.right)
-		}
-	}
-	walk(l.root)
-}
-
-func insertNode(t, n *freeNode) *freeNode {
-	if t == nil {
-		return n
-	}
-	if n.last.less(t.last) {
-		t.left = insertNode(t.left, n)
-		if t.left.prio > t.prio {
-			l := t.left
-			t.left, l.right = l.right, t
-			return l
-		}
-	} else {
-		t.right = insertNode(t.right, n)
-		if t.right.prio > t.prio {
-			r := t.right
-			t.right, r.left = r.left, t
-			return r
-		}
-	}
-	return t
-}
-
-// deleteNode removes the interval ending at last from t, and returns the new
-// root and the removed node (nil if there was none).
-func deleteNode(t *freeNode, last u128) (root, removed *freeNode) {
-	if t == nil {
-		return nil, nil
-	}
-	switch c := last.cmp(t.last); {
-	case c < 0:
-		t.left, removed = deleteNode(t.left, last)
-	case c > 0:
-		t.right, removed = deleteNode(t.right, last)
-	default:
-		return joinNodes(t.left, t.right), t
-	}
-	return t, removed
-}
-
-// joinNodes joins two treaps, every key of a below every key of b.
-func joinNodes(a, b *freeNode) *freeNode {
-	switch {
-	case a == nil:
-		return b
-	case b == nil:
-		return a
-	case a.prio > b.prio:
-		a.right = joinNodes(a.right, b)
-		return a
-	default:
-		b.left = joinNodes(a, b.left)
-		return b
-	}
-}
-
-// freeLists holds the free list of every pool and family, and the undo log
-// of the call under way. Only writers use it, under Allocator.mu.
-type freeLists struct {
-	lists map[poolFam]*freeList
-	// undo records, oldest first, how to reverse each change since the
-	// last commit.
-	undo []undoOp
-	// spare are nodes removed from the lists, reused by the next inserts so
-	// that an allocation and a release cycle allocate nothing; at most
-	// maxSpare of them, linked by right.
-	spare  *freeNode
-	nspare int
-}
-
-const maxSpare = 256
-
-type undoKind uint8
-
-const (
-	undoInsert undoKind = iota // an interval was inserted: remove it
-	undoRemove                 // an interval was removed: insert it again
-	undoFirst                  // an interval's first slot changed: restore it
-	undoInUse                  // a list's inUse changed: restore it
-	undoList                   // a pool family's list was replaced or dropped: restore it
-)
-
-// undoOp reverses one change. Intervals are found again by their last
-// slot, not by node: a node may be reused after its removal.
-type undoOp struct {
-	kind        undoKind
-	list        *freeList
-	first, last u128 // undoInsert: last; undoRemove: both; undoFirst: the old first, and last
-	inUse       uint64
-	key         poolFam // undoList: the list replaced (list, nil for none)
-}
-
-func newFreeLists() freeLists {
-	return freeLists{lists: make(map[poolFam]*freeList)}
+	n := l.t.atOrAfter(s)
+	return n != nil && !s.less(n.val)
 }
 
 // list returns the free list of pool and fam, nil if the pool does not
 // offer fam.
-func (f *freeLists) list(pool string, fam family) *freeList {
-	return f.lists[poolFam{pool, fam}]
+func (ix *indexes) list(pool string, fam family) *freeList {
+	return ix.free[poolFam{pool, fam}]
 }
 
-// commit makes the changes since the last commit permanent.
-func (f *freeLists) commit() {
-	clear(f.undo) // drop the references to replaced lists
-	f.undo = f.undo[:0]
+func (ix *indexes) insertFree(l *freeList, first, last u128) {
+	l.t.insert(last, first)
+	ix.undo = append(ix.undo, undoOp{kind: undoInsert, list: l, last: last})
 }
 
-// rollback reverses the changes since the last commit, newest first.
-func (f *freeLists) rollback() {
-	for i := len(f.undo) - 1; i >= 0; i-- {
-		op := &f.undo[i]
-		l := op.list
-		switch op.kind {
-		case undoInsert:
-			var n *freeNode
-			l.root, n = deleteNode(l.root, op.last)
-			f.recycle(n)
-		case undoRemove:
-			l.root = insertNode(l.root, f.node(op.first, op.last))
-		case undoFirst:
-			l.endingAt(op.last).first = op.first
-		case undoInUse:
-			l.inUse = op.inUse
-		case undoList:
-			if l == nil {
-				delete(f.lists, op.key)
-			} else {
-				f.lists[op.key] = l
-			}
-		}
-	}
-	f.commit()
+func (ix *indexes) removeFree(l *freeList, last u128) {
+	first, _ := l.t.remove(last)
+	ix.undo = append(ix.undo, undoOp{kind: undoRemove, list: l, first: first, last: last})
 }
 
-func (f *freeLists) node(first, last u128) *freeNode {
-	n := f.spare
-	if n == nil {
-		n = new(freeNode)
-	} else {
-		f.spare, f.nspare = n.right, f.nspare-1
-	}
-	*n = freeNode{first: first, last: last, prio: nodePrio(last)}
-	return n
+func (ix *indexes) setFirst(l *freeList, n *tnode[u128], first u128) {
+	ix.undo = append(ix.undo, undoOp{kind: undoFirst, list: l, first: n.val, last: n.key})
+	n.val = first
 }
 
-func (f *freeLists) recycle(n *freeNode) {
-	if n != nil && f.nspare < maxSpare {
-		*n = freeNode{right: f.spare}
-		f.spare, f.nspare = n, f.nspare+1
-	}
-}
-
-func (f *freeLists) insert(l *freeList, first, last u128) {
-	l.root = insertNode(l.root, f.node(first, last))
-	f.undo = append(f.undo, undoOp{kind: undoInsert, list: l, last: last})
-}
-
-func (f *freeLists) remove(l *freeList, last u128) {
-	var n *freeNode
-	l.root, n = deleteNode(l.root, last)
-	f.undo = append(f.undo, undoOp{kind: undoRemove, list: l, first: n.first, last: n.last})
-	f.recycle(n)
-}
-
-func (f *freeLists) setFirst(l *freeList, n *freeNode, first u128) {
-	f.undo = append(f.undo, undoOp{kind: undoFirst, list: l, first: n.first, last: n.last})
-	n.first = first
-}
-
-func (f *freeLists) addInUse(l *freeList, delta int) error {
+func (ix *indexes) addInUse(l *freeList, delta int) error {
 	if delta < 0 && l.inUse < uint64(-delta) {
 		return fmt.Errorf("held addresses would go below zero")
 	}
-	f.undo = append(f.undo, undoOp{kind: undoInUse, list: l, inUse: l.inUse})
+	ix.undo = append(ix.undo, undoOp{kind: undoInUse, list: l, inUse: l.inUse})
 	l.inUse = uint64(int64(l.inUse) + int64(delta))
 	return nil
 }
 
-// setList replaces the list of pool and fam by l (nil: drops it).
-func (f *freeLists) setList(pool string, fam family, l *freeList) {
+// setList replaces the free list of pool and fam by l (nil: drops it).
+func (ix *indexes) setList(pool string, fam family, l *freeList) {
 	key := poolFam{pool, fam}
-	f.undo = append(f.undo, undoOp{kind: undoList, list: f.lists[key], key: key})
+	ix.undo = append(ix.undo, undoOp{kind: undoList, list: ix.free[key], key: key})
 	if l == nil {
-		delete(f.lists, key)
+		delete(ix.free, key)
 	} else {
-		f.lists[key] = l
+		ix.free[key] = l
 	}
 }
 
 // lowest returns the lowest free slot of pool and fam; ok is false when
 // there is none.
-func (f *freeLists) lowest(pool string, fam family) (s u128, ok bool) {
-	l := f.list(pool, fam)
-	if l == nil || l.root == nil {
+func (ix *indexes) lowest(pool string, fam family) (s u128, ok bool) {
+	l := ix.list(pool, fam)
+	if l == nil || l.t.root == nil {
 		return u128{}, false
 	}
-	return l.atOrAfter(u128{}).first, true
+	return l.t.atOrAfter(u128{}).val, true
 }
 
 // take removes the free slot s of pool and fam from its interval, and
 // counts the address as held.
-func (f *freeLists) take(pool string, fam family, s u128) error {
-	l := f.list(pool, fam)
+func (ix *indexes) take(pool string, fam family, s u128) error {
+	l := ix.list(pool, fam)
 	if l == nil {
 		return fmt.Errorf("taking slot %v of pool %q: the pool has no free list for %s", s, pool, fam)
 	}
-	n := l.atOrAfter(s)
-	if n == nil || s.less(n.first) {
+	n := l.t.atOrAfter(s)
+	if n == nil || s.less(n.val) {
 		return fmt.Errorf("taking slot %v of pool %q: not free", s, pool)
 	}
-	first, last := n.first, n.last
+	first, last := n.val, n.key
 	switch {
 	case first == last:
-		f.remove(l, last)
+		ix.removeFree(l, last)
 	case s == first:
-		f.setFirst(l, n, s.addOne()) // the part above s keeps the key
+		ix.setFirst(l, n, s.addOne()) // the part above s keeps the key
 	case s == last:
-		f.remove(l, last)
-		f.insert(l, first, s.subOne())
+		ix.removeFree(l, last)
+		ix.insertFree(l, first, s.subOne())
 	default:
-		f.setFirst(l, n, s.addOne())
-		f.insert(l, first, s.subOne())
+		ix.setFirst(l, n, s.addOne())
+		ix.insertFree(l, first, s.subOne())
 	}
-	return f.addInUse(l, +1)
+	return ix.addInUse(l, +1)
 }
 
 // give returns slot s to the free list of pool and fam, merging it with the
 // intervals next to it, and counts the address as no longer held.
-func (f *freeLists) give(pool string, fam family, s u128) error {
-	l := f.list(pool, fam)
+func (ix *indexes) give(pool string, fam family, s u128) error {
+	l := ix.list(pool, fam)
 	if l == nil {
 		return fmt.Errorf("giving back slot %v of pool %q: the pool has no free list for %s", s, pool, fam)
 	}
-	next := l.atOrAfter(s)
-	if next != nil && !s.less(next.first) {
+	next := l.t.atOrAfter(s)
+	if next != nil && !s.less(next.val) {
 		return fmt.Errorf("giving back slot %v of pool %q: already free", s, pool)
 	}
-	if next != nil && (s.isMax() || next.first != s.addOne()) {
+	if next != nil && (s.isMax() || next.val != s.addOne()) {
 		next = nil // not adjacent
 	}
-	var prev *freeNode
+	var prev *tnode[u128]
 	if s != (u128{}) {
-		prev = l.endingAt(s.subOne())
+		prev = l.t.get(s.subOne())
 	}
 	switch {
 	case prev != nil && next != nil:
-		first := prev.first
-		f.remove(l, prev.last)
-		f.setFirst(l, next, first)
+		first := prev.val
+		ix.removeFree(l, prev.key)
+		ix.setFirst(l, next, first)
 	case prev != nil:
-		first := prev.first
-		f.remove(l, prev.last)
-		f.insert(l, first, s)
+		first := prev.val
+		ix.removeFree(l, prev.key)
+		ix.insertFree(l, first, s)
 	case next != nil:
-		f.setFirst(l, next, s)
+		ix.setFirst(l, next, s)
 	default:
-		f.insert(l, s, s)
+		ix.insertFree(l, s, s)
 	}
-	return f.addInUse(l, -1)
+	return ix.addInUse(l, -1)
 }
 
 // dropPool drops the free lists of pool.
-func (f *freeLists) dropPool(pool string) {
+func (ix *indexes) dropPool(pool string) {
 	for _, fam := range []family{v4, v6} {
-		if f.list(pool, fam) != nil {
-			f.setList(pool, fam, nil)
+		if ix.list(pool, fam) != nil {
+			ix.setList(pool, fam, nil)
 		}
 	}
 }
 
-// rebuildFreeTxn computes pool's free lists and usage from its ranges and
+// rebuildFree computes pool's free lists and usage from its ranges and
 // the addresses held in them. It touches every held address of the pool
 // once: it runs when a pool is created or changed and after Restore, never
 // per allocation.
-func rebuildFreeTxn(txn *memdb.Txn, free *freeLists, pool *poolRow) error {
-	free.dropPool(pool.Name)
+func rebuildFree(ix *indexes, pool *poolRow) {
+	ix.dropPool(pool.Name)
 	for _, fam := range pool.families {
 		slots := newSlotMap(fam, pool.AvoidBuggyIPs)
 		ranges := slices.Clone(pool.Ranges)
@@ -387,17 +179,17 @@ func rebuildFreeTxn(txn *memdb.Txn, free *freeLists, pool *poolRow) error {
 		slices.SortFunc(ranges, func(a, b netipx.IPRange) int { return a.From().Compare(b.From()) })
 
 		l := &freeList{}
-		var pending *freeNode // the last interval, not inserted yet: the next may extend it
+		var pending [2]u128 // the last interval, not inserted yet: the next may extend it
+		havePending := false
 		emit := func(first, last u128) {
-			if pending != nil && !pending.last.isMax() && pending.last.addOne() == first {
-				pending.last = last
+			if havePending && !pending[1].isMax() && pending[1].addOne() == first {
+				pending[1] = last
 				return
 			}
-			if pending != nil {
-				pending.prio = nodePrio(pending.last)
-				l.root = insertNode(l.root, pending)
+			if havePending {
+				l.t.insert(pending[1], pending[0])
 			}
-			pending = &freeNode{first: first, last: last}
+			pending, havePending = [2]u128{first, last}, true
 		}
 		for _, r := range ranges {
 			first, last, ok := slots.slotRange(r.From(), r.To())
@@ -405,7 +197,7 @@ func rebuildFreeTxn(txn *memdb.Txn, free *freeLists, pool *poolRow) error {
 				continue
 			}
 			next, done := first, false // next slot not yet accounted for
-			err := heldInTxn(txn, r.From(), r.To(), func(a netip.Addr) {
+			ix.heldIn(r.From(), r.To(), func(a netip.Addr) {
 				s, ok := slots.slot(a)
 				if !ok || done {
 					return
@@ -420,18 +212,13 @@ func rebuildFreeTxn(txn *memdb.Txn, free *freeLists, pool *poolRow) error {
 					next = s.addOne()
 				}
 			})
-			if err != nil {
-				return fmt.Errorf("rebuilding the free list of pool %q: %w", pool.Name, err)
-			}
 			if !done {
 				emit(next, last)
 			}
 		}
-		if pending != nil {
-			pending.prio = nodePrio(pending.last)
-			l.root = insertNode(l.root, pending)
+		if havePending {
+			l.t.insert(pending[1], pending[0])
 		}
-		free.setList(pool.Name, fam, l)
+		ix.setList(pool.Name, fam, l)
 	}
-	return nil
 }

@@ -195,7 +195,7 @@ func dump(t testing.TB, a *Allocator) []string {
 func dumpFree(a *Allocator) []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	keys := slices.SortedFunc(maps.Keys(a.free.lists), func(x, y poolFam) int {
+	keys := slices.SortedFunc(maps.Keys(a.ix.free), func(x, y poolFam) int {
 		if c := strings.Compare(x.pool, y.pool); c != 0 {
 			return c
 		}
@@ -203,8 +203,8 @@ func dumpFree(a *Allocator) []string {
 	})
 	var free, usage []string
 	for _, k := range keys {
-		l := a.free.lists[k]
-		l.ascend(func(first, last u128) {
+		l := a.ix.free[k]
+		l.t.ascend(u128{}, u128{^uint64(0), ^uint64(0)}, func(last, first u128) {
 			free = append(free, fmt.Sprintf("free %s %s %v-%v", k.pool, k.fam, first, last))
 		})
 		usage = append(usage, fmt.Sprintf("usage %s %s %d", k.pool, k.fam, l.inUse))
@@ -217,8 +217,8 @@ func freeIntervals(a *Allocator, pool string, fam family) [][2]u128 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var out [][2]u128
-	if l := a.free.list(pool, fam); l != nil {
-		l.ascend(func(first, last u128) { out = append(out, [2]u128{first, last}) })
+	if l := a.ix.list(pool, fam); l != nil {
+		l.t.ascend(u128{}, u128{^uint64(0), ^uint64(0)}, func(last, first u128) { out = append(out, [2]u128{first, last}) })
 	}
 	return out
 }
@@ -241,6 +241,22 @@ func checkStore(t testing.TB, a *Allocator) {
 		}
 		for _, addr := range r.addrs {
 			holders[addr] = append(holders[addr], r)
+		}
+	}
+	// The address index beside the store holds exactly the rows' addresses.
+	nindexed := 0
+	a.mu.Lock()
+	for i := range a.ix.held {
+		nindexed += a.ix.held[i].size
+	}
+	a.mu.Unlock()
+	if nindexed != len(holders) {
+		t.Errorf("the address index has %d addresses, the Services hold %d", nindexed, len(holders))
+	}
+	for addr, hs := range holders {
+		want := slices.SortedFunc(slices.Values(hs), compareRows)
+		if got := holdersOf(a, addr); !slices.Equal(got, want) {
+			t.Errorf("the address index says %s is held by %v, the Services say %v", addr, got, want)
 		}
 	}
 	type pf struct {
@@ -393,10 +409,22 @@ func servicesTxn(txn *memdb.Txn) ([]*serviceRow, error) {
 	return rows, nil
 }
 
+// holdersOf returns the holders of addr, from the address index.
+func holdersOf(a *Allocator, addr netip.Addr) []*serviceRow {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.ix.holders(addr))
+}
+
+// isHeld reports whether some Service holds addr, by the address index.
+func isHeld(a *Allocator, addr netip.Addr) bool {
+	return len(holdersOf(a, addr)) > 0
+}
+
 // isFree reports whether slot s of pool and fam is free.
 func isFree(a *Allocator, pool string, fam family, s u128) (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	l := a.free.list(pool, fam)
+	l := a.ix.list(pool, fam)
 	return l != nil && l.contains(s), nil
 }

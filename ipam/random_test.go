@@ -267,7 +267,7 @@ func (r *randomRun) lowestFree(svc *v1.Service, held []netip.Addr) (netip.Addr, 
 				if p.AvoidBuggyIPs && isBuggy(a) {
 					continue
 				}
-				if held, _ := isHeldTxn(r.a.db.Txn(false), a); !held {
+				if held := isHeld(r.a, a); !held {
 					return a, true
 				}
 			}
@@ -282,10 +282,9 @@ func (r *randomRun) release() string {
 	what := fmt.Sprintf("Release(%s/%s)", ns, name)
 	held := r.a.Assigned(ns, name)
 	before := r.a.Stats()
-	txn := r.a.db.Txn(false)
 	var freed []netip.Addr
 	for _, addr := range held {
-		holders, _ := holdersTxn(txn, addr)
+		holders := holdersOf(r.a, addr)
 		if len(holders) == 1 {
 			freed = append(freed, addr)
 		}
@@ -297,10 +296,10 @@ func (r *randomRun) release() string {
 	if got := r.a.Assigned(ns, name); got != nil {
 		t.Errorf("%s, but Assigned() = %v", what, got)
 	}
-	txn = r.a.db.Txn(false)
+	txn := r.a.db.Txn(false)
 	gained := map[string]int64{}
 	for _, addr := range held {
-		isHeld, _ := isHeldTxn(txn, addr)
+		isHeld := isHeld(r.a, addr)
 		if isHeld == slices.Contains(freed, addr) {
 			t.Errorf("%s: %s is held = %v after, want %v", what, addr, isHeld, !isHeld)
 		}
@@ -402,7 +401,7 @@ func (r *randomRun) restart(contested bool) string {
 		}
 		loser := findService(svcs, rej.Namespace, rej.Name)
 		addr := netip.MustParseAddr(rej.IP)
-		holders, _ := holdersTxn(b.db.Txn(false), addr)
+		holders := holdersOf(b, addr)
 		if !slices.ContainsFunc(holders, func(h *serviceRow) bool {
 			return !older(loser, findService(svcs, h.namespace, h.name))
 		}) {

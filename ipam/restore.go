@@ -93,7 +93,7 @@ func (a *Allocator) Restore(svcs []*v1.Service) RestoreReport {
 
 	txn := a.write()
 	defer a.done(txn)
-	r, err := restoreTxn(txn, &a.free, claims)
+	r, err := restoreTxn(txn, &a.ix, claims)
 	if err != nil {
 		// Only a broken store fails here; nothing was restored.
 		for _, c := range claims {
@@ -116,7 +116,7 @@ func (a *Allocator) Restore(svcs []*v1.Service) RestoreReport {
 // rows in one go and rebuilds the free lists of the pools concerned: a bulk
 // load of n Services costs a sort, n inserts and one pass over those pools,
 // not n allocations.
-func restoreTxn(txn *memdb.Txn, free *freeLists, claims []claim) (RestoreReport, error) {
+func restoreTxn(txn *memdb.Txn, ix *indexes, claims []claim) (RestoreReport, error) {
 	var report RestoreReport
 	raw, err := txn.First(tableServices, indexID)
 	if err != nil {
@@ -181,11 +181,7 @@ func restoreTxn(txn *memdb.Txn, free *freeLists, claims []claim) (RestoreReport,
 		}
 		holders = holders[:0]
 		if !emptyStore {
-			stored, err := holdersTxn(txn, addr)
-			if err != nil {
-				return report, err
-			}
-			for _, h := range stored {
+			for _, h := range ix.holders(addr) {
 				holders = append(holders, holder{h.String(), h.share})
 			}
 		}
@@ -255,7 +251,7 @@ func restoreTxn(txn *memdb.Txn, free *freeLists, claims []claim) (RestoreReport,
 		} else {
 			row.want.order(row.addrs)
 		}
-		if err := insertServiceTxn(txn, row); err != nil {
+		if err := insertServiceTxn(txn, ix, nil, row); err != nil {
 			return report, err
 		}
 		rows[i] = row
@@ -279,9 +275,7 @@ func restoreTxn(txn *memdb.Txn, free *freeLists, claims []claim) (RestoreReport,
 	}
 	for _, p := range pools {
 		if rebuild[p.Name] {
-			if err := rebuildFreeTxn(txn, free, p); err != nil {
-				return report, err
-			}
+			rebuildFree(ix, p)
 		}
 	}
 	return report, nil

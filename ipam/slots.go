@@ -101,6 +101,14 @@ func familyOf(a netip.Addr) family {
 	return v6
 }
 
+// index is 0 for IPv4 and 1 for IPv6, for per-family arrays.
+func (f family) index() int {
+	if f == v4 {
+		return 0
+	}
+	return 1
+}
+
 func (f family) String() string { return string(f.ipFamily()) }
 
 func (f family) ipFamily() v1.IPFamily {

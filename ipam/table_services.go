@@ -3,24 +3,23 @@ package ipam
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 
 	memdb "github.com/hashicorp/go-memdb"
 )
 
 // The services table: one row per Service holding addresses. It is the
-// truth of who holds what; the free lists, usage and stale tables follow
-// from it.
+// truth of who holds what; the free lists, the address index and the stale
+// table follow from it.
+//
+// Its address index, the holders of each address, is not a memdb index but
+// a treap per family beside the store (see indexes.go), written with the
+// row by insertServiceTxn and deleteServiceTxn: a memdb index on the
+// address doubled what go-memdb copies per allocation.
 
-const (
-	// indexAddr4 and indexAddr6 find the holders of an address, and the
-	// held addresses of a range in order. One index per family, as a row
-	// holds at most one address of each: iterating one family's index meets
-	// each row through the address of that family only.
-	indexAddr4 = "addr4"
-	indexAddr6 = "addr6"
-	// indexShared finds the addresses held under a sharing key, in order.
-	indexShared = "shared"
-)
+// indexShared finds the addresses held under a sharing key, in order.
+const indexShared = "shared"
 
 // serviceRow is what a Service holds and what it asked for. Rows are never
 // changed once inserted: an update inserts a new row.
@@ -52,34 +51,6 @@ func sharedKey(key string, a netip.Addr) []byte {
 	return appendAddrKey(lengthKey(key), a)
 }
 
-func addrIndex(fam family) string {
-	if fam == v4 {
-		return indexAddr4
-	}
-	return indexAddr6
-}
-
-func addrIndexSchema(name string, fam family) *memdb.IndexSchema {
-	return &memdb.IndexSchema{
-		Name:         name,
-		Unique:       false,
-		AllowMissing: true,
-		Indexer: multiIndex[*serviceRow]{
-			keys: func(r *serviceRow) [][]byte {
-				if a, ok := r.addrOf(fam); ok {
-					return [][]byte{addrKey(a)}
-				}
-				return nil
-			},
-			// (address)
-			args: func(args []any) ([]byte, error) {
-				a, err := arg[netip.Addr](args, 0)
-				return addrKey(a), err
-			},
-		},
-	}
-}
-
 func servicesTableSchema() *memdb.TableSchema {
 	return &memdb.TableSchema{
 		Name: tableServices,
@@ -100,8 +71,6 @@ func servicesTableSchema() *memdb.TableSchema {
 					},
 				},
 			},
-			indexAddr4: addrIndexSchema(indexAddr4, v4),
-			indexAddr6: addrIndexSchema(indexAddr6, v6),
 			indexShared: {
 				Name:         indexShared,
 				Unique:       false,
@@ -151,48 +120,87 @@ func serviceTxn(txn *memdb.Txn, namespace, name string) (*serviceRow, error) {
 	return row, nil
 }
 
-// holdersTxn returns the Services holding a.
-func holdersTxn(txn *memdb.Txn, a netip.Addr) ([]*serviceRow, error) {
-	it, err := txn.Get(tableServices, addrIndex(familyOf(a)), a)
-	if err != nil {
-		return nil, fmt.Errorf("looking up the holders of %s: %w", a, err)
-	}
-	var rows []*serviceRow
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		rows = append(rows, raw.(*serviceRow))
-	}
-	return rows, nil
-}
-
-// isHeldTxn reports whether any Service holds a.
-func isHeldTxn(txn *memdb.Txn, a netip.Addr) (bool, error) {
-	raw, err := txn.First(tableServices, addrIndex(familyOf(a)), a)
-	if err != nil {
-		return false, fmt.Errorf("looking up the holders of %s: %w", a, err)
-	}
-	return raw != nil, nil
-}
-
-// heldInTxn calls fn, in address order and once each, for the held
-// addresses in [from, to].
-func heldInTxn(txn *memdb.Txn, from, to netip.Addr, fn func(netip.Addr)) error {
-	it, err := txn.LowerBound(tableServices, addrIndex(familyOf(from)), from)
-	if err != nil {
-		return fmt.Errorf("listing the held addresses from %s: %w", from, err)
-	}
-	fam := familyOf(from)
-	var last netip.Addr
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		a, _ := raw.(*serviceRow).addrOf(fam)
-		if to.Less(a) {
-			return nil
-		}
-		if a != last {
-			fn(a)
-			last = a
-		}
+// holders returns the Services holding a, ordered by namespace and name.
+// The slice is the index's own: do not change it.
+func (ix *indexes) holders(a netip.Addr) []*serviceRow {
+	fam := familyOf(a)
+	if n := ix.held[fam.index()].get(u128FromAddr(a)); n != nil {
+		return n.val
 	}
 	return nil
+}
+
+// isHeld reports whether any Service holds a.
+func (ix *indexes) isHeld(a netip.Addr) bool {
+	return ix.holders(a) != nil
+}
+
+// heldIn calls fn, in address order, for the held addresses in [from, to].
+func (ix *indexes) heldIn(from, to netip.Addr, fn func(netip.Addr)) {
+	fam := familyOf(from)
+	ix.held[fam.index()].ascend(u128FromAddr(from), u128FromAddr(to), func(k u128, _ []*serviceRow) {
+		fn(addrFromU128(fam, k))
+	})
+}
+
+// setHolders makes hs (nil: none) the holders of address a, logging the
+// change for rollback.
+func (ix *indexes) setHolders(fam family, a u128, hs []*serviceRow) {
+	var old []*serviceRow
+	if n := ix.held[fam.index()].get(a); n != nil {
+		old = n.val
+	}
+	ix.undo = append(ix.undo, undoOp{kind: undoHolders, fam: fam, last: a, holders: old})
+	ix.setHoldersRaw(fam, a, hs)
+}
+
+func (ix *indexes) setHoldersRaw(fam family, a u128, hs []*serviceRow) {
+	t := &ix.held[fam.index()]
+	n := t.get(a)
+	switch {
+	case n != nil && hs != nil:
+		n.val = hs
+	case n != nil:
+		t.remove(a)
+	case hs != nil:
+		t.insert(a, hs)
+	}
+}
+
+// addHolder records row as a holder of each of its addresses. Holder lists
+// are copied on change, never changed in place: the undo log keeps the old
+// ones.
+func (ix *indexes) addHolder(row *serviceRow) {
+	for _, a := range row.addrs {
+		old := ix.holders(a)
+		i, _ := slices.BinarySearchFunc(old, row, compareRows)
+		hs := make([]*serviceRow, 0, len(old)+1)
+		hs = append(append(append(hs, old[:i]...), row), old[i:]...)
+		ix.setHolders(familyOf(a), u128FromAddr(a), hs)
+	}
+}
+
+// removeHolder drops row from the holders of each of its addresses.
+func (ix *indexes) removeHolder(row *serviceRow) {
+	for _, a := range row.addrs {
+		old := ix.holders(a)
+		i := slices.Index(old, row)
+		if i < 0 {
+			continue
+		}
+		var hs []*serviceRow
+		if len(old) > 1 {
+			hs = slices.Concat(old[:i], old[i+1:])
+		}
+		ix.setHolders(familyOf(a), u128FromAddr(a), hs)
+	}
+}
+
+// compareRows orders rows as the services table's id index does, by
+// "namespace/name", so that holders are met in the order they were when
+// the index was a memdb one (error messages name the first conflict).
+func compareRows(x, y *serviceRow) int {
+	return strings.Compare(x.String(), y.String())
 }
 
 // sharedAddrsTxn calls fn, in address order, for the addresses of family
@@ -216,16 +224,24 @@ func sharedAddrsTxn(txn *memdb.Txn, key string, fam family, fn func(netip.Addr) 
 	return nil
 }
 
-func insertServiceTxn(txn *memdb.Txn, row *serviceRow) error {
+// insertServiceTxn records row, which replaces old (nil: none; old must be
+// the Service's current row), in the table and the address index.
+func insertServiceTxn(txn *memdb.Txn, ix *indexes, old, row *serviceRow) error {
 	if err := txn.Insert(tableServices, row); err != nil {
 		return fmt.Errorf("recording the addresses of Service %s: %w", row, err)
 	}
+	if old != nil {
+		ix.removeHolder(old)
+	}
+	ix.addHolder(row)
 	return nil
 }
 
-func deleteServiceTxn(txn *memdb.Txn, row *serviceRow) error {
+// deleteServiceTxn drops row from the table and the address index.
+func deleteServiceTxn(txn *memdb.Txn, ix *indexes, row *serviceRow) error {
 	if err := txn.Delete(tableServices, row); err != nil {
 		return fmt.Errorf("dropping the addresses of Service %s: %w", row, err)
 	}
+	ix.removeHolder(row)
 	return nil
 }
