@@ -163,7 +163,7 @@ func dump(t testing.TB, a *Allocator) []string {
 	t.Helper()
 	txn := a.db.Txn(false)
 	var out []string
-	for _, table := range []string{tablePools, tableRanges, "free", tableServices, tableStale} {
+	for _, table := range []string{tablePools, tableRanges, "free", tableServices, tableShared, tableStale} {
 		if table == "free" {
 			out = append(out, dumpFree(a)...)
 			continue
@@ -180,6 +180,8 @@ func dump(t testing.TB, a *Allocator) []string {
 				out = append(out, fmt.Sprintf("range %s %s-%s", r.pool, r.from, r.to))
 			case *serviceRow:
 				out = append(out, fmt.Sprintf("service %s %v %+v %+v", r, r.addrs, r.want, r.share))
+			case *sharedRow:
+				out = append(out, fmt.Sprintf("shared %q %s %s", r.key, r.addr, r.holder))
 			case *staleRow:
 				out = append(out, fmt.Sprintf("stale %s", r.addr))
 			default:

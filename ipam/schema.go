@@ -20,6 +20,7 @@ const (
 	tablePools    = "pools"
 	tableRanges   = "ranges"
 	tableServices = "services"
+	tableShared   = "shared"
 	tableStale    = "stale"
 
 	indexID = "id"
@@ -31,6 +32,7 @@ func schema() *memdb.DBSchema {
 		poolsTableSchema(),
 		rangesTableSchema(),
 		servicesTableSchema(),
+		sharedTableSchema(),
 		staleTableSchema(),
 	}
 	s := &memdb.DBSchema{Tables: make(map[string]*memdb.TableSchema, len(tables))}

@@ -18,9 +18,6 @@ import (
 // row by insertServiceTxn and deleteServiceTxn: a memdb index on the
 // address doubled what go-memdb copies per allocation.
 
-// indexShared finds the addresses held under a sharing key, in order.
-const indexShared = "shared"
-
 // serviceRow is what a Service holds and what it asked for. Rows are never
 // changed once inserted: an update inserts a new row.
 type serviceRow struct {
@@ -47,10 +44,6 @@ func serviceKey(namespace, name string) []byte {
 	return nameKey(namespace + "/" + name)
 }
 
-func sharedKey(key string, a netip.Addr) []byte {
-	return appendAddrKey(lengthKey(key), a)
-}
-
 func servicesTableSchema() *memdb.TableSchema {
 	return &memdb.TableSchema{
 		Name: tableServices,
@@ -68,41 +61,6 @@ func servicesTableSchema() *memdb.TableSchema {
 						}
 						name, err := arg[string](args, 1)
 						return serviceKey(ns, name), err
-					},
-				},
-			},
-			indexShared: {
-				Name:         indexShared,
-				Unique:       false,
-				AllowMissing: true,
-				Indexer: multiIndex[*serviceRow]{
-					keys: func(r *serviceRow) [][]byte {
-						if r.share.key == "" {
-							return nil
-						}
-						keys := make([][]byte, len(r.addrs))
-						for i, a := range r.addrs {
-							keys[i] = sharedKey(r.share.key, a)
-						}
-						return keys
-					},
-					// (key, address)
-					args: func(args []any) ([]byte, error) {
-						key, err := arg[string](args, 0)
-						if err != nil {
-							return nil, err
-						}
-						a, err := arg[netip.Addr](args, 1)
-						return sharedKey(key, a), err
-					},
-					// (key, family)
-					prefix: func(args []any) ([]byte, error) {
-						key, err := arg[string](args, 0)
-						if err != nil {
-							return nil, err
-						}
-						fam, err := arg[family](args, 1)
-						return append(lengthKey(key), byte(fam)), err
 					},
 				},
 			},
@@ -203,27 +161,6 @@ func compareRows(x, y *serviceRow) int {
 	return strings.Compare(x.String(), y.String())
 }
 
-// sharedAddrsTxn calls fn, in address order, for the addresses of family
-// fam held under sharing key until fn returns false.
-func sharedAddrsTxn(txn *memdb.Txn, key string, fam family, fn func(netip.Addr) (more bool, err error)) error {
-	it, err := txn.Get(tableServices, indexShared+"_prefix", key, fam)
-	if err != nil {
-		return fmt.Errorf("listing the addresses shared under key %q: %w", key, err)
-	}
-	var last netip.Addr
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		a, _ := raw.(*serviceRow).addrOf(fam)
-		if a == last {
-			continue
-		}
-		last = a
-		if more, err := fn(a); !more || err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // insertServiceTxn records row, which replaces old (nil: none; old must be
 // the Service's current row), in the table and the address index.
 func insertServiceTxn(txn *memdb.Txn, ix *indexes, old, row *serviceRow) error {
@@ -231,10 +168,13 @@ func insertServiceTxn(txn *memdb.Txn, ix *indexes, old, row *serviceRow) error {
 		return fmt.Errorf("recording the addresses of Service %s: %w", row, err)
 	}
 	if old != nil {
+		if err := unshareTxn(txn, old); err != nil {
+			return err
+		}
 		ix.removeHolder(old)
 	}
 	ix.addHolder(row)
-	return nil
+	return shareTxn(txn, row)
 }
 
 // deleteServiceTxn drops row from the table and the address index.
@@ -243,5 +183,5 @@ func deleteServiceTxn(txn *memdb.Txn, ix *indexes, row *serviceRow) error {
 		return fmt.Errorf("dropping the addresses of Service %s: %w", row, err)
 	}
 	ix.removeHolder(row)
-	return nil
+	return unshareTxn(txn, row)
 }
