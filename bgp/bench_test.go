@@ -29,7 +29,7 @@ import (
 // the limit. BGP_BENCH_VIPS and BGP_BENCH_HOPS change the size.
 func TestBenchmarkAnnounce(t *testing.T) {
 	if os.Getenv("BGP_BENCH") == "" {
-		t.Skip("set BGP_BENCH=1 to run the 80,000-path benchmark (make bench-bgp)")
+		t.Skip("set BGP_BENCH=1 to run the 80,000-path benchmark (docs/bgp.md)")
 	}
 	nVIPs := envInt(t, "BGP_BENCH_VIPS", 10000)
 	nHops := envInt(t, "BGP_BENCH_HOPS", 8)
