@@ -249,7 +249,7 @@ func checkStore(t testing.TB, a *Allocator) {
 	nindexed := 0
 	a.mu.Lock()
 	for i := range a.ix.held {
-		nindexed += a.ix.held[i].size
+		nindexed += len(a.ix.held[i])
 	}
 	a.mu.Unlock()
 	if nindexed != len(holders) {

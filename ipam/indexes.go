@@ -1,8 +1,8 @@
 package ipam
 
-// The indexes beside the store: the free lists of the pools (freelist.go)
-// and the holders of each address (the services table's address index,
-// table_services.go).
+// The indexes beside the store: the free lists of the pools (freelist.go),
+// treaps of free intervals, and the holders of each address (the services
+// table's address index, table_services.go), a hash map.
 //
 // Both are derived from the services table, which stays the store of
 // record, and both are kept out of memdb for one reason: go-memdb's
@@ -10,16 +10,15 @@ package ipam
 // channel and an LRU entry per node, so each index written costs a few KiB
 // of garbage per allocation, and with a million addresses held the garbage
 // collector's share of that is most of the time of an allocation (see
-// docs/ipam.md). Here they are mutable treaps changed in place under the
-// Allocator's write lock. An undo log makes a call that fails leave them as
+// docs/ipam.md). Here they are mutable structures changed in place under
+// the Allocator's write lock. An undo log makes a call that fails leave them as
 // they were, as the aborted memdb transaction leaves the store; readers
 // that need them (Stats, Stale) take the lock.
 
-// treap is an ordered map from u128 keys (slots, addresses) to V. Lookups,
+// treap is an ordered map from u128 keys (free slots) to V. Lookups,
 // inserts and removals are one descent: O(log n) in expectation.
 type treap[V any] struct {
 	root *tnode[V]
-	size int
 }
 
 // tnode is a node of a treap. prio is a hash of key: random priorities make
@@ -73,7 +72,6 @@ func (t *treap[V]) get(k u128) *tnode[V] {
 // insert adds key k with value v; k must not be in t.
 func (t *treap[V]) insert(k u128, v V) {
 	t.root = insertNode(t.root, &tnode[V]{key: k, val: v, prio: keyPrio(k)})
-	t.size++
 }
 
 func insertNode[V any](t, n *tnode[V]) *tnode[V] {
@@ -105,7 +103,6 @@ func (t *treap[V]) remove(k u128) (v V, ok bool) {
 	if n == nil {
 		return v, false
 	}
-	t.size--
 	return n.val, true
 }
 
@@ -164,16 +161,25 @@ func (t *treap[V]) ascend(from, to u128, fn func(k u128, v V)) {
 // the call under way. Only writers change them, under Allocator.mu.
 type indexes struct {
 	free map[poolFam]*freeList
-	// held maps each held address to its holders, one treap per family
-	// (v4, v6), keyed by the address as a number.
-	held [2]treap[[]*serviceRow]
+	// held maps each held address to its holders, one map per family
+	// (v4, v6), keyed by the address as a number. A hash map, not a treap:
+	// allocation looks holders up several times, and a treap of a million
+	// addresses is some 40 cache misses deep per lookup. Only reloads and
+	// Restore need held addresses in order (heldIn), and sort them once.
+	held [2]map[u128][]*serviceRow
+	// sorted caches, per family, the held addresses in order for heldIn,
+	// until the holders change or the call ends; nil: not computed.
+	sorted [2][]u128
 	// undo records, oldest first, how to reverse each change since the
 	// last commit.
 	undo []undoOp
 }
 
 func newIndexes() indexes {
-	return indexes{free: make(map[poolFam]*freeList)}
+	return indexes{
+		free: make(map[poolFam]*freeList),
+		held: [2]map[u128][]*serviceRow{make(map[u128][]*serviceRow), make(map[u128][]*serviceRow)},
+	}
 }
 
 type undoKind uint8
@@ -204,6 +210,7 @@ type undoOp struct {
 func (ix *indexes) commit() {
 	clear(ix.undo) // drop the references to replaced lists and rows
 	ix.undo = ix.undo[:0]
+	ix.sorted = [2][]u128{}
 }
 
 // rollback reverses the changes since the last commit, newest first.

@@ -29,11 +29,11 @@ func TestIndexesRollback(t *testing.T) {
 			})
 			out = append(out, k.pool+" inUse "+u128{0, l.inUse}.String())
 		}
-		ix.held[0].ascend(u128{}, u128{^uint64(0), ^uint64(0)}, func(k u128, hs []*serviceRow) {
+		for k, hs := range ix.held[0] {
 			for _, h := range hs {
 				out = append(out, k.String()+" "+h.String())
 			}
-		})
+		}
 		slices.Sort(out)
 		return strings.Join(out, "\n")
 	}

@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -81,11 +82,7 @@ func serviceTxn(txn *memdb.Txn, namespace, name string) (*serviceRow, error) {
 // holders returns the Services holding a, ordered by namespace and name.
 // The slice is the index's own: do not change it.
 func (ix *indexes) holders(a netip.Addr) []*serviceRow {
-	fam := familyOf(a)
-	if n := ix.held[fam.index()].get(u128FromAddr(a)); n != nil {
-		return n.val
-	}
-	return nil
+	return ix.held[familyOf(a).index()][u128FromAddr(a)]
 }
 
 // isHeld reports whether any Service holds a.
@@ -94,35 +91,43 @@ func (ix *indexes) isHeld(a netip.Addr) bool {
 }
 
 // heldIn calls fn, in address order, for the held addresses in [from, to].
+// The first call of a write sorts the held addresses of the family: it is
+// for reloads and Restore, which walk the pools, never for allocations.
 func (ix *indexes) heldIn(from, to netip.Addr, fn func(netip.Addr)) {
 	fam := familyOf(from)
-	ix.held[fam.index()].ascend(u128FromAddr(from), u128FromAddr(to), func(k u128, _ []*serviceRow) {
+	i := fam.index()
+	if ix.sorted[i] == nil {
+		ix.sorted[i] = slices.SortedFunc(maps.Keys(ix.held[i]), u128.cmp)
+		if ix.sorted[i] == nil {
+			ix.sorted[i] = []u128{}
+		}
+	}
+	sorted := ix.sorted[i]
+	lo, _ := slices.BinarySearchFunc(sorted, u128FromAddr(from), u128.cmp)
+	last := u128FromAddr(to)
+	for _, k := range sorted[lo:] {
+		if last.less(k) {
+			return
+		}
 		fn(addrFromU128(fam, k))
-	})
+	}
 }
 
 // setHolders makes hs (nil: none) the holders of address a, logging the
 // change for rollback.
-func (ix *indexes) setHolders(fam family, a u128, hs []*serviceRow) {
-	var old []*serviceRow
-	if n := ix.held[fam.index()].get(a); n != nil {
-		old = n.val
-	}
+func (ix *indexes) setHolders(fam family, a u128, old, hs []*serviceRow) {
 	ix.undo = append(ix.undo, undoOp{kind: undoHolders, fam: fam, last: a, holders: old})
 	ix.setHoldersRaw(fam, a, hs)
 }
 
 func (ix *indexes) setHoldersRaw(fam family, a u128, hs []*serviceRow) {
-	t := &ix.held[fam.index()]
-	n := t.get(a)
-	switch {
-	case n != nil && hs != nil:
-		n.val = hs
-	case n != nil:
-		t.remove(a)
-	case hs != nil:
-		t.insert(a, hs)
+	i := fam.index()
+	if hs == nil {
+		delete(ix.held[i], a)
+	} else {
+		ix.held[i][a] = hs
 	}
+	ix.sorted[i] = nil
 }
 
 // addHolder records row as a holder of each of its addresses. Holder lists
@@ -134,7 +139,7 @@ func (ix *indexes) addHolder(row *serviceRow) {
 		i, _ := slices.BinarySearchFunc(old, row, compareRows)
 		hs := make([]*serviceRow, 0, len(old)+1)
 		hs = append(append(append(hs, old[:i]...), row), old[i:]...)
-		ix.setHolders(familyOf(a), u128FromAddr(a), hs)
+		ix.setHolders(familyOf(a), u128FromAddr(a), old, hs)
 	}
 }
 
@@ -150,7 +155,7 @@ func (ix *indexes) removeHolder(row *serviceRow) {
 		if len(old) > 1 {
 			hs = slices.Concat(old[:i], old[i+1:])
 		}
-		ix.setHolders(familyOf(a), u128FromAddr(a), hs)
+		ix.setHolders(familyOf(a), u128FromAddr(a), old, hs)
 	}
 }
 
