@@ -41,8 +41,10 @@ func (r *serviceRow) addrOf(fam family) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// serviceKey is "namespace/name", terminated.
 func serviceKey(namespace, name string) []byte {
-	return nameKey(namespace + "/" + name)
+	b := make([]byte, 0, len(namespace)+len(name)+2)
+	return append(append(append(append(b, namespace...), '/'), name...), 0)
 }
 
 func servicesTableSchema() *memdb.TableSchema {
