@@ -13,12 +13,15 @@
 //   - Every call is atomic: a dual-stack Service gets both addresses or
 //     none, and a call that fails changes nothing.
 //   - Finding a free address never walks the pool: the free addresses are
-//     kept as intervals in a go-memdb table, and the lowest free one is a
-//     single ordered lookup, so an IPv6 /64 costs what a /28 does.
+//     kept as intervals in a treap per pool and family, and the lowest free
+//     one is a single ordered lookup, so an IPv6 /64 costs what a /28 does.
 //
 // The store is a go-memdb database in memory, one table per file
 // (table_*.go), built by schema factories; each exported method opens one
 // transaction and hands it to unexported …Txn functions that compose.
+// Beside it, the free lists and the holders of each address are mutable
+// indexes derived from the services table (indexes.go), changed under the
+// Allocator's write lock and undone with the transaction when a call fails.
 //
 // Errors wrap the sentinels of errors.go; see docs/ipam.md for the design,
 // the request rules and the benchmarks.

@@ -13,8 +13,14 @@ import (
 // file with its row type, its schema factory and the transactions on it.
 //
 // Index keys are bytes whose order is the order the allocator needs:
-// addresses are big-endian, so that a LowerBound lookup finds the lowest
-// free slot or the range holding an address without walking anything.
+// addresses are big-endian, so that a LowerBound lookup finds the range
+// holding an address, and a prefix lookup the addresses shared under a key
+// in order, without walking anything.
+//
+// The free lists and the holders of each address are indexes derived from
+// the services table but kept beside the store, not in it: go-memdb copies
+// every index node on a write's path, and those two were most of what an
+// allocation wrote (see indexes.go).
 
 const (
 	tablePools    = "pools"
@@ -62,32 +68,6 @@ func (ix singleIndex[T]) FromObject(raw any) (bool, []byte, error) {
 func (ix singleIndex[T]) FromArgs(args ...any) ([]byte, error) { return ix.args(args) }
 
 func (ix singleIndex[T]) PrefixFromArgs(args ...any) ([]byte, error) {
-	if ix.prefix == nil {
-		return nil, fmt.Errorf("index has no prefix lookups")
-	}
-	return ix.prefix(args)
-}
-
-// multiIndex is a memdb index with any number of keys per row (none: the
-// row is not in the index).
-type multiIndex[T any] struct {
-	keys   func(T) [][]byte
-	args   func(args []any) ([]byte, error)
-	prefix func(args []any) ([]byte, error)
-}
-
-func (ix multiIndex[T]) FromObject(raw any) (bool, [][]byte, error) {
-	row, ok := raw.(T)
-	if !ok {
-		return false, nil, fmt.Errorf("indexing %T: want %T", raw, row)
-	}
-	keys := ix.keys(row)
-	return len(keys) > 0, keys, nil
-}
-
-func (ix multiIndex[T]) FromArgs(args ...any) ([]byte, error) { return ix.args(args) }
-
-func (ix multiIndex[T]) PrefixFromArgs(args ...any) ([]byte, error) {
 	if ix.prefix == nil {
 		return nil, fmt.Errorf("index has no prefix lookups")
 	}
