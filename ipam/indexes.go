@@ -1,5 +1,7 @@
 package ipam
 
+import "slices"
+
 // The indexes beside the store: the free lists of the pools (freelist.go),
 // treaps of free intervals, and the holders of each address (the services
 // table's address index, table_services.go), a hash map.
@@ -206,10 +208,24 @@ type undoOp struct {
 	holders     []*serviceRow // undoHolders: the old holders, nil for none
 }
 
+// maxKeptUndo is the capacity of undo log kept between calls, for the few
+// entries an allocation makes without allocating.
+const maxKeptUndo = 64
+
+// reserve makes room for n more undo entries, so that a bulk change (a
+// Restore of many rows) grows the log once.
+func (ix *indexes) reserve(n int) {
+	ix.undo = slices.Grow(ix.undo, n)
+}
+
 // commit makes the changes since the last commit permanent.
 func (ix *indexes) commit() {
-	clear(ix.undo) // drop the references to replaced lists and rows
-	ix.undo = ix.undo[:0]
+	if cap(ix.undo) > maxKeptUndo {
+		ix.undo = nil // a Restore's log: do not keep it
+	} else {
+		clear(ix.undo) // drop the references to replaced lists and rows
+		ix.undo = ix.undo[:0]
+	}
 	ix.sorted = [2][]u128{}
 }
 

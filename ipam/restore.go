@@ -241,6 +241,7 @@ func restoreTxn(txn *memdb.Txn, ix *indexes, claims []claim) (RestoreReport, err
 			byAddr = append(byAddr, e.claim)
 		}
 	}
+	ix.reserve(len(byAddr) * 2) // one entry per address held
 	for _, i := range byAddr {
 		c := &claims[i]
 		// In the order of the status, which is the Service's family order.
