@@ -1,6 +1,11 @@
 package provider
 
-import "time"
+import (
+	"net/netip"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+)
 
 // Options configure [New].
 type Options struct {
@@ -10,4 +15,11 @@ type Options struct {
 	// ConfigMap update reaches a mounted file within a minute or so, and is
 	// applied by the next check. Zero: never reload.
 	ReloadInterval time.Duration
+	// Client is the replica's own client, for the announcer's informers,
+	// Events and the leader's restore. Nil: InstancesV2 only.
+	Client kubernetes.Interface
+	// RouterID is --bgp-router-id; see routerID for the defaults.
+	RouterID string
+	// BGPAPIAddress serves the embedded GoBGP's gRPC API (--bgp-api-address).
+	BGPAPIAddress netip.AddrPort
 }

@@ -8,12 +8,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+	restclient "k8s.io/client-go/rest"
 	cloudprovider "k8s.io/cloud-provider"
 	"k8s.io/cloud-provider/app"
 	cloudcontrollerconfig "k8s.io/cloud-provider/app/config"
@@ -69,9 +73,19 @@ func run() int {
 
 	initCloud := func(cc *cloudcontrollerconfig.CompletedConfig) cloudprovider.Interface {
 		shared := cc.ComponentConfig.KubeCloudShared.CloudProvider
+		// Every replica announces, so every replica needs its own client
+		// now, not only the leader once it has won.
+		client, err := kubernetes.NewForConfig(restclient.AddUserAgent(cc.Kubeconfig, "baremetal-ccm"))
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Cannot build a client")
+			klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+		}
 		cloud, err := provider.New(ctx, provider.Options{
 			ConfigFile:     shared.CloudConfigFile,
 			ReloadInterval: ours.configReloadInterval,
+			Client:         client,
+			RouterID:       ours.bgpRouterID,
+			BGPAPIAddress:  ours.bgpAPIAddress,
 		})
 		if err != nil {
 			// Validated before; the file changed in between.
@@ -104,18 +118,35 @@ func run() int {
 
 type ourFlags struct {
 	configReloadInterval time.Duration
+	bgpRouterID          string
+	bgpAPIAddressFlag    string
+	bgpAPIAddress        netip.AddrPort
 }
 
-func (o *ourFlags) addFlags(fs interface {
-	DurationVar(p *time.Duration, name string, value time.Duration, usage string)
-}) {
+func (o *ourFlags) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.configReloadInterval, "cloud-config-reload-interval", 5*time.Second,
 		"How often the cloud config file is checked for changes (a ConfigMap update); a valid change is applied without a restart. 0 disables reloading.")
+	fs.StringVar(&o.bgpRouterID, "bgp-router-id", "",
+		"BGP router ID of this replica (IPv4) when the cloud config gives none. Default: $NODE_IP if IPv4, else the host's first global IPv4 address.")
+	fs.StringVar(&o.bgpAPIAddressFlag, "bgp-api-address", "",
+		"Serve the embedded GoBGP's gRPC API on this loopback address and port (e.g. 127.0.0.1:50051), for the gobgp CLI. Empty: off.")
 }
 
 func (o *ourFlags) validate() error {
 	if o.configReloadInterval < 0 {
 		return fmt.Errorf("--cloud-config-reload-interval=%s: must be 0 (off) or positive", o.configReloadInterval)
+	}
+	if o.bgpRouterID != "" {
+		if id, err := netip.ParseAddr(o.bgpRouterID); err != nil || !id.Is4() {
+			return fmt.Errorf("--bgp-router-id=%q: must be an IPv4 address", o.bgpRouterID)
+		}
+	}
+	if o.bgpAPIAddressFlag != "" {
+		ap, err := netip.ParseAddrPort(o.bgpAPIAddressFlag)
+		if err != nil || !ap.Addr().IsLoopback() {
+			return fmt.Errorf("--bgp-api-address=%q: must be a loopback address and port such as 127.0.0.1:50051 (the API has no authentication)", o.bgpAPIAddressFlag)
+		}
+		o.bgpAPIAddress = ap
 	}
 	return nil
 }

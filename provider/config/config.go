@@ -1,6 +1,8 @@
 // Package config reads and validates the cloud config file: the region, the
 // racks with their subnets, the machine inventory, the address pools, the BGP
-// speaker and the node health check.
+// speaker and the node health check. The sections of the packages that use
+// them (ipam, bgp, health) are parsed by those packages; this one checks what
+// spans sections.
 //
 // Every problem in a file is reported at once, each with its field path, the
 // offending value and what would be valid, so that an operator fixes a
@@ -20,6 +22,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/baremetal-ccm/baremetal-ccm/bgp"
+	"github.com/baremetal-ccm/baremetal-ccm/ipam"
+	"github.com/baremetal-ccm/baremetal-ccm/provider/health"
 )
 
 // DefaultInstanceType is the instance type of a machine whose inventory entry
@@ -34,9 +40,12 @@ const (
 
 // File is the cloud config file as written by the operator (YAML).
 type File struct {
-	Region   string        `json:"region"`
-	Racks    []RackFile    `json:"racks,omitempty"`
-	Machines []MachineFile `json:"machines,omitempty"`
+	Region      string             `json:"region"`
+	Racks       []RackFile         `json:"racks,omitempty"`
+	Machines    []MachineFile      `json:"machines,omitempty"`
+	Pools       []ipam.PoolConfig  `json:"pools,omitempty"`
+	BGP         *bgp.ConfigFile    `json:"bgp,omitempty"`
+	HealthCheck *health.ConfigFile `json:"healthCheck,omitempty"`
 }
 
 // RackFile is one entry of `racks:`.
@@ -62,6 +71,14 @@ type Config struct {
 	// Machines is the inventory; nil when the file has none, in which case
 	// every Node is a running machine.
 	Machines map[string]Machine
+	// Pools are the address pools, in configuration order.
+	Pools []ipam.Pool
+	// BGP is the speaker's configuration; BGP.ASN is 0 when the file has
+	// no bgp section, and BGP.RouterID is invalid when the file leaves it
+	// to the process (see the --bgp-router-id flag).
+	BGP bgp.Config
+	// HealthCheck is the node health check, with defaults applied.
+	HealthCheck health.Config
 }
 
 // Rack is a top-of-rack domain: the nodes whose addresses lie in its subnets.
@@ -173,6 +190,32 @@ func (f *File) Validate() (*Config, field.ErrorList) {
 	var machineErrs field.ErrorList
 	cfg.Machines, machineErrs = validateMachines(f.Machines, cfg, field.NewPath("machines"))
 	errs = append(errs, machineErrs...)
+
+	var poolErrs field.ErrorList
+	cfg.Pools, poolErrs = ipam.ParsePools(f.Pools, field.NewPath("pools"))
+	errs = append(errs, poolErrs...)
+
+	if f.BGP != nil {
+		var bgpErrs field.ErrorList
+		cfg.BGP, bgpErrs = f.BGP.Parse(field.NewPath("bgp"))
+		errs = append(errs, bgpErrs...)
+		for i, p := range f.BGP.Peers {
+			if p.Rack == "" {
+				continue
+			}
+			if _, ok := cfg.Rack(p.Rack); !ok {
+				errs = append(errs, field.Invalid(field.NewPath("bgp", "peers").Index(i).Child("rack"), p.Rack,
+					fmt.Sprintf("no such rack; known racks: %s", strings.Join(rackNames(cfg.Racks), ", "))))
+			}
+		}
+	}
+	if len(f.Pools) > 0 && (f.BGP == nil || f.BGP.ASN == 0) {
+		errs = append(errs, field.Required(field.NewPath("bgp", "asn"), "pools are configured, so their addresses must be announced: give the speaker's AS number"))
+	}
+
+	var hcErrs field.ErrorList
+	cfg.HealthCheck, hcErrs = f.HealthCheck.Parse(field.NewPath("healthCheck"))
+	errs = append(errs, hcErrs...)
 
 	if len(errs) > 0 {
 		return nil, errs

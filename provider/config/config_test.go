@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 const goodConfig = `
@@ -46,7 +47,9 @@ func TestParseGood(t *testing.T) {
 			"node-x": {Name: "node-x", Type: DefaultInstanceType, State: StateRunning},
 		},
 	}
-	if diff := cmp.Diff(want, cfg, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+	// The pools, bgp and healthCheck sections are their packages' to test.
+	ignore := cmpopts.IgnoreFields(Config{}, "Pools", "BGP", "HealthCheck")
+	if diff := cmp.Diff(want, cfg, ignore, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("Parse(good) mismatch (-want +got):\n%s", diff)
 	}
 	if !cfg.HasInventory() {
@@ -107,6 +110,11 @@ func TestParseBad(t *testing.T) {
 		{"address in another rack", "region: lab\nracks:\n- name: rack-a\n  subnets: [198.51.100.0/25]\n- name: rack-b\n  subnets: [198.51.100.128/25]\nmachines:\n- name: n1\n  rack: rack-a\n  addresses: [198.51.100.140]\n",
 			[]string{`machines[0].addresses[0]: Invalid value: "198.51.100.140"`, `rack "rack-b"`}},
 		{"bad instance type", "region: lab\nmachines:\n- name: n1\n  type: 'c3 small'\n", []string{`machines[0].type: Invalid value: "c3 small"`}},
+		{"pools without bgp", "region: lab\npools:\n- name: p\n  addresses: [203.0.113.0/28]\n", []string{"bgp.asn: Required value"}},
+		{"peer in unknown rack", "region: lab\nbgp:\n  asn: 64512\n  peers:\n  - name: tor\n    address: 198.51.100.1\n    asn: 64513\n    rack: nowhere\n",
+			[]string{`bgp.peers[0].rack: Invalid value: "nowhere"`}},
+		{"bad pool", "region: lab\npools:\n- name: p\n  addresses: [203.0.113.0/33]\nbgp:\n  asn: 64512\n", []string{"pools[0].addresses[0]"}},
+		{"bad health check", "region: lab\nhealthCheck:\n  port: 0\n  timeout: 2s\n", []string{"healthCheck.timeout"}},
 		{"every problem at once", "region: ''\nmachines:\n- name: n1\n  state: halted\n- name: n1\n",
 			[]string{"region: Required value", "machines[0].state", "machines[1].name"}},
 	} {

@@ -1,0 +1,456 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/baremetal-ccm/baremetal-ccm/bgp"
+	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
+)
+
+// Annotations that set BGP attributes of a Service's VIPs.
+const (
+	AnnotationBGPCommunities      = "baremetal-ccm.io/bgp-communities"
+	AnnotationBGPLargeCommunities = "baremetal-ccm.io/bgp-large-communities"
+	AnnotationBGPLocalPref        = "baremetal-ccm.io/bgp-local-pref"
+)
+
+const (
+	// minSyncInterval coalesces a burst of changes (a node flapping, many
+	// EndpointSlice updates) into one sync, well inside the 1 s within which
+	// a change must reach the routers.
+	minSyncInterval = 100 * time.Millisecond
+	// resyncInterval re-asserts the whole desired state now and then, in
+	// case an event was missed.
+	resyncInterval = 30 * time.Second
+)
+
+// speaker is what the announcer needs of the BGP speaker.
+type speaker interface {
+	Announce(ctx context.Context, adv bgp.Advertisement) error
+	Withdraw(ctx context.Context, prefix netip.Prefix) error
+	SetAll(ctx context.Context, advs []bgp.Advertisement) error
+	Peers() []bgp.PeerStatus
+}
+
+// healthView tells whether a node passes the node health check.
+type healthView interface {
+	Healthy(node string) bool
+}
+
+// announcer keeps the speaker's paths equal to what the Services, Nodes,
+// EndpointSlices and health checks ask for. It runs on every replica, leader
+// or not, from the Services' status; on the leader it also sees the
+// addresses allocated but not yet written to status (assigned).
+type announcer struct {
+	config   func() *config.Config
+	speaker  func() speaker // nil result: no BGP configured
+	assigned func(namespace, name string) []netip.Addr
+	health   healthView
+
+	services  corelisters.ServiceLister
+	nodes     corelisters.NodeLister
+	slices    discoverylisters.EndpointSliceLister
+	hasSynced []cache.InformerSynced
+
+	// mu serialises syncs, so that paths are always computed from one view
+	// and handed to the speaker in order.
+	mu sync.Mutex
+	// failOpen holds the VIPs announced over unhealthy nodes because every
+	// candidate failed its health check, to warn once per change.
+	failOpen map[netip.Addr]bool
+
+	trigger chan struct{}
+}
+
+func newAnnouncer(client kubernetes.Interface, cfg func() *config.Config, sp func() speaker,
+	assigned func(string, string) []netip.Addr, health healthView) (*announcer, informers.SharedInformerFactory) {
+	factory := informers.NewSharedInformerFactory(client, 0)
+	svcInf := factory.Core().V1().Services()
+	nodeInf := factory.Core().V1().Nodes()
+	sliceInf := factory.Discovery().V1().EndpointSlices()
+	a := &announcer{
+		config:    cfg,
+		speaker:   sp,
+		assigned:  assigned,
+		health:    health,
+		services:  svcInf.Lister(),
+		nodes:     nodeInf.Lister(),
+		slices:    sliceInf.Lister(),
+		hasSynced: []cache.InformerSynced{svcInf.Informer().HasSynced, nodeInf.Informer().HasSynced, sliceInf.Informer().HasSynced},
+		failOpen:  map[netip.Addr]bool{},
+		trigger:   make(chan struct{}, 1),
+	}
+	h := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { a.Trigger() },
+		UpdateFunc: func(any, any) { a.Trigger() },
+		DeleteFunc: func(any) { a.Trigger() },
+	}
+	for _, inf := range []cache.SharedIndexInformer{svcInf.Informer(), nodeInf.Informer(), sliceInf.Informer()} {
+		_, _ = inf.AddEventHandler(h)
+	}
+	return a, factory
+}
+
+// Trigger asks for a sync soon. It never blocks.
+func (a *announcer) Trigger() {
+	select {
+	case a.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// run syncs after every change, at most every minSyncInterval, and every
+// resyncInterval, until ctx ends.
+func (a *announcer) run(ctx context.Context) {
+	logger := klog.FromContext(ctx).WithName("announcer")
+	ctx = klog.NewContext(ctx, logger)
+	if !cache.WaitForCacheSync(ctx.Done(), a.hasSynced...) {
+		return
+	}
+	t := time.NewTicker(resyncInterval)
+	defer t.Stop()
+	for {
+		if err := a.syncAll(ctx); err != nil {
+			logger.Error(err, "Sync failed; retrying")
+			a.Trigger()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(minSyncInterval):
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.trigger:
+		case <-t.C:
+		}
+	}
+}
+
+// syncAll hands the speaker the whole desired state.
+func (a *announcer) syncAll(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	sp := a.speaker()
+	if sp == nil {
+		return nil
+	}
+	v, err := a.view(nil)
+	if err != nil {
+		return err
+	}
+	advs := make([]bgp.Advertisement, 0, len(v.holders))
+	for _, vip := range v.vips() {
+		adv := v.advertisement(ctx, a, vip)
+		if len(adv.NextHops) > 0 {
+			advs = append(advs, adv)
+		}
+	}
+	if err := sp.SetAll(ctx, advs); err != nil {
+		return fmt.Errorf("handing %d VIPs to the speaker: %w", len(advs), err)
+	}
+	return nil
+}
+
+// announced is what syncService did for one VIP.
+type announced struct {
+	vip     netip.Addr
+	nodes   int
+	routers int
+}
+
+// syncService brings the VIPs of one Service up to date now, with svc (the
+// version the service controller holds) in place of the cached one and
+// addrs as its addresses.
+func (a *announcer) syncService(ctx context.Context, svc *v1.Service, addrs []netip.Addr) ([]announced, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	sp := a.speaker()
+	if sp == nil {
+		return nil, fmt.Errorf("no BGP speaker: the cloud config has no bgp section")
+	}
+	v, err := a.view(&override{svc: svc, addrs: addrs})
+	if err != nil {
+		return nil, err
+	}
+	peers := sp.Peers()
+	var out []announced
+	for _, vip := range addrs {
+		adv := v.advertisement(ctx, a, vip)
+		if err := a.apply(ctx, sp, adv); err != nil {
+			return out, err
+		}
+		out = append(out, announced{vip: vip, nodes: len(adv.NextHops), routers: routersReached(peers, adv)})
+	}
+	return out, nil
+}
+
+// withdrawService takes the VIPs of a deleted Service away, except where
+// another Service still holds the address.
+func (a *announcer) withdrawService(ctx context.Context, svc *v1.Service, addrs []netip.Addr) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	sp := a.speaker()
+	if sp == nil {
+		return nil
+	}
+	v, err := a.view(&override{svc: svc, gone: true})
+	if err != nil {
+		return err
+	}
+	for _, vip := range addrs {
+		if err := a.apply(ctx, sp, v.advertisement(ctx, a, vip)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *announcer) apply(ctx context.Context, sp speaker, adv bgp.Advertisement) error {
+	if len(adv.NextHops) == 0 {
+		if err := sp.Withdraw(ctx, adv.Prefix); err != nil {
+			return fmt.Errorf("withdrawing %s: %w", adv.Prefix, err)
+		}
+		return nil
+	}
+	if err := sp.Announce(ctx, adv); err != nil {
+		return fmt.Errorf("announcing %s: %w", adv.Prefix, err)
+	}
+	return nil
+}
+
+// routersReached counts the established routers that get a path of adv.
+func routersReached(peers []bgp.PeerStatus, adv bgp.Advertisement) int {
+	n := 0
+	for _, p := range peers {
+		if p.State != bgp.StateEstablished {
+			continue
+		}
+		if p.Rack == "" || slices.ContainsFunc(adv.NextHops, func(h bgp.NextHop) bool { return h.Rack == p.Rack }) {
+			n++
+		}
+	}
+	return n
+}
+
+// override replaces (or, gone, removes) one Service in a view.
+type override struct {
+	svc   *v1.Service
+	addrs []netip.Addr
+	gone  bool
+}
+
+// view is one consistent picture of what is to be announced.
+type view struct {
+	cfg        *config.Config
+	candidates []candidate
+	// holders maps each VIP to the Services holding it (several when
+	// shared), oldest first.
+	holders map[netip.Addr][]*v1.Service
+}
+
+func (a *announcer) view(o *override) (*view, error) {
+	v := &view{cfg: a.config(), holders: map[netip.Addr][]*v1.Service{}}
+	nodes, err := a.nodes.List(labels.Everything())
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	for _, n := range nodes {
+		if ineligibility(n) == "" {
+			v.candidates = append(v.candidates, newCandidate(n, v.cfg))
+		}
+	}
+	svcs, err := a.services.List(labels.Everything())
+	if err != nil {
+		return nil, fmt.Errorf("listing services: %w", err)
+	}
+	for _, s := range svcs {
+		if o != nil && s.Namespace == o.svc.Namespace && s.Name == o.svc.Name {
+			continue
+		}
+		if !announceable(s) {
+			continue
+		}
+		for _, ip := range a.addressesOf(s) {
+			v.holders[ip] = append(v.holders[ip], s)
+		}
+	}
+	if o != nil && !o.gone && announceable(o.svc) {
+		for _, ip := range o.addrs {
+			v.holders[ip] = append(v.holders[ip], o.svc)
+		}
+	}
+	for _, hs := range v.holders {
+		sort.Slice(hs, func(i, j int) bool { return olderService(hs[i], hs[j]) })
+	}
+	return v, nil
+}
+
+// announceable tells whether a Service's addresses are to be announced: a
+// LoadBalancer of ours that is not being deleted.
+func announceable(s *v1.Service) bool {
+	return s.Spec.Type == v1.ServiceTypeLoadBalancer && s.Spec.LoadBalancerClass == nil && s.DeletionTimestamp == nil
+}
+
+// addressesOf returns a Service's VIPs: what the allocator holds for it on
+// the leader, else what its status says.
+func (a *announcer) addressesOf(s *v1.Service) []netip.Addr {
+	if addrs := a.assigned(s.Namespace, s.Name); addrs != nil {
+		return addrs
+	}
+	var addrs []netip.Addr
+	for _, in := range s.Status.LoadBalancer.Ingress {
+		if ip, err := netip.ParseAddr(in.IP); err == nil {
+			addrs = append(addrs, ip.Unmap())
+		}
+	}
+	return addrs
+}
+
+func olderService(a, b *v1.Service) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
+
+func (v *view) vips() []netip.Addr {
+	vips := make([]netip.Addr, 0, len(v.holders))
+	for ip := range v.holders {
+		vips = append(vips, ip)
+	}
+	slices.SortFunc(vips, func(a, b netip.Addr) int { return a.Compare(b) })
+	return vips
+}
+
+// advertisement computes the desired state of one VIP: the next hops are
+// the candidates of its family that pass the health check and, for
+// externalTrafficPolicy Local, hold a ready endpoint of a holder. When every
+// such node fails its health check, all of them are used (fail open): a
+// broken health check must not black-hole a Service.
+func (v *view) advertisement(ctx context.Context, a *announcer, vip netip.Addr) bgp.Advertisement {
+	adv := bgp.Advertisement{Prefix: netip.PrefixFrom(vip, vip.BitLen())}
+	holders := v.holders[vip]
+	if len(holders) == 0 {
+		return adv
+	}
+	var local map[string]bool
+	for _, s := range holders {
+		if s.Spec.ExternalTrafficPolicy != v1.ServiceExternalTrafficPolicyLocal {
+			continue
+		}
+		if local == nil {
+			local = map[string]bool{}
+		}
+		slices, err := a.slices.EndpointSlices(s.Namespace).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: s.Name}))
+		if err != nil {
+			continue
+		}
+		for n := range readyEndpointNodes(slices) {
+			local[n] = true
+		}
+	}
+	var healthy, all []bgp.NextHop
+	for _, c := range v.candidates {
+		if local != nil && !local[c.name] {
+			continue
+		}
+		hop, ok := c.nextHop(vip)
+		if !ok {
+			continue
+		}
+		all = append(all, hop)
+		if a.health.Healthy(c.name) {
+			healthy = append(healthy, hop)
+		}
+	}
+	adv.NextHops = healthy
+	failOpen := len(healthy) == 0 && len(all) > 0
+	if failOpen {
+		adv.NextHops = all
+	}
+	if failOpen != a.failOpen[vip] {
+		logger := klog.FromContext(ctx)
+		if failOpen {
+			logger.Info("Warning: every node of this VIP fails its health check; announcing all of them (fail open)", "vip", vip, "nodes", len(all))
+			a.failOpen[vip] = true
+		} else {
+			delete(a.failOpen, vip)
+		}
+	}
+	adv.Communities, adv.LargeCommunities, adv.LocalPref = bgpAttributes(holders)
+	return adv
+}
+
+// bgpAttributes merges the BGP annotations of a VIP's holders; bad values
+// are left out (EnsureLoadBalancer reports them).
+func bgpAttributes(holders []*v1.Service) (cs []bgp.Community, lcs []bgp.LargeCommunity, localPref uint32) {
+	for _, s := range holders {
+		if v := s.Annotations[AnnotationBGPCommunities]; v != "" {
+			if parsed, err := bgp.ParseCommunities(v); err == nil {
+				for _, c := range parsed {
+					if !slices.Contains(cs, c) {
+						cs = append(cs, c)
+					}
+				}
+			}
+		}
+		if v := s.Annotations[AnnotationBGPLargeCommunities]; v != "" {
+			if parsed, err := bgp.ParseLargeCommunities(v); err == nil {
+				for _, c := range parsed {
+					if !slices.Contains(lcs, c) {
+						lcs = append(lcs, c)
+					}
+				}
+			}
+		}
+		if v := s.Annotations[AnnotationBGPLocalPref]; v != "" && localPref == 0 {
+			if p, err := strconv.ParseUint(v, 10, 32); err == nil {
+				localPref = uint32(p)
+			}
+		}
+	}
+	return cs, lcs, localPref
+}
+
+// checkBGPAnnotations reports a bad BGP annotation of a Service.
+func checkBGPAnnotations(s *v1.Service) error {
+	if v := s.Annotations[AnnotationBGPCommunities]; v != "" {
+		if _, err := bgp.ParseCommunities(v); err != nil {
+			return fmt.Errorf("annotation %s=%q: %w", AnnotationBGPCommunities, v, err)
+		}
+	}
+	if v := s.Annotations[AnnotationBGPLargeCommunities]; v != "" {
+		if _, err := bgp.ParseLargeCommunities(v); err != nil {
+			return fmt.Errorf("annotation %s=%q: %w", AnnotationBGPLargeCommunities, v, err)
+		}
+	}
+	if v := s.Annotations[AnnotationBGPLocalPref]; v != "" {
+		if _, err := strconv.ParseUint(v, 10, 32); err != nil {
+			return fmt.Errorf("annotation %s=%q: must be a number from 0 to 4294967295", AnnotationBGPLocalPref, v)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,326 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	cloudproviderapi "k8s.io/cloud-provider/api"
+
+	"github.com/baremetal-ccm/baremetal-ccm/bgp"
+	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
+)
+
+// fakeSpeaker records the desired state it is handed.
+type fakeSpeaker struct {
+	mu   sync.Mutex
+	advs map[netip.Prefix]bgp.Advertisement
+}
+
+func (f *fakeSpeaker) Announce(_ context.Context, adv bgp.Advertisement) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advs[adv.Prefix] = adv
+	return nil
+}
+
+func (f *fakeSpeaker) Withdraw(_ context.Context, p netip.Prefix) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.advs, p)
+	return nil
+}
+
+func (f *fakeSpeaker) SetAll(_ context.Context, advs []bgp.Advertisement) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advs = map[netip.Prefix]bgp.Advertisement{}
+	for _, a := range advs {
+		f.advs[a.Prefix] = a
+	}
+	return nil
+}
+
+func (f *fakeSpeaker) Peers() []bgp.PeerStatus {
+	return []bgp.PeerStatus{{Name: "tor-a", Rack: "rack-a", State: bgp.StateEstablished}, {Name: "tor-b", Rack: "rack-b", State: bgp.StateEstablished}}
+}
+
+// hops returns the next-hop addresses per VIP.
+func (f *fakeSpeaker) hops() map[string][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string][]string{}
+	for p, a := range f.advs {
+		for _, h := range a.NextHops {
+			out[p.Addr().String()] = append(out[p.Addr().String()], h.Addr.String()+"@"+h.Rack)
+		}
+		slices.Sort(out[p.Addr().String()])
+	}
+	return out
+}
+
+type fakeHealth map[string]bool
+
+func (h fakeHealth) Healthy(node string) bool { ok, known := h[node]; return !known || ok }
+
+const announcerConfig = `
+region: lab
+racks:
+- name: rack-a
+  subnets: [198.51.100.0/25, 2001:db8:1::/64]
+- name: rack-b
+  subnets: [198.51.100.128/25]
+`
+
+type nodeOpt func(*v1.Node)
+
+func node(name string, addrs []string, opts ...nodeOpt) *v1.Node {
+	n := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{}}}
+	for _, a := range addrs {
+		n.Status.Addresses = append(n.Status.Addresses, v1.NodeAddress{Type: v1.NodeInternalIP, Address: a})
+	}
+	n.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue}}
+	for _, o := range opts {
+		o(n)
+	}
+	return n
+}
+
+func notReady(n *v1.Node) { n.Status.Conditions[0].Status = v1.ConditionFalse }
+func excluded(n *v1.Node) { n.Labels[v1.LabelNodeExcludeBalancers] = "" }
+func shutdown(n *v1.Node) {
+	n.Spec.Taints = append(n.Spec.Taints, v1.Taint{Key: cloudproviderapi.TaintNodeShutdown, Effect: v1.TaintEffectNoSchedule})
+}
+func deleting(n *v1.Node) {
+	now := metav1.Now()
+	n.DeletionTimestamp = &now
+	n.Finalizers = []string{"x"}
+}
+
+func service(name string, policy v1.ServiceExternalTrafficPolicy, ips ...string) *v1.Service {
+	s := &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Annotations: map[string]string{}},
+		Spec:       v1.ServiceSpec{Type: v1.ServiceTypeLoadBalancer, ExternalTrafficPolicy: policy},
+	}
+	for _, ip := range ips {
+		s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, v1.LoadBalancerIngress{IP: ip})
+	}
+	return s
+}
+
+func endpointSlice(svc string, nodes map[string]bool) *discoveryv1.EndpointSlice {
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: svc + "-x", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+	}
+	for n, ready := range nodes {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{"192.0.2.9"}, NodeName: &n, Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
+	}
+	return es
+}
+
+func startAnnouncer(t *testing.T, health healthView, assigned map[string][]netip.Addr, objs ...runtime.Object) (*announcer, *fakeSpeaker) {
+	t.Helper()
+	cfg, err := config.Parse([]byte(announcerConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := &fakeSpeaker{advs: map[netip.Prefix]bgp.Advertisement{}}
+	a, factory := newAnnouncer(fake.NewClientset(objs...), func() *config.Config { return cfg }, func() speaker { return sp },
+		func(ns, name string) []netip.Addr { return assigned[ns+"/"+name] }, health)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	return a, sp
+}
+
+func TestAnnouncerNextHops(t *testing.T) {
+	nodes := []runtime.Object{
+		node("a1", []string{"198.51.100.11", "2001:db8:1::11"}),
+		node("a2", []string{"198.51.100.12", "2001:db8:1::12"}),
+		node("b1", []string{"198.51.100.140"}),
+	}
+	for _, tc := range []struct {
+		name     string
+		objs     []runtime.Object
+		health   fakeHealth
+		assigned map[string][]netip.Addr
+		want     map[string][]string
+	}{
+		{
+			name: "cluster policy: every eligible node of the family, with its rack",
+			objs: []runtime.Object{service("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1", "2001:db8:100::1")},
+			want: map[string][]string{
+				"203.0.113.1":     {"198.51.100.11@rack-a", "198.51.100.12@rack-a", "198.51.100.140@rack-b"},
+				"2001:db8:100::1": {"2001:db8:1::11@rack-a", "2001:db8:1::12@rack-a"},
+			},
+		},
+		{
+			name: "not ready, excluded, shut down and deleting nodes carry nothing",
+			objs: []runtime.Object{
+				service("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1"),
+				node("x1", []string{"198.51.100.21"}, notReady), node("x2", []string{"198.51.100.22"}, excluded),
+				node("x3", []string{"198.51.100.23"}, shutdown), node("x4", []string{"198.51.100.24"}, deleting),
+			},
+			want: map[string][]string{"203.0.113.1": {"198.51.100.11@rack-a", "198.51.100.12@rack-a", "198.51.100.140@rack-b"}},
+		},
+		{
+			name:   "unhealthy nodes carry nothing",
+			objs:   []runtime.Object{service("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")},
+			health: fakeHealth{"a2": false},
+			want:   map[string][]string{"203.0.113.1": {"198.51.100.11@rack-a", "198.51.100.140@rack-b"}},
+		},
+		{
+			name:   "every node unhealthy: fail open",
+			objs:   []runtime.Object{service("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")},
+			health: fakeHealth{"a1": false, "a2": false, "b1": false},
+			want:   map[string][]string{"203.0.113.1": {"198.51.100.11@rack-a", "198.51.100.12@rack-a", "198.51.100.140@rack-b"}},
+		},
+		{
+			name: "local policy: only nodes with a ready endpoint",
+			objs: []runtime.Object{
+				service("web", v1.ServiceExternalTrafficPolicyLocal, "203.0.113.1"),
+				endpointSlice("web", map[string]bool{"a2": true, "b1": false}),
+			},
+			want: map[string][]string{"203.0.113.1": {"198.51.100.12@rack-a"}},
+		},
+		{
+			name: "local policy without a ready endpoint: withdrawn",
+			objs: []runtime.Object{service("web", v1.ServiceExternalTrafficPolicyLocal, "203.0.113.1")},
+			want: map[string][]string{},
+		},
+		{
+			name:     "the leader's allocation wins over a stale status",
+			objs:     []runtime.Object{service("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")},
+			assigned: map[string][]netip.Addr{"default/web": {netip.MustParseAddr("203.0.113.2")}},
+			want:     map[string][]string{"203.0.113.2": {"198.51.100.11@rack-a", "198.51.100.12@rack-a", "198.51.100.140@rack-b"}},
+		},
+		{
+			name: "not ours: a loadBalancerClass, or not a LoadBalancer",
+			objs: []runtime.Object{
+				func() *v1.Service {
+					s := service("other", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.3")
+					class := "example.com/other"
+					s.Spec.LoadBalancerClass = &class
+					return s
+				}(),
+				func() *v1.Service {
+					s := service("plain", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.4")
+					s.Spec.Type = v1.ServiceTypeClusterIP
+					return s
+				}(),
+			},
+			want: map[string][]string{},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			health := tc.health
+			if health == nil {
+				health = fakeHealth{}
+			}
+			a, sp := startAnnouncer(t, health, tc.assigned, append(slices.Clone(nodes), tc.objs...)...)
+			if err := a.syncAll(context.Background()); err != nil {
+				t.Fatalf("syncAll: %v", err)
+			}
+			if diff := cmp.Diff(tc.want, sp.hops()); diff != "" {
+				t.Errorf("next hops (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestAnnouncerSharedAddressAndDelete(t *testing.T) {
+	a1 := service("a", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")
+	a1.Annotations[AnnotationBGPCommunities] = "65000:1"
+	b1 := service("b", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")
+	b1.Annotations[AnnotationBGPCommunities] = "65000:2"
+	b1.Annotations[AnnotationBGPLocalPref] = "200"
+	a, sp := startAnnouncer(t, fakeHealth{}, nil, node("a1", []string{"198.51.100.11"}), a1, b1)
+	ctx := context.Background()
+	if err := a.syncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	adv := sp.advs[netip.MustParsePrefix("203.0.113.1/32")]
+	if want := []bgp.Community{65000<<16 | 1, 65000<<16 | 2}; !slices.Equal(adv.Communities, want) || adv.LocalPref != 200 {
+		t.Errorf("shared VIP attributes = %v, localPref %d; want %v, 200", adv.Communities, adv.LocalPref, want)
+	}
+	// One holder goes: the address stays announced for the other.
+	if err := a.withdrawService(ctx, a1, []netip.Addr{netip.MustParseAddr("203.0.113.1")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sp.hops()["203.0.113.1"]; len(got) != 1 {
+		t.Errorf("after one of two sharers left, next hops = %v, want the node", got)
+	}
+	// Both gone: withdrawn.
+	a2, sp2 := startAnnouncer(t, fakeHealth{}, nil, node("a1", []string{"198.51.100.11"}), a1)
+	if err := a2.syncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a2.withdrawService(ctx, a1, []netip.Addr{netip.MustParseAddr("203.0.113.1")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sp2.hops(); len(got) != 0 {
+		t.Errorf("after the only holder left, next hops = %v, want none", got)
+	}
+}
+
+func TestSyncServiceReportsRouters(t *testing.T) {
+	a, _ := startAnnouncer(t, fakeHealth{}, nil, node("a1", []string{"198.51.100.11"}), node("b1", []string{"198.51.100.140"}, notReady))
+	svc := service("web", v1.ServiceExternalTrafficPolicyCluster)
+	done, err := a.syncService(context.Background(), svc, []netip.Addr{netip.MustParseAddr("203.0.113.7")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []announced{{vip: netip.MustParseAddr("203.0.113.7"), nodes: 1, routers: 1}}
+	if diff := cmp.Diff(want, done, cmp.AllowUnexported(announced{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("syncService (-want +got):\n%s", diff)
+	}
+}
+
+// TestAnnouncerFollowsChanges checks that a change in the cluster reaches
+// the speaker by itself, well within a second.
+func TestAnnouncerFollowsChanges(t *testing.T) {
+	client := fake.NewClientset(node("a1", []string{"198.51.100.11"}), node("a2", []string{"198.51.100.12"}),
+		service("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1"))
+	cfg, _ := config.Parse([]byte(announcerConfig))
+	sp := &fakeSpeaker{advs: map[netip.Prefix]bgp.Advertisement{}}
+	a, factory := newAnnouncer(client, func() *config.Config { return cfg }, func() speaker { return sp },
+		func(string, string) []netip.Addr { return nil }, fakeHealth{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	factory.Start(ctx.Done())
+	go a.run(ctx)
+	waitHops(t, sp, "203.0.113.1", 2)
+	n, _ := client.CoreV1().Nodes().Get(ctx, "a2", metav1.GetOptions{})
+	notReady(n)
+	if _, err := client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitHops(t, sp, "203.0.113.1", 1)
+	t.Logf("node NotReady reached the speaker in %s", time.Since(start))
+}
+
+func waitHops(t *testing.T, sp *fakeSpeaker, vip string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(sp.hops()[vip]) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: next hops %v, want %d", vip, sp.hops()[vip], n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var _ = fmt.Sprint

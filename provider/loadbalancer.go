@@ -1,0 +1,175 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	cloudprovider "k8s.io/cloud-provider"
+	"k8s.io/cloud-provider/api"
+	"k8s.io/klog/v2"
+
+	"github.com/baremetal-ccm/baremetal-ccm/ipam"
+)
+
+var _ cloudprovider.LoadBalancer = (*cloud)(nil)
+
+// retryAfter is when the service controller tries again a Service that
+// waits for something another Service or the operator may free: an address
+// taken or a pool exhausted. The upstream exponential backoff would reach
+// minutes; a fixed short delay gets the address soon after it frees.
+const retryAfter = 15 * time.Second
+
+// Event reasons, one per cause, so that `kubectl get events
+// --field-selector reason=...` finds them.
+var allocationReasons = []struct {
+	err    error
+	reason string
+	retry  bool
+}{
+	{ipam.ErrBadAnnotation, "InvalidAnnotation", false},
+	{ipam.ErrUnknownPool, "UnknownPool", false},
+	{ipam.ErrPoolNotAllowed, "PoolNotAllowed", false},
+	{ipam.ErrOutsidePools, "AddressOutsidePools", false},
+	{ipam.ErrWrongFamily, "WrongAddressFamily", false},
+	{ipam.ErrAddressTaken, "AddressTaken", true},
+	{ipam.ErrSharingRefused, "SharingRefused", true},
+	{ipam.ErrExhausted, "PoolExhausted", true},
+	{ipam.ErrDualStackUnavailable, "DualStackUnavailable", false},
+}
+
+// GetLoadBalancerName is the upstream default, derived from the UID.
+func (c *cloud) GetLoadBalancerName(_ context.Context, _ string, svc *v1.Service) string {
+	return cloudprovider.DefaultLoadBalancerName(svc)
+}
+
+// GetLoadBalancer reports the addresses the allocator holds for svc.
+func (c *cloud) GetLoadBalancer(_ context.Context, _ string, svc *v1.Service) (*v1.LoadBalancerStatus, bool, error) {
+	addrs := c.alloc.Assigned(svc.Namespace, svc.Name)
+	if addrs == nil {
+		return nil, false, nil
+	}
+	return lbStatus(addrs), true, nil
+}
+
+// EnsureLoadBalancer allocates the Service's addresses, hands their paths
+// to the speaker, and only then returns the status: an EXTERNAL-IP never
+// shows before it is announced.
+func (c *cloud) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1.Service, _ []*v1.Node) (*v1.LoadBalancerStatus, error) {
+	start := time.Now()
+	defer func() { ensureDuration.Observe(time.Since(start).Seconds()) }()
+	logger := klog.FromContext(ctx).WithValues("service", klog.KObj(svc))
+	ctx = klog.NewContext(ctx, logger)
+
+	if svc.Spec.LoadBalancerClass != nil {
+		return nil, cloudprovider.ImplementedElsewhere
+	}
+	if len(c.config().Pools) == 0 {
+		c.event(svc, v1.EventTypeWarning, "NoPools", "The cloud config has no address pools")
+		return nil, errors.New("the cloud config has no address pools (pools:)")
+	}
+	if err := checkBGPAnnotations(svc); err != nil {
+		c.event(svc, v1.EventTypeWarning, "InvalidAnnotation", err.Error())
+		return nil, err
+	}
+	addrs, err := c.alloc.Allocate(svc)
+	if err != nil {
+		return nil, c.allocationFailed(svc, err)
+	}
+	done, err := c.announcer.syncService(ctx, svc, addrs)
+	if err != nil {
+		c.event(svc, v1.EventTypeWarning, "AnnounceFailed", err.Error())
+		return nil, fmt.Errorf("announcing %v: %w", addrs, err)
+	}
+	var parts []string
+	for _, d := range done {
+		if d.nodes == 0 {
+			c.event(svc, v1.EventTypeWarning, "NoEligibleNode", fmt.Sprintf("%s is not announced: no eligible node (Ready, healthy, not excluded, with an address of its family%s)", d.vip, localHint(svc)))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s announced via %d %s to %d %s", d.vip, d.nodes, plural(d.nodes, "node", "nodes"), d.routers, plural(d.routers, "router", "routers")))
+	}
+	if len(parts) > 0 {
+		c.event(svc, v1.EventTypeNormal, "Announced", strings.Join(parts, "; "))
+	}
+	logger.V(2).Info("Ensured load balancer", "addresses", addrs, "announced", parts)
+	return lbStatus(addrs), nil
+}
+
+// UpdateLoadBalancer is called when the set of nodes changes; the
+// announcer follows nodes on its own, so this only syncs the Service now.
+func (c *cloud) UpdateLoadBalancer(ctx context.Context, _ string, svc *v1.Service, _ []*v1.Node) error {
+	addrs := c.alloc.Assigned(svc.Namespace, svc.Name)
+	if addrs == nil {
+		return nil
+	}
+	_, err := c.announcer.syncService(ctx, svc, addrs)
+	return err
+}
+
+// EnsureLoadBalancerDeleted withdraws the Service's VIPs (where no other
+// Service shares them), then releases its addresses.
+func (c *cloud) EnsureLoadBalancerDeleted(ctx context.Context, _ string, svc *v1.Service) error {
+	addrs := c.alloc.Assigned(svc.Namespace, svc.Name)
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if ip, err := netip.ParseAddr(in.IP); err == nil && !containsAddr(addrs, ip.Unmap()) {
+			addrs = append(addrs, ip.Unmap())
+		}
+	}
+	if err := c.announcer.withdrawService(ctx, svc, addrs); err != nil {
+		return err
+	}
+	c.alloc.Release(svc.Namespace, svc.Name)
+	klog.FromContext(ctx).V(2).Info("Deleted load balancer", "service", klog.KObj(svc), "addresses", addrs)
+	return nil
+}
+
+func (c *cloud) allocationFailed(svc *v1.Service, err error) error {
+	for _, r := range allocationReasons {
+		if errors.Is(err, r.err) {
+			c.event(svc, v1.EventTypeWarning, r.reason, err.Error())
+			if r.retry {
+				return api.NewRetryError(err.Error(), retryAfter)
+			}
+			return err
+		}
+	}
+	c.event(svc, v1.EventTypeWarning, "AllocationFailed", err.Error())
+	return err
+}
+
+func lbStatus(addrs []netip.Addr) *v1.LoadBalancerStatus {
+	vip := v1.LoadBalancerIPModeVIP
+	st := &v1.LoadBalancerStatus{}
+	for _, a := range addrs {
+		st.Ingress = append(st.Ingress, v1.LoadBalancerIngress{IP: a.String(), IPMode: &vip})
+	}
+	return st
+}
+
+func containsAddr(addrs []netip.Addr, a netip.Addr) bool {
+	for _, b := range addrs {
+		if a == b {
+			return true
+		}
+	}
+	return false
+}
+
+func localHint(svc *v1.Service) string {
+	if svc.Spec.ExternalTrafficPolicy == v1.ServiceExternalTrafficPolicyLocal {
+		return ", holding a ready endpoint: externalTrafficPolicy is Local"
+	}
+	return ""
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
