@@ -364,11 +364,11 @@ func (v *view) advertisement(ctx context.Context, a *announcer, vip netip.Addr) 
 		if local == nil {
 			local = map[string]bool{}
 		}
-		slices, err := a.slices.EndpointSlices(s.Namespace).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: s.Name}))
+		eps, err := a.slices.EndpointSlices(s.Namespace).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: s.Name}))
 		if err != nil {
 			continue
 		}
-		for n := range readyEndpointNodes(slices) {
+		for n := range readyEndpointNodes(eps) {
 			local[n] = true
 		}
 	}

@@ -80,13 +80,11 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 	if err := c.startSpeaker(ctx, cfg); err != nil {
 		return nil, err
 	}
-	var factoryStart func(<-chan struct{})
 	c.checker = health.NewChecker(cfg.HealthCheck, func() { c.announcer.Trigger() })
 	a, factory := newAnnouncer(opts.Client, c.config, c.speaker, c.alloc.Assigned, c.checker)
 	c.announcer = a
-	factoryStart = factory.Start
 	_, _ = factory.Core().V1().Nodes().Informer().AddEventHandler(nodeTargets{c})
-	factoryStart(ctx.Done())
+	factory.Start(ctx.Done())
 	go c.checker.Run(ctx)
 	go a.run(ctx)
 	go func() {

@@ -88,10 +88,10 @@ func (c candidate) nextHop(vip netip.Addr) (bgp.NextHop, bool) {
 	return bgp.NextHop{}, false
 }
 
-// readyEndpointNodes returns the nodes holding a ready endpoint in slices.
-func readyEndpointNodes(slices []*discoveryv1.EndpointSlice) map[string]bool {
+// readyEndpointNodes returns the nodes holding a ready endpoint in eps.
+func readyEndpointNodes(eps []*discoveryv1.EndpointSlice) map[string]bool {
 	nodes := map[string]bool{}
-	for _, s := range slices {
+	for _, s := range eps {
 		for _, ep := range s.Endpoints {
 			if ep.NodeName == nil {
 				continue

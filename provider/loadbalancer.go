@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -116,7 +117,7 @@ func (c *cloud) UpdateLoadBalancer(ctx context.Context, _ string, svc *v1.Servic
 func (c *cloud) EnsureLoadBalancerDeleted(ctx context.Context, _ string, svc *v1.Service) error {
 	addrs := c.alloc.Assigned(svc.Namespace, svc.Name)
 	for _, in := range svc.Status.LoadBalancer.Ingress {
-		if ip, err := netip.ParseAddr(in.IP); err == nil && !containsAddr(addrs, ip.Unmap()) {
+		if ip, err := netip.ParseAddr(in.IP); err == nil && !slices.Contains(addrs, ip.Unmap()) {
 			addrs = append(addrs, ip.Unmap())
 		}
 	}
@@ -149,15 +150,6 @@ func lbStatus(addrs []netip.Addr) *v1.LoadBalancerStatus {
 		st.Ingress = append(st.Ingress, v1.LoadBalancerIngress{IP: a.String(), IPMode: &vip})
 	}
 	return st
-}
-
-func containsAddr(addrs []netip.Addr, a netip.Addr) bool {
-	for _, b := range addrs {
-		if a == b {
-			return true
-		}
-	}
-	return false
 }
 
 func localHint(svc *v1.Service) string {

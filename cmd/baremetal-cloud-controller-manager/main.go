@@ -2,6 +2,12 @@
 // cloud-controller-manager for bare-metal clouds: the upstream node, node
 // lifecycle and service controllers, answered from our machine inventory,
 // address pools and BGP speaker.
+//
+// Go listeners use MPTCP by default, and MPTCP sockets refuse TCP MD5
+// (TCP_MD5SIG): a speaker with listenPort > 0 and BGP passwords needs
+// plain TCP.
+//
+//go:debug multipathtcp=0
 package main
 
 import (
