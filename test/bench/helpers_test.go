@@ -1,0 +1,435 @@
+// Package bench measures the LoadBalancer path end to end (issue 5) with
+// the real kube-apiserver, the real CCM binary and a GoBGP router: how long
+// 1,000 Services take to get an address and reach the router, how long one
+// Service takes on an idle cluster, and how long a failing node keeps its
+// paths. The measurements run only with BMCCM_BENCH=1 (see
+// docs/benchmarks.md); plain `go test` runs the helpers' unit tests.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	cloudproviderapi "k8s.io/cloud-provider/api"
+
+	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
+	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
+	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
+)
+
+// requireBench skips a heavy measurement unless BMCCM_BENCH=1.
+func requireBench(t *testing.T) {
+	t.Helper()
+	if os.Getenv("BMCCM_BENCH") != "1" {
+		t.Skip("set BMCCM_BENCH=1 to run the end-to-end benchmarks (minutes; see docs/benchmarks.md)")
+	}
+}
+
+// maxPathsPerPrefix is the bgp section's default: a VIP is announced via
+// at most this many nodes (rendezvous hashing picks which).
+const maxPathsPerPrefix = 16
+
+// setupTimeout bounds every wait that is not itself measured.
+const setupTimeout = 3 * time.Minute
+
+// summary is the distribution of a set of durations.
+type summary struct {
+	N                       int
+	Min, P50, P90, P99, Max time.Duration
+	Mean                    time.Duration
+}
+
+// summarize computes nearest-rank percentiles (p99 of 100 samples is the
+// 99th smallest). It does not modify ds.
+func summarize(ds []time.Duration) summary {
+	if len(ds) == 0 {
+		return summary{}
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	var sum time.Duration
+	for _, d := range s {
+		sum += d
+	}
+	rank := func(p int) time.Duration {
+		i := (p*len(s)+99)/100 - 1 // ceil(p/100 × n) - 1
+		return s[max(i, 0)]
+	}
+	return summary{
+		N: len(s), Min: s[0], P50: rank(50), P90: rank(90), P99: rank(99), Max: s[len(s)-1],
+		Mean: sum / time.Duration(len(s)),
+	}
+}
+
+func (s summary) String() string {
+	r := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+	return fmt.Sprintf("n=%d min=%s p50=%s p90=%s p99=%s max=%s mean=%s", s.N, r(s.Min), r(s.P50), r(s.P90), r(s.P99), r(s.Max), r(s.Mean))
+}
+
+// loadAvg is the machine's 1, 5 and 15 minute load average, as uptime
+// prints it.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], ", ")
+}
+
+// node is a Node to register: its name and the kubelet's --node-ip.
+type node struct{ name, ip string }
+
+// benchNodes are n Nodes with an IPv4 address in 198.51.100.0/24 (from .11)
+// and an IPv6 one in 2001:db8:1::/64, both InternalIPs.
+func benchNodes(n int) []node {
+	out := make([]node, n)
+	for i := range out {
+		out[i] = node{fmt.Sprintf("node-%02d", i+1), fmt.Sprintf("198.51.100.%d,2001:db8:1::%x", 11+i, 11+i)}
+	}
+	return out
+}
+
+// loopbackNodes are n Nodes whose InternalIP is 127.0.0.x (from .11), where
+// the test serves their healthz.
+func loopbackNodes(n int) []node {
+	out := make([]node, n)
+	for i := range out {
+		out[i] = node{fmt.Sprintf("node-%02d", i+1), fmt.Sprintf("127.0.0.%d", 11+i)}
+	}
+	return out
+}
+
+// cloudConfig renders the CCM's config: one rack, one pool, the router as
+// the only peer; healthCheck is the section's body (empty: the defaults).
+func cloudConfig(r *bgprouter.Router, pool, healthCheck string) string {
+	cfg := fmt.Sprintf(`region: lab
+racks:
+- name: rack-a
+  subnets: [198.51.100.0/24, 2001:db8:1::/64]
+pools:
+- name: public
+  addresses: [%s]
+bgp:
+  asn: 64512
+  routerID: 192.0.2.1
+  peers:
+  - name: tor-a
+    address: %s
+    port: %d
+    asn: %d
+`, pool, r.Address, r.Port, r.ASN)
+	if healthCheck != "" {
+		cfg += "healthCheck:\n" + healthCheck
+	}
+	return cfg
+}
+
+// cluster is a control plane, a router and the CCM binary, with Nodes
+// registered, Ready and initialised.
+type cluster struct {
+	cp     *controlplane.ControlPlane
+	c      kubernetes.Interface
+	router *bgprouter.Router
+	ccm    *ccm.Process
+}
+
+// startCluster runs the control plane and the router, registers the nodes,
+// and starts the CCM with config(router) and the shipped defaults of
+// --kube-api-qps and --concurrent-service-syncs (ccm.TestArgs only speed
+// up the node controllers and the config reload).
+func startCluster(t *testing.T, nodes []node, config func(*bgprouter.Router) string) *cluster {
+	t.Helper()
+	cp := controlplane.StartT(t)
+	cl := &cluster{cp: cp, c: cp.Client}
+	cl.router = bgprouter.Start(t, bgprouter.Options{ASN: 64513, Neighbors: []string{"127.0.0.1"}, NeighborASN: 64512})
+	path := filepath.Join(t.TempDir(), "cloud.yaml")
+	if err := os.WriteFile(path, []byte(config(cl.router)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		registerNode(t, cl.c, n)
+	}
+	cl.ccm = ccm.Start(t, ccm.Options{Kubeconfig: cp.Kubeconfig, CloudConfig: path})
+	cl.router.WaitEstablished(t, setupTimeout)
+	cl.waitNodesInitialised(t, len(nodes))
+	return cl
+}
+
+func registerNode(t *testing.T, c kubernetes.Interface, n node) {
+	t.Helper()
+	ctx := context.Background()
+	obj := &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.name, Annotations: map[string]string{cloudproviderapi.AnnotationAlphaProvidedIPAddr: n.ip}},
+		Spec: v1.NodeSpec{Taints: []v1.Taint{{
+			Key: cloudproviderapi.TaintExternalCloudProvider, Value: "true", Effect: v1.TaintEffectNoSchedule,
+		}}},
+	}
+	created, err := c.CoreV1().Nodes().Create(ctx, obj, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating node %s: %v", n.name, err)
+	}
+	now := metav1.Now()
+	created.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: "Bench", LastHeartbeatTime: now, LastTransitionTime: now}}
+	if _, err := c.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("setting node %s Ready: %v", n.name, err)
+	}
+}
+
+// waitNodesInitialised waits until the CCM has initialised all n Nodes.
+func (cl *cluster) waitNodesInitialised(t *testing.T, n int) {
+	t.Helper()
+	var done int
+	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, setupTimeout, true, func(ctx context.Context) (bool, error) {
+		list, err := cl.c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		done = 0
+		for _, nd := range list.Items {
+			if nd.Spec.ProviderID != "" && !slices.ContainsFunc(nd.Spec.Taints, func(t v1.Taint) bool { return t.Key == cloudproviderapi.TaintExternalCloudProvider }) {
+				done++
+			}
+		}
+		return done == n, nil
+	})
+	if err != nil {
+		t.Fatalf("nodes initialised: got %d, want %d after %s", done, n, setupTimeout)
+	}
+}
+
+// lbService is a LoadBalancer Service on port 80, of one family.
+func lbService(name string, family v1.IPFamily) *v1.Service {
+	single := v1.IPFamilyPolicySingleStack
+	return &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: v1.ServiceSpec{
+			Type:           v1.ServiceTypeLoadBalancer,
+			IPFamilyPolicy: &single,
+			IPFamilies:     []v1.IPFamily{family},
+			Selector:       map[string]string{"app": name},
+			Ports:          []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: v1.ProtocolTCP}},
+		},
+	}
+}
+
+// ingressWatch records when each Service of the namespace first shows an
+// ingress address.
+type ingressWatch struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+	ips  map[string]string
+}
+
+// watchIngress starts watching Services until the test ends.
+func watchIngress(t *testing.T, c kubernetes.Interface) *ingressWatch {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := c.CoreV1().Services("default").Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("watching services: %v", err)
+	}
+	iw := &ingressWatch{seen: map[string]time.Time{}, ips: map[string]string{}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			s, ok := ev.Object.(*v1.Service)
+			if !ok || len(s.Status.LoadBalancer.Ingress) == 0 {
+				continue
+			}
+			iw.mu.Lock()
+			if _, dup := iw.seen[s.Name]; !dup {
+				iw.seen[s.Name] = time.Now()
+				iw.ips[s.Name] = s.Status.LoadBalancer.Ingress[0].IP
+			}
+			iw.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { w.Stop(); cancel(); <-done })
+	return iw
+}
+
+// at returns when the Service first had an address, and that address.
+func (iw *ingressWatch) at(name string) (time.Time, string, bool) {
+	iw.mu.Lock()
+	defer iw.mu.Unlock()
+	ts, ok := iw.seen[name]
+	return ts, iw.ips[name], ok
+}
+
+func (iw *ingressWatch) count() int {
+	iw.mu.Lock()
+	defer iw.mu.Unlock()
+	return len(iw.seen)
+}
+
+// last is the latest first-seen time over all Services.
+func (iw *ingressWatch) last() time.Time {
+	iw.mu.Lock()
+	defer iw.mu.Unlock()
+	var l time.Time
+	for _, ts := range iw.seen {
+		if ts.After(l) {
+			l = ts
+		}
+	}
+	return l
+}
+
+// healthMode is how a node's fake kube-proxy answers /healthz.
+type healthMode int
+
+const (
+	healthy   healthMode = iota // 200
+	answer503                   // 503, as kube-proxy when it is not synced
+	refused                     // nothing listens: the connection is refused
+	hanging                     // accepts, never answers (a wedged node)
+)
+
+func (m healthMode) String() string {
+	return [...]string{"healthy", "503", "refused", "hanging"}[m]
+}
+
+// healthz is a kube-proxy-like /healthz server on one address whose
+// behaviour the test switches.
+type healthz struct {
+	addr string
+
+	mu     sync.Mutex
+	mode   healthMode
+	srv    *http.Server
+	unhang chan struct{} // closed when leaving hanging
+}
+
+// serveHealthz starts a healthy server on addr until the test ends.
+func serveHealthz(t testing.TB, addr string) *healthz {
+	t.Helper()
+	h := &healthz{addr: addr, unhang: make(chan struct{})}
+	if err := h.listen(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.srv != nil {
+			_ = h.srv.Close()
+		}
+	})
+	return h
+}
+
+// listen starts the server; h.mu is held or h is not shared yet.
+func (h *healthz) listen() error {
+	l, err := net.Listen("tcp", h.addr)
+	if err != nil {
+		return fmt.Errorf("healthz: listening on %s: %w", h.addr, err)
+	}
+	h.srv = &http.Server{Handler: http.HandlerFunc(h.serve), ReadHeaderTimeout: 5 * time.Second}
+	go func(srv *http.Server) { _ = srv.Serve(l) }(h.srv)
+	return nil
+}
+
+func (h *healthz) serve(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	mode, unhang := h.mode, h.unhang
+	h.mu.Unlock()
+	switch mode {
+	case healthy:
+		w.WriteHeader(http.StatusOK)
+	case hanging:
+		select {
+		case <-unhang:
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	default:
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+}
+
+// set switches the behaviour; refused closes the listener, leaving refused
+// opens it again on the same address.
+func (h *healthz) set(m healthMode) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if m == h.mode {
+		return nil
+	}
+	if h.mode == hanging {
+		close(h.unhang)
+		h.unhang = make(chan struct{})
+	}
+	switch {
+	case m == refused:
+		if err := h.srv.Close(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		h.srv = nil
+	case h.mode == refused:
+		if err := h.listen(); err != nil {
+			return err
+		}
+	}
+	h.mode = m
+	return nil
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// routerTable is the router's table for the VIPs of one prefix range:
+// next hops per VIP, and how long the listing took.
+func routerTable(r *bgprouter.Router, within netip.Prefix) (map[netip.Addr][]netip.Addr, time.Duration, error) {
+	start := time.Now()
+	u, err := r.Union()
+	took := time.Since(start)
+	if err != nil {
+		return nil, took, err
+	}
+	out := map[netip.Addr][]netip.Addr{}
+	for p, hops := range u {
+		if within.Contains(p.Addr()) && len(hops) > 0 {
+			out[p.Addr()] = hops
+		}
+	}
+	return out, took, nil
+}
+
+// carrying returns the VIPs whose next hops include hop.
+func carrying(table map[netip.Addr][]netip.Addr, hop netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for vip, hops := range table {
+		if slices.Contains(hops, hop) {
+			out = append(out, vip)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return out
+}
