@@ -19,11 +19,13 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	cloudproviderapi "k8s.io/cloud-provider/api"
 
+	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
 )
@@ -46,6 +48,8 @@ type env struct {
 	// CloudConfig is the CCM's cloud config file; writing it is a reload.
 	CloudConfig string
 	CCM         *ccm.Process
+	// Router is the scenario's BGP router, if it asked for one.
+	Router *bgprouter.Router
 }
 
 // scenario is a use of the CCM that must work with the manifests' RBAC:
@@ -54,19 +58,21 @@ type env struct {
 // do its work.
 type scenario struct {
 	name string
-	// cloudConfig is the CCM's config at start.
-	cloudConfig string
+	// withRouter starts a GoBGP router, which peers with the CCM from
+	// 127.0.0.1, before the CCM.
+	withRouter bool
+	// cloudConfig renders the CCM's config at start; r is the router, nil
+	// without withRouter.
+	cloudConfig func(r *bgprouter.Router) string
 	// args are added to the CCM's (e.g. for a BGP router ID).
 	args []string
 	run  func(t *testing.T, e *env)
 }
 
 // scenarios run in turn, each against its own apiserver and CCM.
-// The LoadBalancer scenario (Services get an address, announced to a
-// router; issue 5) belongs here once the provider's LoadBalancer is wired:
-// {name: "load balancers", cloudConfig: ..., run: loadBalancerScenario}.
 var scenarios = []scenario{
-	{name: "nodes", cloudConfig: nodesCloudConfig, run: nodesScenario},
+	{name: "nodes", cloudConfig: func(*bgprouter.Router) string { return nodesCloudConfig }, run: nodesScenario},
+	{name: "load balancers", withRouter: true, cloudConfig: loadBalancerCloudConfig, run: loadBalancerScenario},
 }
 
 // TestCCMAsServiceAccount runs the real binary with a token of the
@@ -79,8 +85,12 @@ func TestCCMAsServiceAccount(t *testing.T) {
 			cp := controlplane.StartT(t)
 			applyManifests(t, cp)
 			kubeconfig := serviceAccountKubeconfig(t, cp, serviceAccount)
+			var router *bgprouter.Router
+			if sc.withRouter {
+				router = bgprouter.Start(t, bgprouter.Options{ASN: 64513, Neighbors: []string{"127.0.0.1"}, NeighborASN: 64512})
+			}
 			cloudConfig := filepath.Join(t.TempDir(), "cloud.yaml")
-			writeFile(t, cloudConfig, sc.cloudConfig)
+			writeFile(t, cloudConfig, sc.cloudConfig(router))
 			port := freePort(t)
 			args := []string{
 				// As in manifests/daemonset.yaml.
@@ -93,7 +103,7 @@ func TestCCMAsServiceAccount(t *testing.T) {
 				"--authentication-kubeconfig=" + kubeconfig,
 				"--authorization-kubeconfig=" + kubeconfig,
 			}
-			e := &env{CP: cp, Admin: cp.Client, Kubeconfig: kubeconfig, CloudConfig: cloudConfig}
+			e := &env{CP: cp, Admin: cp.Client, Kubeconfig: kubeconfig, CloudConfig: cloudConfig, Router: router}
 			e.CCM = ccm.Start(t, ccm.Options{Kubeconfig: kubeconfig, CloudConfig: cloudConfig, Args: append(args, sc.args...)})
 
 			waitLeader(t, cp.Client)
@@ -356,4 +366,124 @@ func describeNode(n *v1.Node) string {
 
 func hasTaint(n *v1.Node, key string) bool {
 	return slices.ContainsFunc(n.Spec.Taints, func(t v1.Taint) bool { return t.Key == key })
+}
+
+func loadBalancerCloudConfig(r *bgprouter.Router) string {
+	return fmt.Sprintf(`
+region: lab
+racks:
+- name: rack-a
+  subnets: [198.51.100.0/25]
+pools:
+- name: public
+  addresses: [203.0.113.0/28]
+bgp:
+  asn: 64512
+  routerID: 192.0.2.1
+  peers:
+  - name: tor-a
+    address: %s
+    port: %d
+    asn: %d
+healthCheck:
+  enabled: false
+`, r.Address, r.Port, r.ASN)
+}
+
+// loadBalancerScenario is the life of a LoadBalancer Service as the
+// service controller and the announcer see it: the leader allocates and
+// writes the status and the finalizer (services, services/status, Events),
+// every replica announces from Services, Nodes and EndpointSlices; the
+// delete withdraws the VIP and removes the finalizer.
+func loadBalancerScenario(t *testing.T, e *env) {
+	c := e.Admin
+	ctx := context.Background()
+	e.Router.WaitEstablished(t, waitTimeout)
+	registerNode(t, c, "node-a1", "198.51.100.11")
+	registerNode(t, c, "node-a2", "198.51.100.12")
+	for _, name := range []string{"node-a1", "node-a2"} {
+		waitNode(t, c, name, "initialised", func(n *v1.Node) bool {
+			return n.Spec.ProviderID != "" && !hasTaint(n, cloudproviderapi.TaintExternalCloudProvider)
+		})
+	}
+
+	svc := &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: v1.ServiceSpec{
+			Type:     v1.ServiceTypeLoadBalancer,
+			Selector: map[string]string{"app": "web"},
+			Ports:    []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: v1.ProtocolTCP}},
+		},
+	}
+	if _, err := c.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var got *v1.Service
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+		s, err := c.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		got = s
+		return len(s.Status.LoadBalancer.Ingress) > 0, nil
+	})
+	if err != nil {
+		t.Fatalf("service web: ingress %v, want an address from 203.0.113.0/28", got.Status.LoadBalancer.Ingress)
+	}
+	vip := got.Status.LoadBalancer.Ingress[0].IP
+	if !strings.HasPrefix(vip, "203.0.113.") {
+		t.Errorf("service web: EXTERNAL-IP got %s, want one from 203.0.113.0/28", vip)
+	}
+	if len(got.Finalizers) == 0 {
+		t.Errorf("service web: no finalizer, want the service controller's")
+	}
+	want := "[198.51.100.11 198.51.100.12]"
+	waitRouter(t, e.Router, vip, want)
+
+	if err := c.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitRouter(t, e.Router, vip, "[]")
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+		got, err = c.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		t.Errorf("service web: not gone %s after the delete; finalizers %v", waitTimeout, got.Finalizers)
+	}
+	// The announcement is reported with an Event (create, patch events).
+	events, err := c.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for _, ev := range events.Items {
+		reasons = append(reasons, ev.Reason)
+	}
+	if !slices.Contains(reasons, "Announced") {
+		t.Errorf("events of the Service: got reasons %v, want one Announced", reasons)
+	}
+}
+
+// waitRouter waits until the router's next hops for vip are want (as
+// fmt prints a sorted []netip.Addr; "[]" is withdrawn).
+func waitRouter(t *testing.T, r *bgprouter.Router, vip, want string) {
+	t.Helper()
+	var got string
+	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, waitTimeout, true, func(context.Context) (bool, error) {
+		u, err := r.Union()
+		if err != nil {
+			return false, err
+		}
+		got = "[]"
+		for p, hops := range u {
+			if p.Addr().String() == vip && len(hops) > 0 {
+				got = fmt.Sprint(hops)
+			}
+		}
+		return got == want, nil
+	})
+	if err != nil {
+		t.Fatalf("router: next hops of %s got %s, want %s", vip, got, want)
+	}
 }
