@@ -181,11 +181,16 @@ func TestLoadBalancerLifecycle(t *testing.T) {
 
 	single6 := v1.IPFamilyPolicySingleStack
 	require := v1.IPFamilyPolicyRequireDualStack
+	// The service controller runs several workers: Services created at
+	// once get the lowest free addresses in no fixed order, so the two
+	// whose exact address is checked go first.
 	createService(t, c, lbService("web", 80))
+	waitIngress(t, c, "web", "203.0.113.1")
 	createService(t, c, lbService("web6", 80, func(s *v1.Service) {
 		s.Spec.IPFamilyPolicy = &single6
 		s.Spec.IPFamilies = []v1.IPFamily{v1.IPv6Protocol}
 	}))
+	waitIngress(t, c, "web6", "2001:db8:100::")
 	createService(t, c, lbService("dual", 80, func(s *v1.Service) {
 		s.Spec.IPFamilyPolicy = &require
 		s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
@@ -195,8 +200,6 @@ func TestLoadBalancerLifecycle(t *testing.T) {
 	createService(t, c, lbService("share-a", 80, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/allow-shared-ip"] = "k" }))
 	createService(t, c, lbService("share-b", 443, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/allow-shared-ip"] = "k" }))
 
-	waitIngress(t, c, "web", "203.0.113.1")
-	waitIngress(t, c, "web6", "2001:db8:100::")
 	waitIngress(t, c, "fixed", "203.0.113.9")
 	waitIngress(t, c, "reserved", "203.0.113.64")
 	waitRoutes(t, router, "after creation", map[string][]string{
@@ -266,16 +269,24 @@ func TestLoadBalancerLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sharedIP := sa.Status.LoadBalancer.Ingress[0].IP
 	for _, tc := range []struct {
 		name, annotation, value, reason, want string
 	}{
 		{"bad-taken", "baremetal-ccm.io/load-balancer-ips", "203.0.113.9", "AddressTaken", "203.0.113.9"},
+		{"bad-family", "baremetal-ccm.io/load-balancer-ips", "2001:db8:100::5", "WrongAddressFamily", "2001:db8:100::5"},
+		{"bad-sharing", "baremetal-ccm.io/load-balancer-ips", sharedIP, "SharingRefused", "80"},
 		{"bad-outside", "baremetal-ccm.io/load-balancer-ips", "192.0.2.77", "AddressOutsidePools", "192.0.2.77"},
 		{"bad-pool", "baremetal-ccm.io/pool", "nosuchpool", "UnknownPool", "nosuchpool"},
 		{"bad-ip", "baremetal-ccm.io/load-balancer-ips", "not-an-ip", "InvalidAnnotation", "not-an-ip"},
 		{"bad-community", "baremetal-ccm.io/bgp-communities", "65536:1", "InvalidAnnotation", "65536:1"},
 	} {
-		createService(t, c, lbService(tc.name, 80, func(s *v1.Service) { s.Annotations[tc.annotation] = tc.value }))
+		createService(t, c, lbService(tc.name, 80, func(s *v1.Service) {
+			s.Annotations[tc.annotation] = tc.value
+			if tc.name == "bad-sharing" {
+				s.Annotations["baremetal-ccm.io/allow-shared-ip"] = "k" // same key, but port 80 is share-a's
+			}
+		}))
 		if msg := waitEvent(t, c, tc.name, tc.reason); !strings.Contains(msg, tc.want) {
 			t.Errorf("%s: %s event %q does not name %q", tc.name, tc.reason, msg, tc.want)
 		}
@@ -287,11 +298,24 @@ func TestLoadBalancerLifecycle(t *testing.T) {
 	if fmt.Sprint(before) != fmt.Sprint(after) {
 		t.Errorf("bad input changed the router table:\nbefore %v\nafter  %v", before, after)
 	}
-	for _, name := range []string{"bad-taken", "bad-outside", "bad-pool", "bad-ip", "bad-community"} {
+	for _, name := range []string{"bad-taken", "bad-family", "bad-sharing", "bad-outside", "bad-pool", "bad-ip", "bad-community"} {
 		s, _ := c.CoreV1().Services("default").Get(context.Background(), name, metav1.GetOptions{})
 		if len(s.Status.LoadBalancer.Ingress) != 0 {
 			t.Errorf("service %s with bad input got %v", name, s.Status.LoadBalancer.Ingress)
 		}
 	}
 	waitIngress(t, c, "fixed2", "203.0.113.9")
+	waitIngress(t, c, "share-a", sharedIP)
+
+	// Update: a new requested address moves the VIP.
+	web, err := c.CoreV1().Services("default").Get(context.Background(), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web.Annotations = map[string]string{"baremetal-ccm.io/load-balancer-ips": "203.0.113.7"}
+	if _, err := c.CoreV1().Services("default").Update(context.Background(), web, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitIngress(t, c, "web", "203.0.113.7")
+	waitRoutes(t, router, "web moved", map[string][]string{"203.0.113.7": v4Hops[1:], "203.0.113.1": nil})
 }
