@@ -360,3 +360,16 @@ func Eventually(ctx context.Context, timeout, interval time.Duration, f func() e
 		}
 	}
 }
+
+// CreateNamespace creates a namespace with lo up, for programs without a
+// testing.TB (the lab); the caller deletes it with DeleteNamespace.
+func CreateNamespace(ctx context.Context, name string) (*Namespace, error) {
+	if _, err := run(ctx, "ip", "netns", "add", name); err != nil {
+		return nil, fmt.Errorf("creating namespace: %w", err)
+	}
+	ns := &Namespace{Name: name}
+	if _, err := ns.IP(ctx, "link", "set", "lo", "up"); err != nil {
+		return ns, err
+	}
+	return ns, nil
+}

@@ -250,3 +250,11 @@ func (f *FRR) BGPPaths(ctx context.Context, prefix string) ([]BGPPath, error) {
 	}
 	return out.Paths, nil
 }
+
+// NewFRR is StartFRR for programs without a testing.TB (the lab): it
+// writes bgpdConf, starts zebra and bgpd in ns with dir as their
+// directory and returns when bgpd answers on its vty. The caller stops it
+// with Stop, also after an error (a non-nil FRR may hold processes).
+func NewFRR(ns *Namespace, dir, bgpdConf string) (*FRR, error) {
+	return startFRR(ns, dir, bgpdConf)
+}

@@ -1,0 +1,73 @@
+// Command lbprobe sends a bounded number of HTTP requests to a URL, each on
+// a new connection (so that ECMP hashing sees a new flow), and prints one
+// JSON line per request: {"seq":1,"node":"bmlab-a1","err":"","ms":1.2}.
+// Run it in the lab's client namespace.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Result is one request's outcome.
+type Result struct {
+	Seq  int     `json:"seq"`
+	Node string  `json:"node,omitempty"`
+	Err  string  `json:"err,omitempty"`
+	MS   float64 `json:"ms"`
+}
+
+func main() {
+	var (
+		url      = flag.String("url", "", "URL to request")
+		count    = flag.Int("count", 100, "number of requests")
+		interval = flag.Duration("interval", 0, "pause between requests")
+		timeout  = flag.Duration("timeout", 2*time.Second, "timeout of one request")
+	)
+	flag.Parse()
+	if *url == "" || *count <= 0 || *count > 100000 {
+		fmt.Fprintln(os.Stderr, "lbprobe: --url and 0 < --count <= 100000 are required")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	client := &http.Client{Timeout: *timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	enc := json.NewEncoder(os.Stdout)
+	for i := 1; i <= *count && ctx.Err() == nil; i++ {
+		start := time.Now()
+		r := Result{Seq: i}
+		resp, err := client.Get(*url)
+		if err == nil {
+			b, rerr := io.ReadAll(io.LimitReader(resp.Body, 1024))
+			resp.Body.Close()
+			switch {
+			case rerr != nil:
+				err = rerr
+			case resp.StatusCode != http.StatusOK:
+				err = fmt.Errorf("status %s", resp.Status)
+			default:
+				r.Node = strings.TrimSpace(string(b))
+			}
+		}
+		if err != nil {
+			r.Err = err.Error()
+		}
+		r.MS = float64(time.Since(start).Microseconds()) / 1000
+		_ = enc.Encode(r)
+		if *interval > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(*interval):
+			}
+		}
+	}
+}
