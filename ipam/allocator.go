@@ -13,8 +13,8 @@ import (
 
 // Allocator hands out load-balancer addresses from pools. It is safe for
 // concurrent use: every change is one go-memdb write transaction, made
-// under mu with the matching changes of the free lists, and readers of the
-// store see consistent snapshots.
+// under mu with the matching changes of the indexes beside the store (free
+// lists, holders), and readers of the store see consistent snapshots.
 //
 // Allocate, Release and Restore change the store all or nothing: a call
 // that fails leaves it as it was.
