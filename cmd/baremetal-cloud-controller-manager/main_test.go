@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,32 @@ func TestHelpListsStandardFlags(t *testing.T) {
 		if !strings.Contains(out, flag) {
 			t.Errorf("--help does not mention %q", flag)
 		}
+	}
+}
+
+// TestJSONLogging checks that --logging-format=json is available: the
+// process's log lines are JSON objects.
+func TestJSONLogging(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cloud.yaml")
+	if err := os.WriteFile(path, []byte("region: lab\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, err := ccm.Run(context.Background(), "--logging-format=json", "--cloud-config="+path, "--kubeconfig=/nonexistent", "--secure-port=0")
+	if err != nil {
+		t.Fatalf("running the binary: %v", err)
+	}
+	if code == 0 {
+		t.Fatalf("exit code 0 without a kubeconfig; output:\n%s", out)
+	}
+	var sawJSON bool
+	for _, line := range strings.Split(out, "\n") {
+		var entry map[string]any
+		if json.Unmarshal([]byte(line), &entry) == nil && entry["msg"] != nil {
+			sawJSON = true
+		}
+	}
+	if !sawJSON {
+		t.Errorf("--logging-format=json printed no JSON log line:\n%s", out)
 	}
 }
 
