@@ -1,11 +1,15 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -160,10 +164,12 @@ func TestBenchCreateLatency(t *testing.T) {
 	ctx := context.Background()
 
 	var toRouter, toFull, toIngress, toWithdrawn, listing []time.Duration
+	created := make([]time.Time, services)
 	for i := range services {
 		name := "single-" + strconv.Itoa(i)
 		time.Sleep(200 * time.Millisecond) // idle: let the last delete settle
 		start := time.Now()
+		created[i] = start
 		if _, err := cl.c.CoreV1().Services("default").Create(ctx, lbService(name, v1.IPv6Protocol), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -241,6 +247,24 @@ func TestBenchCreateLatency(t *testing.T) {
 	t.Logf("create → VIP with all %d next hops:       %s", wantHops(benchNodeCount), summarize(toFull))
 	t.Logf("create → EXTERNAL-IP seen by a watch:     %s", summarize(toIngress))
 	t.Logf("delete → VIP withdrawn from the router:   %s", summarize(toWithdrawn))
+	// Where the slowest went: the CCM's log of them (klog times are UTC).
+	slow := make([]int, services)
+	for i := range slow {
+		slow[i] = i
+	}
+	slices.SortFunc(slow, func(a, b int) int { return cmp.Compare(toFull[b], toFull[a]) })
+	for _, i := range slow[:3] {
+		name := "single-" + strconv.Itoa(i)
+		re := regexp.MustCompile(`default/` + name + `\b`)
+		var lines []string
+		for _, l := range strings.Split(cl.ccm.Log(), "\n") {
+			if re.MatchString(l) {
+				lines = append(lines, l)
+			}
+		}
+		t.Logf("slow: %s created %s UTC, all next hops after %s; CCM log:\n%s",
+			name, created[i].UTC().Format("15:04:05.000000"), toFull[i].Round(time.Millisecond), strings.Join(lines, "\n"))
+	}
 	if p99 := summarize(toFull).P99; p99 > 300*time.Millisecond {
 		t.Errorf("create → router p99: got %s, want ≤ 300ms", p99.Round(time.Millisecond))
 	}

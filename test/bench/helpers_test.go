@@ -25,7 +25,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	cloudproviderapi "k8s.io/cloud-provider/api"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
@@ -159,7 +161,7 @@ type cluster struct {
 // up the node controllers and the config reload).
 func startCluster(t *testing.T, nodes []node, config func(*bgprouter.Router) string) *cluster {
 	t.Helper()
-	cp := controlplane.StartT(t)
+	cp := startControlPlane(t)
 	cl := &cluster{cp: cp, c: cp.Client}
 	cl.router = bgprouter.Start(t, bgprouter.Options{ASN: 64513, Neighbors: []string{"127.0.0.1"}, NeighborASN: 64512})
 	path := filepath.Join(t.TempDir(), "cloud.yaml")
@@ -173,6 +175,35 @@ func startCluster(t *testing.T, nodes []node, config func(*bgprouter.Router) str
 	cl.router.WaitEstablished(t, setupTimeout)
 	cl.waitNodesInitialised(t, len(nodes))
 	return cl
+}
+
+// startControlPlane is controlplane.StartT with etcd's data on tmpfs
+// (/dev/shm) unless BMCCM_BENCH_ETCD_DISK=1: on the shared VM an fsync takes
+// 100–300 ms when others are busy, and the benchmarks would measure the
+// disk rather than the CCM; a production etcd has an SSD with ~1 ms fsync.
+func startControlPlane(t *testing.T) *controlplane.ControlPlane {
+	t.Helper()
+	if _, err := os.Stat("/dev/shm"); err != nil || os.Getenv("BMCCM_BENCH_ETCD_DISK") == "1" {
+		return controlplane.StartT(t)
+	}
+	controlplane.RequireTools(t, "etcd")
+	dir, err := os.MkdirTemp("/dev/shm", "bmccm-bench-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	cp, err := controlplane.Start(context.Background(), controlplane.Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("starting the control plane: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(cp.LogTail(20))
+		}
+		cp.Stop()
+	})
+	t.Logf("etcd data in %s (tmpfs)", dir)
+	return cp
 }
 
 func registerNode(t *testing.T, c kubernetes.Interface, n node) {
@@ -240,32 +271,41 @@ type ingressWatch struct {
 	ips  map[string]string
 }
 
-// watchIngress starts watching Services until the test ends.
+// watchIngress records, until the test ends, when each Service first shows
+// an ingress address (an informer: it re-lists and re-watches if the watch
+// breaks).
 func watchIngress(t *testing.T, c kubernetes.Interface) *ingressWatch {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	w, err := c.CoreV1().Services("default").Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatalf("watching services: %v", err)
-	}
 	iw := &ingressWatch{seen: map[string]time.Time{}, ips: map[string]string{}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range w.ResultChan() {
-			s, ok := ev.Object.(*v1.Service)
-			if !ok || len(s.Status.LoadBalancer.Ingress) == 0 {
-				continue
-			}
-			iw.mu.Lock()
-			if _, dup := iw.seen[s.Name]; !dup {
-				iw.seen[s.Name] = time.Now()
-				iw.ips[s.Name] = s.Status.LoadBalancer.Ingress[0].IP
-			}
-			iw.mu.Unlock()
+	record := func(obj any) {
+		s, ok := obj.(*v1.Service)
+		if !ok || len(s.Status.LoadBalancer.Ingress) == 0 {
+			return
 		}
-	}()
-	t.Cleanup(func() { w.Stop(); cancel(); <-done })
+		now := time.Now()
+		iw.mu.Lock()
+		defer iw.mu.Unlock()
+		if _, dup := iw.seen[s.Name]; !dup {
+			iw.seen[s.Name] = now
+			iw.ips[s.Name] = s.Status.LoadBalancer.Ingress[0].IP
+		}
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(c, 0, informers.WithNamespace("default"))
+	inf := factory.Core().V1().Services().Informer()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    record,
+		UpdateFunc: func(_, obj any) { record(obj) },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	factory.Start(stop)
+	t.Cleanup(func() { close(stop); factory.Shutdown() })
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		t.Fatalf("service informer not synced after %s", setupTimeout)
+	}
 	return iw
 }
 
