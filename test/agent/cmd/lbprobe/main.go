@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +33,7 @@ func main() {
 		count    = flag.Int("count", 100, "number of requests")
 		interval = flag.Duration("interval", 0, "pause between requests")
 		timeout  = flag.Duration("timeout", 2*time.Second, "timeout of one request")
+		summary  = flag.Bool("summary", false, "print a table of answers per node instead of JSON lines")
 	)
 	flag.Parse()
 	if *url == "" || *count <= 0 || *count > 100000 {
@@ -42,6 +44,8 @@ func main() {
 	defer stop()
 	client := &http.Client{Timeout: *timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	enc := json.NewEncoder(os.Stdout)
+	perNode := map[string]int{}
+	failed := 0
 	for i := 1; i <= *count && ctx.Err() == nil; i++ {
 		start := time.Now()
 		r := Result{Seq: i}
@@ -62,7 +66,14 @@ func main() {
 			r.Err = err.Error()
 		}
 		r.MS = float64(time.Since(start).Microseconds()) / 1000
-		_ = enc.Encode(r)
+		if r.Err != "" {
+			failed++
+		} else {
+			perNode[r.Node]++
+		}
+		if !*summary {
+			_ = enc.Encode(r)
+		}
 		if *interval > 0 {
 			select {
 			case <-ctx.Done():
@@ -70,4 +81,22 @@ func main() {
 			}
 		}
 	}
+	if *summary {
+		printSummary(perNode, failed)
+	}
+}
+
+func printSummary(perNode map[string]int, failed int) {
+	nodes := make([]string, 0, len(perNode))
+	total := failed
+	for n, c := range perNode {
+		nodes = append(nodes, n)
+		total += c
+	}
+	sort.Strings(nodes)
+	fmt.Printf("%-12s %8s %6s\n", "NODE", "ANSWERS", "SHARE")
+	for _, n := range nodes {
+		fmt.Printf("%-12s %8d %5.0f%%\n", n, perNode[n], 100*float64(perNode[n])/float64(total))
+	}
+	fmt.Printf("%-12s %8d %5.0f%%\n", "(failed)", failed, 100*float64(failed)/float64(max(total, 1)))
 }
