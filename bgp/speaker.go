@@ -552,7 +552,8 @@ func (s *Speaker) SetAll(ctx context.Context, advs []Advertisement) error {
 		work = append(work, reconcileItem{prefix: p, adv: adv})
 	}
 	errs = append(errs, s.reconcileMany(ctx, work)...)
-	klog.FromContext(ctx).WithName("bgp").V(2).Info("Set all VIPs", "vips", len(desired), "withdrawn", gone, "errors", len(errs))
+	// V(4): the announcer calls this after every change in the cluster.
+	klog.FromContext(ctx).WithName("bgp").V(4).Info("Set all VIPs", "vips", len(desired), "withdrawn", gone, "errors", len(errs))
 	return errors.Join(errs...)
 }
 
