@@ -826,6 +826,11 @@ func Cleanup(prefix, dir string, slot int) error {
 			}
 		}
 	}
+	// The root end of the host link first: a namespace's deletion removes
+	// its veths asynchronously, which would race with fabric.Cleanup.
+	if prefix != "" {
+		_ = ip(context.Background(), fabric.Root, "link", "del", prefix+"h")
+	}
 	if err := fabric.Cleanup(prefix); err != nil {
 		errs = append(errs, err)
 	}

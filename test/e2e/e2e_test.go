@@ -1,0 +1,522 @@
+// Package e2e runs the product end to end on the lab (hack/lab): real
+// kube-apiserver, two CCM replicas, FRR top-of-rack routers and traffic
+// from a client through the ToRs' ECMP to machine agents. It needs root,
+// FRR, etcd and kube-apiserver: it fails under CI=true without them and
+// skips otherwise. One lab is shared by the scenarios (building one takes
+// most of a minute); each scenario uses its own Services.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/baremetal-ccm/baremetal-ccm/hack/lab/lab"
+	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
+	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
+)
+
+const waitTimeout = 60 * time.Second
+
+// freeSlot returns a lab slot whose host address is not in use (slot 0
+// is left to make demo).
+func freeSlot(t *testing.T) int {
+	t.Helper()
+	out, err := (*fabric.Namespace)(nil).IP(context.Background(), "-br", "addr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := 1; s <= 5; s++ {
+		if !strings.Contains(string(out), fmt.Sprintf("198.51.100.%d/28", 128+16*s+1)) {
+			return s
+		}
+	}
+	t.Fatal("no free lab slot (198.51.100.144/28 .. .208/28 all in use)")
+	return 0
+}
+
+func startLab(t *testing.T) *lab.Lab {
+	t.Helper()
+	fabric.Require(t, true)
+	controlplane.RequireTools(t, "etcd")
+	if _, err := controlplane.BinDir(context.Background()); err != nil {
+		controlplane.Unavailable(t, "kube-apiserver: "+err.Error())
+	}
+	prefix := fabric.UniqueName("bme")
+	dir, err := os.MkdirTemp("", "bmccm-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := lab.Options{Prefix: prefix, Dir: dir, Slot: freeSlot(t), Logf: t.Logf}
+	t.Cleanup(func() { _ = lab.Cleanup(o.Prefix, o.Dir, o.Slot) })
+	l, err := lab.Up(context.Background(), o)
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, c := range l.CCMs {
+				t.Logf("%s (last 30 lines):\n%s", c.Name, c.Proc.LogTail(30))
+			}
+		}
+		if err := l.Down(); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	return l
+}
+
+func TestE2E(t *testing.T) {
+	l := startLab(t)
+	e := &env{l: l}
+	// In the priority order; the fail-over scenarios last, so
+	// that the others run on a settled lab.
+	t.Run("Traffic", e.traffic)
+	t.Run("ServiceDeleted", e.serviceDeleted)
+	t.Run("NodeFailure", e.nodeFailure)
+	t.Run("LocalPolicy", e.localPolicy)
+	t.Run("DualStack", e.dualStack)
+	t.Run("LeaderKilled", e.leaderKilled)
+	t.Run("ToRRestart", e.torRestart)
+	t.Run("CCMRestart100", e.ccmRestart100)
+}
+
+type env struct{ l *lab.Lab }
+
+func service(name string, mutate ...func(*v1.Service)) *v1.Service {
+	s := &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Annotations: map[string]string{}},
+		Spec: v1.ServiceSpec{
+			Type:     v1.ServiceTypeLoadBalancer,
+			Selector: map[string]string{"app": name},
+			Ports:    []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: v1.ProtocolTCP}},
+		},
+	}
+	for _, m := range mutate {
+		m(s)
+	}
+	return s
+}
+
+func dualStack(s *v1.Service) {
+	p := v1.IPFamilyPolicyRequireDualStack
+	s.Spec.IPFamilyPolicy = &p
+	s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
+}
+
+// create creates the Service, deletes it at the end of the test, and
+// returns its ingress addresses once it has all it asked for.
+func (e *env) create(t *testing.T, s *v1.Service) []netip.Addr {
+	t.Helper()
+	ctx := context.Background()
+	c := e.l.CP.Client
+	if _, err := c.CoreV1().Services(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating service %s: %v", s.Name, err)
+	}
+	t.Cleanup(func() {
+		_ = c.CoreV1().Services(s.Namespace).Delete(context.Background(), s.Name, metav1.DeleteOptions{})
+	})
+	want := max(1, len(s.Spec.IPFamilies))
+	return e.waitIngress(t, s.Name, want)
+}
+
+func (e *env) waitIngress(t *testing.T, name string, want int) []netip.Addr {
+	t.Helper()
+	var ips []netip.Addr
+	err := fabric.Eventually(context.Background(), waitTimeout, 100*time.Millisecond, func() error {
+		s, err := e.l.CP.Client.CoreV1().Services("default").Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		ips = nil
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			if a, err := netip.ParseAddr(in.IP); err == nil {
+				ips = append(ips, a)
+			}
+		}
+		if len(ips) < want {
+			return fmt.Errorf("service %s has ingress %v, want %d addresses", name, ips, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ips
+}
+
+func addrs(nodes []*lab.Node, v6 bool) []netip.Addr {
+	var out []netip.Addr
+	for _, n := range nodes {
+		if v6 {
+			out = append(out, n.Addr6)
+		} else {
+			out = append(out, n.Addr4)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return out
+}
+
+// waitHops waits until the rack's ToR has exactly want as kernel next hops
+// for vip (none: no route), and returns how long that took.
+func waitHops(t *testing.T, r *lab.Rack, vip netip.Addr, want []netip.Addr, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var got []netip.Addr
+	err := fabric.Eventually(context.Background(), timeout, 25*time.Millisecond, func() error {
+		var err error
+		got, err = r.NextHops(context.Background(), lab.HostPrefix(vip))
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("%s: route for %s via %v, want %v", r.Name, vip, got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+func (e *env) waitAllHops(t *testing.T, vip netip.Addr) {
+	t.Helper()
+	for _, r := range e.l.Racks {
+		waitHops(t, r, vip, addrs(r.Nodes, vip.Is6()), waitTimeout)
+	}
+}
+
+// probe sends count requests from the client and fails the test on an
+// error of the loop itself (not of a request).
+func (e *env) probe(t *testing.T, vip netip.Addr, count int, interval time.Duration) lab.Results {
+	t.Helper()
+	rs, err := e.l.Probe(context.Background(), lab.URL(vip.String(), 80), count, interval, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != count {
+		t.Fatalf("%d results, want %d", len(rs), count)
+	}
+	return rs
+}
+
+// probeAsync runs a request loop while the test does something else.
+func (e *env) probeAsync(t *testing.T, vip netip.Addr, count int, interval time.Duration) func() lab.Results {
+	t.Helper()
+	done := make(chan lab.Results, 1)
+	errc := make(chan error, 1)
+	go func() {
+		rs, err := e.l.Probe(context.Background(), lab.URL(vip.String(), 80), count, interval, time.Second)
+		errc <- err
+		done <- rs
+	}()
+	return func() lab.Results {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		return <-done
+	}
+}
+
+func rackOf(node string) string { return "rack-" + strings.TrimPrefix(node, "node-")[:1] }
+
+// (1) The VIP answers from at least two nodes in each rack.
+func (e *env) traffic(t *testing.T) {
+	vip := e.create(t, service("traffic"))[0]
+	e.waitAllHops(t, vip)
+	rs := e.probe(t, vip, 100, 0)
+	if f := rs.Failed(); len(f) > 0 {
+		t.Errorf("%d of 100 requests failed, first: %+v", len(f), f[0])
+	}
+	spread := rs.Spread()
+	t.Logf("spread over the nodes: %v", spread)
+	perRack := map[string]int{}
+	for n := range spread {
+		perRack[rackOf(n)]++
+	}
+	for _, r := range e.l.Racks {
+		if perRack[r.Name] < 2 {
+			t.Errorf("%s: %d nodes answered, want at least 2 (spread %v)", r.Name, perRack[r.Name], spread)
+		}
+	}
+}
+
+// (7) A deleted Service's route is withdrawn within 1 s, and its address
+// can be allocated again.
+func (e *env) serviceDeleted(t *testing.T) {
+	ctx := context.Background()
+	c := e.l.CP.Client
+	vip := e.create(t, service("deleted"))[0]
+	e.waitAllHops(t, vip)
+	start := time.Now()
+	if err := c.CoreV1().Services("default").Delete(ctx, "deleted", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range e.l.Racks {
+		waitHops(t, r, vip, nil, 5*time.Second)
+	}
+	took := time.Since(start)
+	t.Logf("route withdrawn from both ToRs %v after the delete", took)
+	if took > time.Second {
+		t.Errorf("route withdrawn after %v, want within 1s", took)
+	}
+	// The Service object may linger until its finalizer is removed; the
+	// address is free once it is gone.
+	if err := fabric.Eventually(ctx, waitTimeout, 100*time.Millisecond, func() error {
+		_, err := c.CoreV1().Services("default").Get(ctx, "deleted", metav1.GetOptions{})
+		if err == nil {
+			return fmt.Errorf("service still there")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	again := e.create(t, service("deleted-again", func(s *v1.Service) {
+		s.Annotations["baremetal-ccm.io/load-balancer-ips"] = vip.String()
+	}))
+	if again[0] != vip {
+		t.Fatalf("new Service got %v, want the freed %v", again, vip)
+	}
+	e.waitAllHops(t, vip)
+}
+
+// (3) A node whose kube-proxy healthz fails leaves the ToR's route within
+// 3 s; a client loop meanwhile sees at most 1 % failed requests.
+func (e *env) nodeFailure(t *testing.T) {
+	vip := e.create(t, service("nodefail"))[0]
+	e.waitAllHops(t, vip)
+	rackA := e.l.Racks[0]
+	victim := rackA.Nodes[0]
+	t.Cleanup(func() { _ = victim.SetHealthy(true) })
+	wait := e.probeAsync(t, vip, 300, 20*time.Millisecond)
+	time.Sleep(time.Second)
+	if err := victim.SetHealthy(false); err != nil {
+		t.Fatal(err)
+	}
+	took := waitHops(t, rackA, vip, addrs(rackA.Nodes[1:], false), 10*time.Second)
+	t.Logf("%s left %s's route %v after its healthz failed", victim.Name, rackA.Name, took)
+	if took > 3*time.Second {
+		t.Errorf("next hop left after %v, want within 3s", took)
+	}
+	rs := wait()
+	if f := rs.Failed(); len(f)*100 > len(rs) {
+		t.Errorf("%d of %d requests failed (> 1%%), first: %+v", len(f), len(rs), f[0])
+	}
+	if err := victim.SetHealthy(true); err != nil {
+		t.Fatal(err)
+	}
+	waitHops(t, rackA, vip, addrs(rackA.Nodes, false), waitTimeout)
+}
+
+// (2) externalTrafficPolicy: Local: only the nodes holding an endpoint
+// carry the VIP and answer.
+func (e *env) localPolicy(t *testing.T) {
+	ctx := context.Background()
+	c := e.l.CP.Client
+	holders := []*lab.Node{e.l.Racks[0].Nodes[1], e.l.Racks[1].Nodes[2]}
+	ready := true
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "local-1", Namespace: "default",
+			Labels: map[string]string{discoveryv1.LabelServiceName: "local", discoveryv1.LabelManagedBy: "e2e"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080))}},
+	}
+	for i, n := range holders {
+		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{fmt.Sprintf("192.0.2.%d", 200+i)},
+			NodeName:   ptr(n.Name),
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+		})
+	}
+	if _, err := c.DiscoveryV1().EndpointSlices("default").Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = c.DiscoveryV1().EndpointSlices("default").Delete(context.Background(), "local-1", metav1.DeleteOptions{})
+	})
+	vip := e.create(t, service("local", func(s *v1.Service) {
+		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+	}))[0]
+	for i, r := range e.l.Racks {
+		waitHops(t, r, vip, []netip.Addr{holders[i].Addr4}, waitTimeout)
+	}
+	rs := e.probe(t, vip, 50, 0)
+	if f := rs.Failed(); len(f) > 0 {
+		t.Errorf("%d of 50 requests failed, first: %+v", len(f), f[0])
+	}
+	spread := rs.Spread()
+	for n := range spread {
+		if n != holders[0].Name && n != holders[1].Name {
+			t.Errorf("%s answered, but holds no endpoint (spread %v)", n, spread)
+		}
+	}
+	if len(spread) != 2 {
+		t.Errorf("answers from %v, want both endpoint holders", spread)
+	}
+}
+
+// (6) A dual-stack Service answers over IPv4 and IPv6.
+func (e *env) dualStack(t *testing.T) {
+	vips := e.create(t, service("dual", dualStack))
+	if len(vips) != 2 || vips[0].Is6() == vips[1].Is6() {
+		t.Fatalf("ingress %v, want one IPv4 and one IPv6 address", vips)
+	}
+	for _, vip := range vips {
+		e.waitAllHops(t, vip)
+		rs := e.probe(t, vip, 40, 0)
+		if f := rs.Failed(); len(f) > 0 {
+			t.Errorf("%s: %d of 40 requests failed, first: %+v", vip, len(f), f[0])
+		}
+		t.Logf("%s: spread %v", vip, rs.Spread())
+	}
+}
+
+// (4) The leader killed with SIGKILL: no failed request meanwhile, and
+// no address changes.
+func (e *env) leaderKilled(t *testing.T) {
+	ctx := context.Background()
+	vip := e.create(t, service("failover"))[0]
+	e.waitAllHops(t, vip)
+	var leader *lab.CCM
+	for _, c := range e.l.CCMs {
+		if c.IsLeader() {
+			leader = c
+		}
+	}
+	if leader == nil {
+		t.Fatal("no replica says it holds the lease")
+	}
+	wait := e.probeAsync(t, vip, 250, 20*time.Millisecond)
+	time.Sleep(time.Second)
+	leader.Proc.Kill()
+	t.Logf("killed the leader %s", leader.Name)
+	// The survivor takes over: a new Service gets an address.
+	e.create(t, service("after-failover"))
+	rs := wait()
+	if f := rs.Failed(); len(f) > 0 {
+		t.Errorf("%d of %d requests failed during the fail-over, first: %+v", len(f), len(rs), f[0])
+	}
+	s, err := e.l.CP.Client.CoreV1().Services("default").Get(ctx, "failover", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Status.LoadBalancer.Ingress[0].IP; got != vip.String() {
+		t.Errorf("address changed from %s to %s", vip, got)
+	}
+	if err := leader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.waitSessions(t)
+}
+
+func (e *env) waitSessions(t *testing.T) {
+	t.Helper()
+	err := fabric.Eventually(context.Background(), waitTimeout, 250*time.Millisecond, func() error {
+		for _, r := range e.l.Racks {
+			for _, c := range e.l.CCMs {
+				s, err := r.FRR.BGPNeighborState(context.Background(), c.Addr4.String())
+				if err != nil {
+					return err
+				}
+				if s != "Established" {
+					return fmt.Errorf("%s: session with %s is %s", r.Name, c.Name, s)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// (5) A restarted ToR has its routes back within hold time + 5 s.
+func (e *env) torRestart(t *testing.T) {
+	vip := e.create(t, service("torrestart"))[0]
+	e.waitAllHops(t, vip)
+	r := e.l.Racks[0]
+	r.StopFRR()
+	if err := r.StartFRR(); err != nil {
+		t.Fatal(err)
+	}
+	limit := time.Duration(e.l.Opts.HoldTime)*time.Second + 5*time.Second
+	took := waitHops(t, r, vip, addrs(r.Nodes, false), limit)
+	t.Logf("%s's routes back %v after its restart (limit %v)", r.Name, took, limit)
+}
+
+// (8) Both replicas restarted under 100 Services: no address changes, no
+// duplicate.
+func (e *env) ccmRestart100(t *testing.T) {
+	ctx := context.Background()
+	c := e.l.CP.Client
+	const n = 100
+	single := func(s *v1.Service) {
+		p := v1.IPFamilyPolicySingleStack
+		s.Spec.IPFamilyPolicy = &p
+		s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol}
+	}
+	for i := range n {
+		s := service(fmt.Sprintf("bulk-%03d", i), single)
+		if _, err := c.CoreV1().Services("default").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for i := range n {
+			_ = c.CoreV1().Services("default").Delete(context.Background(), fmt.Sprintf("bulk-%03d", i), metav1.DeleteOptions{})
+		}
+	})
+	before := map[string]string{}
+	for i := range n {
+		name := fmt.Sprintf("bulk-%03d", i)
+		before[name] = e.waitIngress(t, name, 1)[0].String()
+	}
+	checkNoDuplicates(t, before)
+	for _, cc := range e.l.CCMs {
+		cc.Proc.Kill()
+	}
+	for _, cc := range e.l.CCMs {
+		if err := cc.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitSessions(t)
+	after := map[string]string{}
+	for i := range n {
+		name := fmt.Sprintf("bulk-%03d", i)
+		after[name] = e.waitIngress(t, name, 1)[0].String()
+	}
+	checkNoDuplicates(t, after)
+	for name, ip := range before {
+		if after[name] != ip {
+			t.Errorf("%s: %s before the restart, %s after", name, ip, after[name])
+		}
+	}
+	// And they still route.
+	e.waitAllHops(t, netip.MustParseAddr(after["bulk-000"]))
+}
+
+func checkNoDuplicates(t *testing.T, m map[string]string) {
+	t.Helper()
+	seen := map[string]string{}
+	for svc, ip := range m {
+		if other, ok := seen[ip]; ok {
+			t.Errorf("address %s held by %s and %s", ip, svc, other)
+		}
+		seen[ip] = svc
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
