@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -98,6 +99,58 @@ func loadAvg() string {
 	return strings.Join(f[:3], ", ")
 }
 
+// cpuTimes returns the CPU time (user + system) used so far by this test
+// process ("test": the router, the informers, the workers) and by each of
+// its children (etcd, kube-apiserver, the CCM), by command name.
+func cpuTimes() map[string]time.Duration {
+	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
+	out := map[string]time.Duration{}
+	read := func(path string) (comm string, ppid int, cpu time.Duration, ok bool) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", 0, 0, false
+		}
+		// pid (comm) state ppid ... utime(14) stime(15)
+		i := strings.LastIndexByte(string(b), ')')
+		j := strings.IndexByte(string(b), '(')
+		if i < 0 || j < 0 {
+			return "", 0, 0, false
+		}
+		f := strings.Fields(string(b[i+2:]))
+		if len(f) < 13 {
+			return "", 0, 0, false
+		}
+		var utime, stime int64
+		fmt.Sscan(f[1], &ppid)
+		fmt.Sscan(f[11], &utime)
+		fmt.Sscan(f[12], &stime)
+		return string(b[j+1 : i]), ppid, time.Duration(utime+stime) * tick, true
+	}
+	if _, _, cpu, ok := read("/proc/self/stat"); ok {
+		out["test"] = cpu
+	}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if d.Name()[0] < '0' || d.Name()[0] > '9' {
+			continue
+		}
+		if comm, ppid, cpu, ok := read("/proc/" + d.Name() + "/stat"); ok && ppid == os.Getpid() {
+			out[comm] += cpu
+		}
+	}
+	return out
+}
+
+// cpuSince formats the CPU time each process used since before.
+func cpuSince(before map[string]time.Duration) string {
+	now := cpuTimes()
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(now)) {
+		parts = append(parts, fmt.Sprintf("%s %.1fs", name, (now[name]-before[name]).Seconds()))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // node is a Node to register: its name and the kubelet's --node-ip.
 type node struct{ name, ip string }
 
@@ -153,6 +206,8 @@ type cluster struct {
 	c      kubernetes.Interface
 	router *bgprouter.Router
 	ccm    *ccm.Process
+	// ccmOpts start the CCM again.
+	ccmOpts ccm.Options
 }
 
 // startCluster runs the control plane and the router, registers the nodes,
@@ -171,7 +226,11 @@ func startCluster(t *testing.T, nodes []node, config func(*bgprouter.Router) str
 	for _, n := range nodes {
 		registerNode(t, cl.c, n)
 	}
-	cl.ccm = ccm.Start(t, ccm.Options{Kubeconfig: cp.Kubeconfig, CloudConfig: path})
+	cl.ccmOpts = ccm.Options{Kubeconfig: cp.Kubeconfig, CloudConfig: path, Args: strings.Fields(os.Getenv("BMCCM_BENCH_CCM_ARGS"))}
+	if len(cl.ccmOpts.Args) > 0 {
+		t.Logf("CCM flags beyond the shipped defaults (BMCCM_BENCH_CCM_ARGS): %v", cl.ccmOpts.Args)
+	}
+	cl.ccm = ccm.Start(t, cl.ccmOpts)
 	cl.router.WaitEstablished(t, setupTimeout)
 	cl.waitNodesInitialised(t, len(nodes))
 	return cl
@@ -321,6 +380,19 @@ func (iw *ingressWatch) count() int {
 	iw.mu.Lock()
 	defer iw.mu.Unlock()
 	return len(iw.seen)
+}
+
+// first is the earliest first-seen time over all Services.
+func (iw *ingressWatch) first() time.Time {
+	iw.mu.Lock()
+	defer iw.mu.Unlock()
+	var f time.Time
+	for _, ts := range iw.seen {
+		if f.IsZero() || ts.Before(f) {
+			f = ts
+		}
+	}
+	return f
 }
 
 // last is the latest first-seen time over all Services.

@@ -153,3 +153,16 @@ func TestCarrying(t *testing.T) {
 		}
 	}
 }
+
+func TestCPUTimes(t *testing.T) {
+	before := cpuTimes()
+	for start := time.Now(); time.Since(start) < 50*time.Millisecond; {
+	}
+	after := cpuTimes()
+	if after["test"] <= before["test"] {
+		t.Errorf("CPU time of this process: got %s after %s of work, want more", after["test"], before["test"])
+	}
+	if got := cpuSince(before); got == "" {
+		t.Errorf("cpuSince: got %q, want this process's time", got)
+	}
+}
