@@ -599,7 +599,9 @@ func (l *Lab) CloudConfig() string {
 		fmt.Fprintf(&b, "- name: %s\n  zone: zone-%s\n  subnets: [%s, %s]\n", r.Name, strings.TrimPrefix(r.Name, "rack-"), r.Net4, r.Net6)
 	}
 	fmt.Fprintf(&b, "pools:\n- name: public\n  addresses: [%s, %s]\n  avoidBuggyIPs: true\n", Pool4, Pool6)
-	fmt.Fprintf(&b, "bgp:\n  asn: %d\n  holdTime: %ds\n  keepaliveTime: %ds\n  peers:\n", CCMASN, l.Opts.HoldTime, max(1, l.Opts.HoldTime/3))
+	// listenPort: a restarted ToR connects at once (its connect timer is
+	// 1 s) instead of waiting for the speaker's next attempt.
+	fmt.Fprintf(&b, "bgp:\n  asn: %d\n  listenPort: 179\n  holdTime: %ds\n  keepaliveTime: %ds\n  peers:\n", CCMASN, l.Opts.HoldTime, max(1, l.Opts.HoldTime/3))
 	for _, r := range l.Racks {
 		fmt.Fprintf(&b, "  - name: tor-%s\n    address: %s\n    asn: %d\n    rack: %s\n", strings.TrimPrefix(r.Name, "rack-"), r.Core4, r.ASN, r.Name)
 	}
