@@ -8,7 +8,7 @@ STATICCHECK_VERSION := v0.8.2
 # Generous: the whole suite takes a fraction of this on 2 cores.
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build test unit lint k8s-bins demo demo-down clean
+.PHONY: all build test unit lint k8s-bins demo demo-down bench-ipam bench-bgp clean
 
 all: build
 
@@ -33,6 +33,21 @@ lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# As root: the two-rack lab of network namespaces with FRR ToRs, the real
+# control plane and two CCM replicas, and a sample Service (docs/lab.md).
+demo:
+	@hack/demo.sh
+
+demo-down:
+	@hack/demo.sh down
+
+# Benchmarks whose figures are recorded in docs/ (see docs/benchmarks.md).
+bench-ipam:
+	$(GO) test -run '^$$' -bench . -benchmem -p 1 ./ipam/
+
+bench-bgp:
+	BGP_BENCH=1 $(GO) test -count=1 -p 1 -run '^TestBenchmark(Announce|FRR)$$' -timeout 20m -v ./bgp/
 
 clean:
 	rm -rf bin

@@ -67,6 +67,10 @@ func TestConfigReloadAndMetrics(t *testing.T) {
 	cp := controlplane.StartT(t)
 	c := cp.Client
 	tor := bgprouter.Start(t, bgprouter.Options{ASN: 64513, Neighbors: []string{"127.0.0.1"}, NeighborASN: 64512})
+	// The router the reload adds. Started now: GoBGP's StartBgp writes
+	// package-level route-selection options that a running server reads,
+	// so a second server must not start while the first handles paths.
+	tor2 := bgprouter.Start(t, bgprouter.Options{Address: "127.0.0.5", ASN: 64514, Neighbors: []string{"127.0.0.1"}, NeighborASN: 64512})
 	cloudConfig := filepath.Join(t.TempDir(), "cloud.yaml")
 	base := lbConfig(tor)
 	writeFile(t, cloudConfig, base)
@@ -98,8 +102,7 @@ func TestConfigReloadAndMetrics(t *testing.T) {
 	createService(t, c, lbService("web2", 80))
 	waitIngress(t, c, "web2", "203.0.113.2")
 
-	// A new pool and a second router, live.
-	tor2 := bgprouter.Start(t, bgprouter.Options{Address: "127.0.0.5", ASN: 64514, Neighbors: []string{"127.0.0.1"}, NeighborASN: 64512})
+	// A new pool and the second router, live.
 	changed := strings.Replace(base, "healthCheck:", fmt.Sprintf("  - name: tor-b\n    address: %s\n    port: %d\n    asn: %d\nhealthCheck:", tor2.Address, tor2.Port, tor2.ASN), 1)
 	changed = strings.Replace(changed, "bgp:\n", "- name: extra\n  addresses: [192.0.2.128/28]\n  autoAssign: false\nbgp:\n", 1)
 	writeFile(t, cloudConfig, changed)
