@@ -181,3 +181,16 @@ func Run(ctx context.Context, args ...string) (int, string, error) {
 	}
 	return 0, string(out), err
 }
+
+// WriteConfig writes a cloud config file the way a ConfigMap update does
+// (write, then rename), so that the CCM never reads half a file.
+func WriteConfig(t testing.TB, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}

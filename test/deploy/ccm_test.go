@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -28,6 +27,7 @@ import (
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
+	"github.com/baremetal-ccm/baremetal-ccm/test/kubelet"
 )
 
 // Generous for a busy 2-core machine; the controllers act within seconds.
@@ -238,18 +238,6 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	// Write-then-rename, as a ConfigMap update does: a reader never sees half a file.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 const nodesCloudConfig = `
 region: lab
 racks:
@@ -299,73 +287,6 @@ func nodesScenario(t *testing.T, e *env) {
 	if len(events.Items) == 0 {
 		t.Errorf("no Event was recorded")
 	}
-}
-
-// registerNode creates a Node the way a kubelet started with
-// --cloud-provider=external and --node-ip does: tainted uninitialized, the
-// node IP in an annotation, and Ready.
-func registerNode(t *testing.T, c kubernetes.Interface, name, nodeIP string) {
-	t.Helper()
-	n := &v1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{cloudproviderapi.AnnotationAlphaProvidedIPAddr: nodeIP}},
-		Spec: v1.NodeSpec{Taints: []v1.Taint{{
-			Key: cloudproviderapi.TaintExternalCloudProvider, Value: "true", Effect: v1.TaintEffectNoSchedule,
-		}}},
-	}
-	if _, err := c.CoreV1().Nodes().Create(context.Background(), n, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating node %s: %v", name, err)
-	}
-	setReady(t, c, name, v1.ConditionTrue)
-}
-
-func setReady(t *testing.T, c kubernetes.Interface, name string, status v1.ConditionStatus) {
-	t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
-		n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		now := metav1.Now()
-		n.Status.Conditions = slices.DeleteFunc(n.Status.Conditions, func(c v1.NodeCondition) bool { return c.Type == v1.NodeReady })
-		n.Status.Conditions = append(n.Status.Conditions, v1.NodeCondition{Type: v1.NodeReady, Status: status, Reason: "Test", LastHeartbeatTime: now, LastTransitionTime: now})
-		_, err = c.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-		if apierrors.IsConflict(err) {
-			return false, nil
-		}
-		return err == nil, err
-	})
-	if err != nil {
-		t.Fatalf("setting node %s Ready=%s: %v", name, status, err)
-	}
-}
-
-// waitNode polls until cond holds for the node, failing the test with the
-// last state seen after waitTimeout.
-func waitNode(t *testing.T, c kubernetes.Interface, name, what string, cond func(*v1.Node) bool) {
-	t.Helper()
-	var last *v1.Node
-	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
-		n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		last = n
-		return cond(n), nil
-	})
-	if err != nil {
-		t.Fatalf("node %s: %s: not after %s; last seen: %s", name, what, waitTimeout, describeNode(last))
-	}
-}
-
-func describeNode(n *v1.Node) string {
-	if n == nil {
-		return "never"
-	}
-	return fmt.Sprintf("providerID=%q labels=%v taints=%v", n.Spec.ProviderID, n.Labels, n.Spec.Taints)
-}
-
-func hasTaint(n *v1.Node, key string) bool {
-	return slices.ContainsFunc(n.Spec.Taints, func(t v1.Taint) bool { return t.Key == key })
 }
 
 func loadBalancerCloudConfig(r *bgprouter.Router) string {
@@ -487,3 +408,12 @@ func waitRouter(t *testing.T, r *bgprouter.Router, vip, want string) {
 		t.Fatalf("router: next hops of %s got %s, want %s", vip, got, want)
 	}
 }
+
+// Shorthands for the kubelet's part and the ConfigMap's.
+var (
+	registerNode = kubelet.Register
+	setReady     = kubelet.SetReady
+	waitNode     = kubelet.WaitNode
+	hasTaint     = kubelet.HasTaint
+	writeFile    = ccm.WriteConfig
+)

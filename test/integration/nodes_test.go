@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -13,96 +12,26 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 	cloudproviderapi "k8s.io/cloud-provider/api"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
+	"github.com/baremetal-ccm/baremetal-ccm/test/kubelet"
 )
 
 const (
 	shutdownTaint = "node.cloudprovider.kubernetes.io/shutdown"
-	// Generous for a busy 2-core machine; the controllers act within seconds.
-	waitTimeout = 60 * time.Second
+	waitTimeout   = kubelet.Timeout
 )
 
-// registerNode creates a Node the way a kubelet started with
-// --cloud-provider=external and --node-ip does: tainted uninitialized, the
-// node IP in an annotation, and Ready.
-func registerNode(t *testing.T, c kubernetes.Interface, name, nodeIP string) {
-	t.Helper()
-	ctx := context.Background()
-	n := &v1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{}},
-		Spec: v1.NodeSpec{Taints: []v1.Taint{{
-			Key: cloudproviderapi.TaintExternalCloudProvider, Value: "true", Effect: v1.TaintEffectNoSchedule,
-		}}},
-	}
-	if nodeIP != "" {
-		n.Annotations[cloudproviderapi.AnnotationAlphaProvidedIPAddr] = nodeIP
-	}
-	if _, err := c.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating node %s: %v", name, err)
-	}
-	setReady(t, c, name, v1.ConditionTrue)
-}
-
-func setReady(t *testing.T, c kubernetes.Interface, name string, status v1.ConditionStatus) {
-	t.Helper()
-	ctx := context.Background()
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
-		n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		now := metav1.Now()
-		cond := v1.NodeCondition{Type: v1.NodeReady, Status: status, Reason: "Test", LastHeartbeatTime: now, LastTransitionTime: now}
-		n.Status.Conditions = slices.DeleteFunc(n.Status.Conditions, func(c v1.NodeCondition) bool { return c.Type == v1.NodeReady })
-		n.Status.Conditions = append(n.Status.Conditions, cond)
-		_, err = c.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-		if apierrors.IsConflict(err) {
-			return false, nil
-		}
-		return err == nil, err
-	})
-	if err != nil {
-		t.Fatalf("setting node %s Ready=%s: %v", name, status, err)
-	}
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	// Write-then-rename, as a ConfigMap update does: a reader never sees half a file.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// waitNode polls until cond holds for the node, failing the test with the
-// last state seen after waitTimeout.
-func waitNode(t *testing.T, c kubernetes.Interface, name, what string, cond func(*v1.Node) bool) {
-	t.Helper()
-	var last *v1.Node
-	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
-		n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		last = n
-		return cond(n), nil
-	})
-	if err != nil {
-		t.Fatalf("node %s: %s: not after %s; last seen: spec=%+v labels=%v addresses=%v", name, what, waitTimeout, last.Spec, last.Labels, last.Status.Addresses)
-	}
-}
-
-func hasTaint(n *v1.Node, key string) bool {
-	return slices.ContainsFunc(n.Spec.Taints, func(t v1.Taint) bool { return t.Key == key })
-}
+// Shorthands for the kubelet's part and the ConfigMap's.
+var (
+	registerNode = kubelet.Register
+	setReady     = kubelet.SetReady
+	waitNode     = kubelet.WaitNode
+	hasTaint     = kubelet.HasTaint
+	writeFile    = ccm.WriteConfig
+)
 
 const inventory = `
 region: lab

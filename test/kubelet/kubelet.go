@@ -1,0 +1,94 @@
+// Package kubelet does, for tests, what a kubelet started with
+// --cloud-provider=external does to its Node: register it tainted
+// uninitialized with its --node-ip in an annotation, and report Ready.
+package kubelet
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	cloudproviderapi "k8s.io/cloud-provider/api"
+)
+
+// Timeout bounds every wait here: generous for a busy 2-core machine; the
+// controllers act within seconds.
+const Timeout = 60 * time.Second
+
+// Register creates a Node as the kubelet does, and makes it Ready. nodeIP
+// is --node-ip (comma-separated for dual-stack); empty: none.
+func Register(t testing.TB, c kubernetes.Interface, name, nodeIP string) {
+	t.Helper()
+	n := &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{}},
+		Spec: v1.NodeSpec{Taints: []v1.Taint{{
+			Key: cloudproviderapi.TaintExternalCloudProvider, Value: "true", Effect: v1.TaintEffectNoSchedule,
+		}}},
+	}
+	if nodeIP != "" {
+		n.Annotations[cloudproviderapi.AnnotationAlphaProvidedIPAddr] = nodeIP
+	}
+	if _, err := c.CoreV1().Nodes().Create(context.Background(), n, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating node %s: %v", name, err)
+	}
+	SetReady(t, c, name, v1.ConditionTrue)
+}
+
+// SetReady sets the Node's Ready condition, retrying on conflicts.
+func SetReady(t testing.TB, c kubernetes.Interface, name string, status v1.ConditionStatus) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, Timeout, true, func(ctx context.Context) (bool, error) {
+		n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		now := metav1.Now()
+		n.Status.Conditions = slices.DeleteFunc(n.Status.Conditions, func(c v1.NodeCondition) bool { return c.Type == v1.NodeReady })
+		n.Status.Conditions = append(n.Status.Conditions, v1.NodeCondition{Type: v1.NodeReady, Status: status, Reason: "Test", LastHeartbeatTime: now, LastTransitionTime: now})
+		_, err = c.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
+		t.Fatalf("setting node %s Ready=%s: %v", name, status, err)
+	}
+}
+
+// WaitNode polls until cond holds for the Node, failing the test with the
+// last state seen after Timeout.
+func WaitNode(t testing.TB, c kubernetes.Interface, name, what string, cond func(*v1.Node) bool) {
+	t.Helper()
+	var last *v1.Node
+	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, Timeout, true, func(ctx context.Context) (bool, error) {
+		n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		last = n
+		return cond(n), nil
+	})
+	if err != nil {
+		t.Fatalf("node %s: %s: not after %s; last seen: %s", name, what, Timeout, describe(last))
+	}
+}
+
+// HasTaint tells whether the Node has a taint with this key.
+func HasTaint(n *v1.Node, key string) bool {
+	return slices.ContainsFunc(n.Spec.Taints, func(t v1.Taint) bool { return t.Key == key })
+}
+
+func describe(n *v1.Node) string {
+	if n == nil {
+		return "never"
+	}
+	return fmt.Sprintf("providerID=%q labels=%v taints=%v addresses=%v", n.Spec.ProviderID, n.Labels, n.Spec.Taints, n.Status.Addresses)
+}
