@@ -68,6 +68,10 @@ func benchBurst(t *testing.T, ccmDown bool) {
 	}
 	cpu := cpuTimes()
 	start := time.Now()
+	var profiled <-chan struct{}
+	if !ccmDown {
+		profiled = cl.profileCCM(t, 20)
+	}
 	jobs := make(chan int)
 	errs := make(chan error, services)
 	var created sync.WaitGroup
@@ -150,6 +154,9 @@ func benchBurst(t *testing.T, ccmDown bool) {
 	}
 	t.Logf("load average after: %s", loadAvg())
 	t.Logf("CPU time used meanwhile: %s", cpuSince(cpu))
+	if profiled != nil {
+		<-profiled
+	}
 
 	var allPresent, allFull, maxList time.Duration
 	for _, s := range samples {

@@ -8,8 +8,10 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -208,6 +210,9 @@ type cluster struct {
 	ccm    *ccm.Process
 	// ccmOpts start the CCM again.
 	ccmOpts ccm.Options
+	// securePort serves the CCM's /debug/pprof with BMCCM_BENCH_PROFILE
+	// set; 0 otherwise.
+	securePort int
 }
 
 // startCluster runs the control plane and the router, registers the nodes,
@@ -227,6 +232,11 @@ func startCluster(t *testing.T, nodes []node, config func(*bgprouter.Router) str
 		registerNode(t, cl.c, n)
 	}
 	cl.ccmOpts = ccm.Options{Kubeconfig: cp.Kubeconfig, CloudConfig: path, Args: strings.Fields(os.Getenv("BMCCM_BENCH_CCM_ARGS"))}
+	if os.Getenv("BMCCM_BENCH_PROFILE") != "" {
+		cl.securePort = freePort(t)
+		cl.ccmOpts.Args = append(cl.ccmOpts.Args, "--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", cl.securePort),
+			"--authentication-kubeconfig="+cp.Kubeconfig, "--authorization-kubeconfig="+cp.Kubeconfig, "--profiling=true")
+	}
 	if len(cl.ccmOpts.Args) > 0 {
 		t.Logf("CCM flags beyond the shipped defaults (BMCCM_BENCH_CCM_ARGS): %v", cl.ccmOpts.Args)
 	}
@@ -514,6 +524,46 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// profileCCM fetches a CPU profile of the CCM over seconds into
+// $BMCCM_BENCH_PROFILE (a no-op without it), authenticating with the admin's
+// client certificate. It returns at once; wait for the returned channel.
+func (cl *cluster) profileCCM(t *testing.T, seconds int) <-chan struct{} {
+	t.Helper()
+	done := make(chan struct{})
+	out := os.Getenv("BMCCM_BENCH_PROFILE")
+	if out == "" || cl.securePort == 0 {
+		close(done)
+		return done
+	}
+	cert, err := tls.X509KeyPair(cl.cp.Config.CertData, cl.cp.Config.KeyData)
+	if err != nil {
+		t.Fatalf("admin client certificate: %v", err)
+	}
+	client := &http.Client{Timeout: time.Duration(seconds+30) * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}, // the CCM's self-signed serving cert
+	}}
+	go func() {
+		defer close(done)
+		resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d/debug/pprof/profile?seconds=%d", cl.securePort, seconds))
+		if err != nil {
+			t.Errorf("CCM profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("CCM profile: got %s %v (%d bytes), want 200", resp.Status, err, len(b))
+			return
+		}
+		if err := os.WriteFile(out, b, 0o644); err != nil {
+			t.Error(err)
+			return
+		}
+		t.Logf("CCM CPU profile of %d s written to %s", seconds, out)
+	}()
+	return done
 }
 
 // routerTable is the router's table for the VIPs of one prefix range:
