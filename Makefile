@@ -8,7 +8,7 @@ STATICCHECK_VERSION := v0.8.2
 # Generous: the whole suite takes a fraction of this on 2 cores.
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build test unit lint k8s-bins demo demo-down bench-ipam bench-bgp clean
+.PHONY: all build test unit lint k8s-bins demo demo-down bench-ipam bench-bgp bench-e2e clean
 
 all: build
 
@@ -48,6 +48,10 @@ bench-ipam:
 
 bench-bgp:
 	BGP_BENCH=1 $(GO) test -count=1 -p 1 -run '^TestBenchmark(Announce|FRR)$$' -timeout 20m -v ./bgp/
+
+# The end-to-end LoadBalancer benchmarks (minutes; run on a quiet machine).
+bench-e2e:
+	BMCCM_BENCH=1 BMCCM_K8S_BIN=$$(hack/build-k8s.sh) $(GO) test -p 1 -count=1 -timeout 30m -v -run '^TestBench' ./test/bench/
 
 clean:
 	rm -rf bin

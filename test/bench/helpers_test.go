@@ -36,6 +36,7 @@ import (
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
+	"github.com/baremetal-ccm/baremetal-ccm/test/kubelet"
 )
 
 // requireBench skips a heavy measurement unless BMCCM_BENCH=1.
@@ -275,24 +276,10 @@ func startControlPlane(t *testing.T) *controlplane.ControlPlane {
 	return cp
 }
 
+// registerNode registers the node as its kubelet would, Ready.
 func registerNode(t *testing.T, c kubernetes.Interface, n node) {
 	t.Helper()
-	ctx := context.Background()
-	obj := &v1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.name, Annotations: map[string]string{cloudproviderapi.AnnotationAlphaProvidedIPAddr: n.ip}},
-		Spec: v1.NodeSpec{Taints: []v1.Taint{{
-			Key: cloudproviderapi.TaintExternalCloudProvider, Value: "true", Effect: v1.TaintEffectNoSchedule,
-		}}},
-	}
-	created, err := c.CoreV1().Nodes().Create(ctx, obj, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("creating node %s: %v", n.name, err)
-	}
-	now := metav1.Now()
-	created.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue, Reason: "Bench", LastHeartbeatTime: now, LastTransitionTime: now}}
-	if _, err := c.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("setting node %s Ready: %v", n.name, err)
-	}
+	kubelet.Register(t, c, n.name, n.ip)
 }
 
 // waitNodesInitialised waits until the CCM has initialised all n Nodes.
