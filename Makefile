@@ -31,8 +31,9 @@ unit:
 
 lint:
 	$(GO) vet ./...
+	$(GO) vet -tags bench ./bgp/ ./test/bench/
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags bench ./...
 
 # As root: the two-rack lab of network namespaces with FRR ToRs, the real
 # control plane and two CCM replicas, and a sample Service (docs/lab.md).
@@ -47,11 +48,11 @@ bench-ipam:
 	$(GO) test -run '^$$' -bench . -benchmem -p 1 ./ipam/
 
 bench-bgp:
-	BGP_BENCH=1 $(GO) test -count=1 -p 1 -run '^TestBenchmark(Announce|FRR)$$' -timeout 20m -v ./bgp/
+	$(GO) test -tags bench -count=1 -p 1 -run '^TestBenchmark(Announce|FRR)$$' -timeout 20m -v ./bgp/
 
 # The end-to-end LoadBalancer benchmarks (minutes; run on a quiet machine).
 bench-e2e:
-	BMCCM_BENCH=1 BMCCM_K8S_BIN=$$(hack/build-k8s.sh) $(GO) test -p 1 -count=1 -timeout 30m -v -run '^TestBench' ./test/bench/
+	BMCCM_K8S_BIN=$$(hack/build-k8s.sh) $(GO) test -tags bench -p 1 -count=1 -timeout 30m -v -run '^TestBench' ./test/bench/
 
 clean:
 	rm -rf bin

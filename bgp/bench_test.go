@@ -1,3 +1,8 @@
+//go:build bench
+
+// The benchmarks are built only with -tags bench (make bench-bgp), so that
+// no test of `make test` is ever skipped.
+
 package bgp
 
 import (
@@ -20,7 +25,7 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 )
 
-// The announcement benchmark: BGP_BENCH=1 go test -run '^TestBenchmarkAnnounce$' -v ./bgp/
+// The announcement benchmark: go test -tags bench -run '^TestBenchmarkAnnounce$' -v ./bgp/
 //
 // 10,000 VIPs x 8 next hops = 80,000 paths to one router, a GoBGP in a
 // child process (so that the figures of this process are the speaker's),
@@ -28,9 +33,6 @@ import (
 // injected into a bare GoBGP with AddPath, without our reconciliation:
 // the limit. BGP_BENCH_VIPS and BGP_BENCH_HOPS change the size.
 func TestBenchmarkAnnounce(t *testing.T) {
-	if os.Getenv("BGP_BENCH") == "" {
-		t.Skip("set BGP_BENCH=1 to run the 80,000-path benchmark (docs/bgp.md)")
-	}
 	nVIPs := envInt(t, "BGP_BENCH_VIPS", 10000)
 	nHops := envInt(t, "BGP_BENCH_HOPS", 8)
 	total := nVIPs * nHops
@@ -353,11 +355,8 @@ func TestBenchmarkRouterProcess(t *testing.T) {
 // TestBenchmarkFRR announces the same 80,000 paths to FRR as the ToR (in a
 // namespace, as in the FRR tests) and measures until bgpd holds them all
 // and until the kernel has every VIP's ECMP route:
-// BGP_BENCH=1 go test -run '^TestBenchmarkFRR$' -v ./bgp/ (root, FRR).
+// go test -tags bench -run '^TestBenchmarkFRR$' -v ./bgp/ (root, FRR).
 func TestBenchmarkFRR(t *testing.T) {
-	if os.Getenv("BGP_BENCH") == "" {
-		t.Skip("set BGP_BENCH=1 to run the 80,000-path benchmark against FRR")
-	}
 	nVIPs := envInt(t, "BGP_BENCH_VIPS", 10000)
 	nHops := envInt(t, "BGP_BENCH_HOPS", 8)
 	total := nVIPs * nHops

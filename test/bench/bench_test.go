@@ -1,3 +1,8 @@
+//go:build bench
+
+// The measurements are built only with -tags bench (make bench-e2e), so
+// that no test of `make test` is ever skipped.
+
 package bench
 
 import (
@@ -46,7 +51,6 @@ func wantHops(n int) int { return min(n, maxPathsPerPrefix) }
 // its start: the CCM's own throughput, without the creates competing for
 // the apiserver.
 func TestBenchCreateBurst(t *testing.T) {
-	requireBench(t)
 	for _, tc := range []struct {
 		name    string
 		ccmDown bool
@@ -190,7 +194,6 @@ func benchBurst(t *testing.T, ccmDown bool) {
 // before the next is created, so the router's table stays small and
 // polling it every 5 ms costs little.
 func TestBenchCreateLatency(t *testing.T) {
-	requireBench(t)
 	const services = 100
 	cl := v6Cluster(t)
 	iw := watchIngress(t, cl.c)
@@ -311,7 +314,6 @@ func TestBenchCreateLatency(t *testing.T) {
 // random moment of the probe interval; measured: until its next hop has
 // left every VIP in the router (target ≤ 2 s).
 func TestBenchHealthWithdraw(t *testing.T) {
-	requireBench(t)
 	const services, trials = 20, 10
 	v4Pool := netip.MustParsePrefix("203.0.113.0/24")
 	port := freePort(t)

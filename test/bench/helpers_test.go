@@ -2,7 +2,7 @@
 // the real kube-apiserver, the real CCM binary and a GoBGP router: how long
 // 1,000 Services take to get an address and reach the router, how long one
 // Service takes on an idle cluster, and how long a failing node keeps its
-// paths. The measurements run only with BMCCM_BENCH=1 (see
+// paths. The measurements are built only with -tags bench (see
 // docs/benchmarks.md); plain `go test` runs the helpers' unit tests.
 package bench
 
@@ -38,14 +38,6 @@ import (
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
 	"github.com/baremetal-ccm/baremetal-ccm/test/kubelet"
 )
-
-// requireBench skips a heavy measurement unless BMCCM_BENCH=1.
-func requireBench(t *testing.T) {
-	t.Helper()
-	if os.Getenv("BMCCM_BENCH") != "1" {
-		t.Skip("set BMCCM_BENCH=1 to run the end-to-end benchmarks (minutes; see docs/benchmarks.md)")
-	}
-}
 
 // maxPathsPerPrefix is the bgp section's default: a VIP is announced via
 // at most this many nodes (rendezvous hashing picks which).
