@@ -89,29 +89,20 @@ func (c LargeCommunity) String() string {
 // ParseCommunities parses a list separated by commas and/or spaces, as an
 // annotation value would hold it ("65000:100, no-export"). It reports
 // every bad element.
-func ParseCommunities(s string) ([]Community, error) {
-	var out []Community
-	var errs []string
-	for _, f := range splitList(s) {
-		c, err := ParseCommunity(f)
-		if err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		out = append(out, c)
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("%s", strings.Join(errs, "; "))
-	}
-	return out, nil
-}
+func ParseCommunities(s string) ([]Community, error) { return parseList(s, ParseCommunity) }
 
 // ParseLargeCommunities is ParseCommunities for large communities.
 func ParseLargeCommunities(s string) ([]LargeCommunity, error) {
-	var out []LargeCommunity
+	return parseList(s, ParseLargeCommunity)
+}
+
+// parseList parses every element of a list with parse, reporting every bad
+// one.
+func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
 	var errs []string
 	for _, f := range splitList(s) {
-		c, err := ParseLargeCommunity(f)
+		c, err := parse(f)
 		if err != nil {
 			errs = append(errs, err.Error())
 			continue

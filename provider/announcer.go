@@ -408,49 +408,48 @@ func (v *view) advertisement(ctx context.Context, a *announcer, vip netip.Addr) 
 // are left out (EnsureLoadBalancer reports them).
 func bgpAttributes(holders []*v1.Service) (cs []bgp.Community, lcs []bgp.LargeCommunity, localPref uint32) {
 	for _, s := range holders {
-		if v := s.Annotations[AnnotationBGPCommunities]; v != "" {
-			if parsed, err := bgp.ParseCommunities(v); err == nil {
-				for _, c := range parsed {
-					if !slices.Contains(cs, c) {
-						cs = append(cs, c)
-					}
-				}
+		attrs, err := parseBGPAnnotations(s)
+		if err != nil {
+			continue
+		}
+		for _, c := range attrs.Communities {
+			if !slices.Contains(cs, c) {
+				cs = append(cs, c)
 			}
 		}
-		if v := s.Annotations[AnnotationBGPLargeCommunities]; v != "" {
-			if parsed, err := bgp.ParseLargeCommunities(v); err == nil {
-				for _, c := range parsed {
-					if !slices.Contains(lcs, c) {
-						lcs = append(lcs, c)
-					}
-				}
+		for _, c := range attrs.LargeCommunities {
+			if !slices.Contains(lcs, c) {
+				lcs = append(lcs, c)
 			}
 		}
-		if v := s.Annotations[AnnotationBGPLocalPref]; v != "" && localPref == 0 {
-			if p, err := strconv.ParseUint(v, 10, 32); err == nil {
-				localPref = uint32(p)
-			}
+		if localPref == 0 {
+			localPref = attrs.LocalPref
 		}
 	}
 	return cs, lcs, localPref
 }
 
-// checkBGPAnnotations reports a bad BGP annotation of a Service.
-func checkBGPAnnotations(s *v1.Service) error {
+// parseBGPAnnotations reads the BGP attributes a Service asks for, or the
+// first bad annotation.
+func parseBGPAnnotations(s *v1.Service) (bgp.Advertisement, error) {
+	var attrs bgp.Advertisement
+	var err error
 	if v := s.Annotations[AnnotationBGPCommunities]; v != "" {
-		if _, err := bgp.ParseCommunities(v); err != nil {
-			return fmt.Errorf("annotation %s=%q: %w", AnnotationBGPCommunities, v, err)
+		if attrs.Communities, err = bgp.ParseCommunities(v); err != nil {
+			return attrs, fmt.Errorf("annotation %s=%q: %w", AnnotationBGPCommunities, v, err)
 		}
 	}
 	if v := s.Annotations[AnnotationBGPLargeCommunities]; v != "" {
-		if _, err := bgp.ParseLargeCommunities(v); err != nil {
-			return fmt.Errorf("annotation %s=%q: %w", AnnotationBGPLargeCommunities, v, err)
+		if attrs.LargeCommunities, err = bgp.ParseLargeCommunities(v); err != nil {
+			return attrs, fmt.Errorf("annotation %s=%q: %w", AnnotationBGPLargeCommunities, v, err)
 		}
 	}
 	if v := s.Annotations[AnnotationBGPLocalPref]; v != "" {
-		if _, err := strconv.ParseUint(v, 10, 32); err != nil {
-			return fmt.Errorf("annotation %s=%q: must be a number from 0 to 4294967295", AnnotationBGPLocalPref, v)
+		p, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return attrs, fmt.Errorf("annotation %s=%q: must be a number from 0 to 4294967295", AnnotationBGPLocalPref, v)
 		}
+		attrs.LocalPref = uint32(p)
 	}
-	return nil
+	return attrs, nil
 }

@@ -73,7 +73,7 @@ func (c *cloud) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1.Servic
 		c.event(svc, v1.EventTypeWarning, "NoPools", "The cloud config has no address pools")
 		return nil, errors.New("the cloud config has no address pools (pools:)")
 	}
-	if err := checkBGPAnnotations(svc); err != nil {
+	if _, err := parseBGPAnnotations(svc); err != nil {
 		c.event(svc, v1.EventTypeWarning, "InvalidAnnotation", err.Error())
 		return nil, err
 	}
