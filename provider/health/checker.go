@@ -10,9 +10,12 @@
 // while it has not probed it yet. Each node is probed by its own goroutine,
 // so a node that hangs never delays the verdict on another.
 //
-// With the defaults (every 1s, timeout 500ms, thresholds of 2), a node that
-// dies is found unhealthy at most Interval × UnhealthyThreshold + Timeout =
-// 2.5 s later (2 s when its port refuses connections).
+// A node in doubt (its last answer contradicted its state, or a probe of a
+// healthy node is slow) is probed every Timeout/2 instead of every
+// Interval, like HAProxy's fastinter. With the defaults (every 1s, timeout
+// 500ms, thresholds of 2), a node that dies is found unhealthy at most
+// Interval + Timeout + (UnhealthyThreshold-1) × Timeout/2 = 1.75 s later
+// (1.25 s when its port refuses connections or it answers 503).
 package health
 
 import (
@@ -234,6 +237,8 @@ type prober struct {
 	gen  uint64
 	addr netip.AddrPort
 	cfg  Config
+	// healthy is the node's state when the prober started.
+	healthy bool
 }
 
 // startProber starts probing t, if Run is running and the checks are on.
@@ -244,7 +249,7 @@ func (c *Checker) startProber(name string, t *target) {
 	}
 	ctx, cancel := context.WithCancel(c.run.ctx)
 	t.stop = cancel
-	p := prober{name: name, t: t, gen: t.gen, addr: t.addr, cfg: c.cfg}
+	p := prober{name: name, t: t, gen: t.gen, addr: t.addr, cfg: c.cfg, healthy: t.healthy}
 	r := c.run
 	r.wg.Add(1)
 	go func() {
@@ -263,10 +268,35 @@ func (c *Checker) stopProber(t *target) {
 	t.gen++
 }
 
-// probeLoop probes p.addr every p.cfg.Interval until ctx ends. The first
-// probe comes after a random part of the interval, so that the probes of
-// many nodes (all started at once by Run or SetConfig) spread over it.
+// probeLoop probes p.addr until ctx ends: every p.cfg.Interval while the
+// node's state is settled, every fast interval (Timeout/2, see
+// [Config.fastInterval]) while it is in doubt. A node is in doubt when its
+// last answer contradicted its state (a failure of a healthy node, a
+// success of an unhealthy one), and a healthy node also while a probe of it
+// has gone unanswered for the fast interval: the next probe then starts
+// before the slow one times out. This is HAProxy's fastinter: a dying node
+// is confirmed within Interval + Timeout + (UnhealthyThreshold-1) × fast
+// (1.75 s with the defaults) instead of waiting a whole Interval per
+// failure, while a settled node, dead or alive, costs one probe per
+// Interval. The first probe comes after a random part of the interval, so
+// that the probes of many nodes (all started at once by Run or SetConfig)
+// spread over it.
 func (c *Checker) probeLoop(ctx context.Context, p prober) {
+	results := make(chan error)
+	var probes sync.WaitGroup
+	defer probes.Wait() // after the context's end, which cuts them short
+	fast := p.cfg.fastInterval()
+	healthy, doubt := p.healthy, false
+	outstanding := 0
+	var lastStart time.Time
+	// wait is the time from one probe's start to the next one's.
+	wait := func() time.Duration {
+		if doubt || (healthy && outstanding > 0) {
+			return fast
+		}
+		return p.cfg.Interval
+	}
+
 	timer := time.NewTimer(rand.N(p.cfg.Interval))
 	defer timer.Stop()
 	for {
@@ -274,20 +304,37 @@ func (c *Checker) probeLoop(ctx context.Context, p prober) {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+			if left := wait() - time.Since(lastStart); !lastStart.IsZero() && left > 0 {
+				timer.Reset(left) // the state settled since the timer was set
+				continue
+			}
+			lastStart = time.Now()
+			outstanding++
+			probes.Add(1)
+			go func() {
+				defer probes.Done()
+				err := c.probe(ctx, p.addr, p.cfg.Path, p.cfg.Timeout)
+				select {
+				case results <- err:
+				case <-ctx.Done():
+				}
+			}()
+			timer.Reset(wait())
+		case err := <-results:
+			outstanding--
+			if ctx.Err() != nil {
+				return // stopped: the probe was cut short, it proves nothing
+			}
+			healthy, doubt = c.record(ctx, p, err)
+			timer.Reset(wait() - time.Since(lastStart))
 		}
-		start := time.Now()
-		err := c.probe(ctx, p.addr, p.cfg.Path, p.cfg.Timeout)
-		if ctx.Err() != nil {
-			return // stopped: the probe was cut short, it proves nothing
-		}
-		c.record(ctx, p, err)
-		timer.Reset(p.cfg.Interval - time.Since(start))
 	}
 }
 
 // record counts one probe's result and flips the node's state when the
-// threshold is reached.
-func (c *Checker) record(ctx context.Context, p prober, err error) {
+// threshold is reached. It returns the node's state and whether it is in
+// doubt: the answers since the last flip (or the start) contradict it.
+func (c *Checker) record(ctx context.Context, p prober, err error) (healthy, doubt bool) {
 	logger := klog.FromContext(ctx)
 	if err != nil {
 		logger.V(4).Info("Health probe failed", "node", klog.KRef("", p.name), "address", p.addr, "err", err)
@@ -296,7 +343,7 @@ func (c *Checker) record(ctx context.Context, p prober, err error) {
 	t := c.targets[p.name]
 	if t != p.t || t.gen != p.gen {
 		c.mu.Unlock()
-		return
+		return p.healthy, false // stale: this prober is being stopped
 	}
 	if err != nil {
 		t.lastErr = err
@@ -315,11 +362,11 @@ func (c *Checker) record(ctx context.Context, p prober, err error) {
 		t.healthy = !t.healthy
 		t.streak = 0
 	}
-	healthy, lastErr := t.healthy, t.lastErr
+	healthy, doubt, lastErr := t.healthy, t.streak > 0, t.lastErr
 	c.mu.Unlock()
 
 	if !flipped {
-		return
+		return healthy, doubt
 	}
 	if healthy {
 		logger.Info("Node passes its health check again: healthy", "node", klog.KRef("", p.name), "address", p.addr, "successes", threshold, "lastError", lastErr)
@@ -327,4 +374,5 @@ func (c *Checker) record(ctx context.Context, p prober, err error) {
 		logger.Info("Node fails its health check: unhealthy", "node", klog.KRef("", p.name), "address", p.addr, "failures", threshold, "err", lastErr)
 	}
 	c.changed()
+	return healthy, doubt
 }

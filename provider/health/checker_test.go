@@ -37,9 +37,13 @@ type server struct {
 	requests atomic.Int64 // requests received
 	conns    atomic.Int64 // connections accepted
 
+	inflight    atomic.Int64 // requests being answered
+	maxInflight atomic.Int64 // the most requests answered at once
+
 	mu     sync.Mutex
-	paths  []string // request paths with query, in order
-	agents []string // User-Agent headers, in order
+	paths  []string    // request paths with query, in order
+	agents []string    // User-Agent headers, in order
+	starts []time.Time // arrival times, in order
 
 	hang chan struct{} // closed at cleanup, ends hanging handlers
 }
@@ -58,9 +62,14 @@ func serveOn(t *testing.T, l net.Listener, answer func(n int64) int) *server {
 	s := &server{hang: make(chan struct{})}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := s.requests.Add(1)
+		in := s.inflight.Add(1)
+		defer s.inflight.Add(-1)
+		for m := s.maxInflight.Load(); in > m && !s.maxInflight.CompareAndSwap(m, in); m = s.maxInflight.Load() {
+		}
 		s.mu.Lock()
 		s.paths = append(s.paths, r.URL.RequestURI())
 		s.agents = append(s.agents, r.UserAgent())
+		s.starts = append(s.starts, time.Now())
 		s.mu.Unlock()
 		code := answer(n)
 		if code == hang {
@@ -86,6 +95,13 @@ func serveOn(t *testing.T, l net.Listener, answer func(n int64) int) *server {
 	})
 	s.addr = netip.MustParseAddrPort(l.Addr().String())
 	return s
+}
+
+// start returns the arrival time of request n (from 1).
+func (s *server) start(n int) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.starts[n-1]
 }
 
 func (s *server) lastPath() string {
@@ -641,9 +657,78 @@ func TestProbeURL(t *testing.T) {
 	}
 }
 
+// TestDoubtProbesFast: a node whose last answer contradicts its state, or
+// whose probe is slow, is probed every Timeout/2, not every Interval; a node
+// whose state is settled, dead or alive, is probed every Interval. With
+// an Interval of 2 s and a Timeout of 1 s, the fast interval is 500 ms.
+func TestDoubtProbesFast(t *testing.T) {
+	cfg := testConfig(2*time.Second, 2, 2)
+	fast, slow := cfg.Timeout/2, cfg.Interval
+	// Timers only ever fire late: a gap expected to be fast is allowed up
+	// to a second more; a gap expected to be slow must be at least 3/4 of
+	// an Interval.
+	const slack = time.Second
+	for _, tc := range []struct {
+		name   string
+		answer func(int64) int
+		// gaps[i] is the expected time from request i+1 to i+2.
+		gaps         []time.Duration
+		wantHealthy  bool
+		wantInflight int64 // at least this many probes at once
+	}{
+		{
+			name:   "503: the second failure comes fast, then back to Interval",
+			answer: always(http.StatusServiceUnavailable),
+			gaps:   []time.Duration{fast, slow}, wantHealthy: false, wantInflight: 1,
+		},
+		{
+			name:   "one 503: re-probed fast, then back to Interval after a success",
+			answer: failFirst(1),
+			gaps:   []time.Duration{fast, slow}, wantHealthy: true, wantInflight: 1,
+		},
+		{
+			name: "recovery: the second success comes fast",
+			answer: func(n int64) int {
+				if n <= 2 {
+					return http.StatusServiceUnavailable
+				}
+				return http.StatusOK
+			},
+			gaps: []time.Duration{fast, slow, fast, slow}, wantHealthy: true, wantInflight: 1,
+		},
+		{
+			name: "no answer: the next probe starts before the first times out",
+			// Probes start at 0 and 0.5 s; the first fails at 1 s (start
+			// the third), the second at 1.5 s: unhealthy, then settled.
+			answer: always(hang),
+			gaps:   []time.Duration{fast, fast, slow}, wantHealthy: false, wantInflight: 2,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, tc.answer)
+			c, _ := startChecker(t, cfg, map[string]netip.AddrPort{"a": s.addr}, "a")
+			waitRequests(t, s, int64(len(tc.gaps)+1))
+			for i, want := range tc.gaps {
+				got := s.start(i + 2).Sub(s.start(i + 1))
+				if want == fast && got > fast+slack || want == slow && got < slow*3/4 {
+					t.Errorf("request %d came %s after request %d, want about %s", i+2, got.Round(time.Millisecond), i+1, want)
+				}
+			}
+			if got := c.Healthy("a"); got != tc.wantHealthy {
+				t.Errorf("Healthy(a) = %v, want %v", got, tc.wantHealthy)
+			}
+			if got := s.maxInflight.Load(); got < tc.wantInflight {
+				t.Errorf("at most %d probes at once, want %d", got, tc.wantInflight)
+			}
+		})
+	}
+}
+
 // TestDefaultDetectionTime: with the defaults, a node whose kube-proxy
-// stops answering is unhealthy within Interval × UnhealthyThreshold +
-// Timeout = 2.5 s (the target: paths withdrawn within about 2 s).
+// stops answering is unhealthy within Interval + Timeout +
+// (UnhealthyThreshold-1) × Timeout/2 = 1.75 s (the target: paths
+// withdrawn within 2 s).
 func TestDefaultDetectionTime(t *testing.T) {
 	var dead atomic.Bool
 	s := newServer(t, func(int64) int {
@@ -659,7 +744,7 @@ func TestDefaultDetectionTime(t *testing.T) {
 	start := time.Now()
 	waitFor(t, "a to turn unhealthy", func() bool { return !c.Healthy("a") })
 	took := time.Since(start)
-	bound := cfg.Interval*time.Duration(cfg.UnhealthyThreshold) + cfg.Timeout
+	bound := cfg.Interval + cfg.Timeout + time.Duration(cfg.UnhealthyThreshold-1)*cfg.fastInterval()
 	t.Logf("a node that stopped answering was unhealthy after %s (bound %s)", took.Round(time.Millisecond), bound)
 	// Slack for a busy machine; a prober that waited for others would
 	// take a multiple of the bound.

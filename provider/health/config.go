@@ -13,7 +13,8 @@ import (
 
 // Defaults of the `healthCheck:` section: kube-proxy's healthz, probed every
 // second, two answers in a row to change a node's state. A dead node is then
-// withdrawn within Interval × UnhealthyThreshold + Timeout = 2.5 s.
+// found within Interval + Timeout + (UnhealthyThreshold-1) × Timeout/2 =
+// 1.75 s (see [Checker]).
 const (
 	DefaultPort               = 10256
 	DefaultPath               = "/healthz"
@@ -188,4 +189,11 @@ func (c Config) withDefaults() Config {
 		c.HealthyThreshold = d.HealthyThreshold
 	}
 	return c
+}
+
+// fastInterval is the time between the starts of two probes of a node in
+// doubt: half the timeout, so that a second probe of a node that does not
+// answer starts before the first one times out. At least a millisecond.
+func (c Config) fastInterval() time.Duration {
+	return max(c.Timeout/2, time.Millisecond)
 }
