@@ -291,6 +291,24 @@ func (a *Allocator) Assigned(namespace, name string) []netip.Addr {
 	return slices.Clone(row.addrs)
 }
 
+// Holders returns the Services that hold addr (several when it is shared),
+// in namespace/name order; nil if no one holds it.
+func (a *Allocator) Holders(addr netip.Addr) []Assignment {
+	// The holders live in the address index, which writers change in
+	// place: read it under the write lock.
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	hs := a.ix.holders(addr)
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]Assignment, len(hs))
+	for i, h := range hs {
+		out[i] = Assignment{h.namespace, h.name, addr}
+	}
+	return out
+}
+
 // Stale returns the held addresses that lie in no pool, per holder, in
 // address order.
 func (a *Allocator) Stale() []Assignment {

@@ -21,6 +21,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
+	"github.com/baremetal-ccm/baremetal-ccm/ipam"
 	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
 )
 
@@ -49,6 +50,14 @@ type speaker interface {
 	Peers() []bgp.PeerStatus
 }
 
+// allocations is what the leader's allocator knows ahead of the Services'
+// status: the addresses held by a Service, and the holders of an address.
+// On other replicas it knows nothing, and the status is the truth.
+type allocations interface {
+	Assigned(namespace, name string) []netip.Addr
+	Holders(addr netip.Addr) []ipam.Assignment
+}
+
 // healthView tells whether a node passes the node health check.
 type healthView interface {
 	Healthy(node string) bool
@@ -59,12 +68,16 @@ type healthView interface {
 // or not, from the Services' status; on the leader it also sees the
 // addresses allocated but not yet written to status (assigned).
 type announcer struct {
-	config   func() *config.Config
-	speaker  func() speaker // nil result: no BGP configured
-	assigned func(namespace, name string) []netip.Addr
-	health   healthView
+	config  func() *config.Config
+	speaker func() speaker // nil result: no BGP configured
+	alloc   allocations
+	health  healthView
 
-	services  corelisters.ServiceLister
+	services corelisters.ServiceLister
+	// byVIP indexes the Services by the addresses in their status
+	// (indexByVIP), so that one Service's sync looks at the holders of its
+	// addresses, not at every Service.
+	byVIP     cache.Indexer
 	nodes     corelisters.NodeLister
 	slices    discoverylisters.EndpointSliceLister
 	hasSynced []cache.InformerSynced
@@ -79,18 +92,37 @@ type announcer struct {
 	trigger chan struct{}
 }
 
+// indexByVIP names the Services informer's index of status addresses.
+const indexByVIP = "vip"
+
+// statusVIPs indexes a Service by the addresses in its status.
+func statusVIPs(obj any) ([]string, error) {
+	s, ok := obj.(*v1.Service)
+	if !ok {
+		return nil, nil
+	}
+	var vips []string
+	for _, ip := range statusAddrs(s) {
+		vips = append(vips, ip.String())
+	}
+	return vips, nil
+}
+
 func newAnnouncer(client kubernetes.Interface, cfg func() *config.Config, sp func() speaker,
-	assigned func(string, string) []netip.Addr, health healthView) (*announcer, informers.SharedInformerFactory) {
+	alloc allocations, health healthView) (*announcer, informers.SharedInformerFactory) {
 	factory := informers.NewSharedInformerFactory(client, 0)
 	svcInf := factory.Core().V1().Services()
+	// Added before the factory starts the informer, so it cannot fail.
+	_ = svcInf.Informer().AddIndexers(cache.Indexers{indexByVIP: statusVIPs})
 	nodeInf := factory.Core().V1().Nodes()
 	sliceInf := factory.Discovery().V1().EndpointSlices()
 	a := &announcer{
 		config:    cfg,
 		speaker:   sp,
-		assigned:  assigned,
+		alloc:     alloc,
 		health:    health,
 		services:  svcInf.Lister(),
+		byVIP:     svcInf.Informer().GetIndexer(),
 		nodes:     nodeInf.Lister(),
 		slices:    sliceInf.Lister(),
 		hasSynced: []cache.InformerSynced{svcInf.Informer().HasSynced, nodeInf.Informer().HasSynced, sliceInf.Informer().HasSynced},
@@ -153,7 +185,7 @@ func (a *announcer) syncAll(ctx context.Context) error {
 	if sp == nil {
 		return nil
 	}
-	v, err := a.view(nil)
+	v, err := a.view(nil, nil)
 	if err != nil {
 		return err
 	}
@@ -187,7 +219,7 @@ func (a *announcer) syncService(ctx context.Context, svc *v1.Service, addrs []ne
 	if sp == nil {
 		return nil, fmt.Errorf("no BGP speaker: the cloud config has no bgp section")
 	}
-	v, err := a.view(&override{svc: svc, addrs: addrs})
+	v, err := a.view(&override{svc: svc, addrs: addrs}, addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +244,7 @@ func (a *announcer) withdrawService(ctx context.Context, svc *v1.Service, addrs 
 	if sp == nil {
 		return nil
 	}
-	v, err := a.view(&override{svc: svc, gone: true})
+	v, err := a.view(&override{svc: svc, gone: true}, addrs)
 	if err != nil {
 		return err
 	}
@@ -267,7 +299,11 @@ type view struct {
 	holders map[netip.Addr][]*v1.Service
 }
 
-func (a *announcer) view(o *override) (*view, error) {
+// view builds the picture of o (nil: none) and the other Services: of
+// every VIP when scope is nil, else of the VIPs in scope only, looking at
+// their holders alone (a Service's sync costs the same with 10 or 10,000
+// Services).
+func (a *announcer) view(o *override, scope []netip.Addr) (*view, error) {
 	v := &view{cfg: a.config(), holders: map[netip.Addr][]*v1.Service{}}
 	nodes, err := a.nodes.List(labels.Everything())
 	if err != nil {
@@ -279,30 +315,78 @@ func (a *announcer) view(o *override) (*view, error) {
 			v.candidates = append(v.candidates, newCandidate(n, v.cfg))
 		}
 	}
-	svcs, err := a.services.List(labels.Everything())
-	if err != nil {
-		return nil, fmt.Errorf("listing services: %w", err)
+	isOverride := func(s *v1.Service) bool {
+		return o != nil && s.Namespace == o.svc.Namespace && s.Name == o.svc.Name
 	}
-	for _, s := range svcs {
-		if o != nil && s.Namespace == o.svc.Namespace && s.Name == o.svc.Name {
-			continue
+	if scope == nil {
+		svcs, err := a.services.List(labels.Everything())
+		if err != nil {
+			return nil, fmt.Errorf("listing services: %w", err)
 		}
-		if !announceable(s) {
-			continue
+		for _, s := range svcs {
+			if isOverride(s) || !announceable(s) {
+				continue
+			}
+			for _, ip := range a.addressesOf(s) {
+				v.holders[ip] = append(v.holders[ip], s)
+			}
 		}
-		for _, ip := range a.addressesOf(s) {
-			v.holders[ip] = append(v.holders[ip], s)
+	} else {
+		for _, vip := range scope {
+			svcs, err := a.holdersOf(vip)
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range svcs {
+				if !isOverride(s) && announceable(s) {
+					v.holders[vip] = append(v.holders[vip], s)
+				}
+			}
 		}
 	}
 	if o != nil && !o.gone && announceable(o.svc) {
 		for _, ip := range o.addrs {
-			v.holders[ip] = append(v.holders[ip], o.svc)
+			if scope == nil || slices.Contains(scope, ip) {
+				v.holders[ip] = append(v.holders[ip], o.svc)
+			}
 		}
 	}
 	for _, hs := range v.holders {
 		sort.Slice(hs, func(i, j int) bool { return olderService(hs[i], hs[j]) })
 	}
 	return v, nil
+}
+
+// holdersOf returns the Services whose addresses (see addressesOf) include
+// vip: the ones the allocator says hold it, and the ones whose status has
+// it.
+func (a *announcer) holdersOf(vip netip.Addr) ([]*v1.Service, error) {
+	objs, err := a.byVIP.ByIndex(indexByVIP, vip.String())
+	if err != nil {
+		return nil, fmt.Errorf("looking up the Services of %s: %w", vip, err)
+	}
+	var out []*v1.Service
+	seen := map[string]bool{}
+	add := func(s *v1.Service) {
+		key := s.Namespace + "/" + s.Name
+		if !seen[key] && slices.Contains(a.addressesOf(s), vip) {
+			seen[key] = true
+			out = append(out, s)
+		}
+	}
+	for _, obj := range objs {
+		if s, ok := obj.(*v1.Service); ok {
+			add(s)
+		}
+	}
+	for _, h := range a.alloc.Holders(vip) {
+		s, err := a.services.Services(h.Namespace).Get(h.Name)
+		if err != nil {
+			continue // not in the cache yet, or gone: it holds nothing to announce
+		}
+		add(s)
+	}
+	return out, nil
 }
 
 // announceable tells whether a Service's addresses are to be announced: a
@@ -314,9 +398,14 @@ func announceable(s *v1.Service) bool {
 // addressesOf returns a Service's VIPs: what the allocator holds for it on
 // the leader, else what its status says.
 func (a *announcer) addressesOf(s *v1.Service) []netip.Addr {
-	if addrs := a.assigned(s.Namespace, s.Name); addrs != nil {
+	if addrs := a.alloc.Assigned(s.Namespace, s.Name); addrs != nil {
 		return addrs
 	}
+	return statusAddrs(s)
+}
+
+// statusAddrs returns the addresses in a Service's status.
+func statusAddrs(s *v1.Service) []netip.Addr {
 	var addrs []netip.Addr
 	for _, in := range s.Status.LoadBalancer.Ingress {
 		if ip, err := netip.ParseAddr(in.IP); err == nil {

@@ -3,8 +3,10 @@ package provider
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	cloudproviderapi "k8s.io/cloud-provider/api"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
+	"github.com/baremetal-ccm/baremetal-ccm/ipam"
 	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
 )
 
@@ -70,6 +73,25 @@ func (f *fakeSpeaker) hops() map[string][]string {
 }
 
 type fakeHealth map[string]bool
+
+// fakeAllocations is the leader's allocator: "namespace/name" -> the
+// addresses the Service holds.
+type fakeAllocations map[string][]netip.Addr
+
+func (f fakeAllocations) Assigned(namespace, name string) []netip.Addr {
+	return f[namespace+"/"+name]
+}
+
+func (f fakeAllocations) Holders(addr netip.Addr) []ipam.Assignment {
+	var out []ipam.Assignment
+	for _, key := range slices.Sorted(maps.Keys(f)) {
+		if slices.Contains(f[key], addr) {
+			ns, name, _ := strings.Cut(key, "/")
+			out = append(out, ipam.Assignment{Namespace: ns, Name: name, Addr: addr})
+		}
+	}
+	return out
+}
 
 func (h fakeHealth) Healthy(node string) bool { ok, known := h[node]; return !known || ok }
 
@@ -137,7 +159,7 @@ func startAnnouncer(t *testing.T, health healthView, assigned map[string][]netip
 	}
 	sp := &fakeSpeaker{advs: map[netip.Prefix]bgp.Advertisement{}}
 	a, factory := newAnnouncer(fake.NewClientset(objs...), func() *config.Config { return cfg }, func() speaker { return sp },
-		func(ns, name string) []netip.Addr { return assigned[ns+"/"+name] }, health)
+		fakeAllocations(assigned), health)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	factory.Start(ctx.Done())
@@ -288,6 +310,49 @@ func TestSyncServiceReportsRouters(t *testing.T) {
 	}
 }
 
+// TestSyncServiceSeesEveryHolder: one Service's sync looks only at the
+// holders of its VIP, and finds all of them: the Services whose status has
+// it and the ones the leader has allocated it to whose status does not say
+// so yet, not a Service whose status is out of date.
+func TestSyncServiceSeesEveryHolder(t *testing.T) {
+	local := v1.ServiceExternalTrafficPolicyLocal
+	vip := netip.MustParseAddr("203.0.113.5")
+	a, sp := startAnnouncer(t, fakeHealth{},
+		map[string][]netip.Addr{
+			"default/allocated": {vip},
+			"default/moved":     {netip.MustParseAddr("203.0.113.9")},
+		},
+		node("a1", []string{"198.51.100.11"}), node("a2", []string{"198.51.100.12"}), node("b1", []string{"198.51.100.140"}),
+		service("in-status", local, vip.String()), endpointSlice("in-status", map[string]bool{"a1": true}),
+		service("allocated", local), endpointSlice("allocated", map[string]bool{"a2": true}),
+		// Its status still has the VIP, but the allocator moved it.
+		service("moved", local, vip.String()), endpointSlice("moved", map[string]bool{"b1": true}),
+		service("elsewhere", local, "203.0.113.6"), endpointSlice("elsewhere", map[string]bool{"b1": true}),
+	)
+	ctx := context.Background()
+	joining := service("joining", local)
+	if _, err := a.syncService(ctx, joining, []netip.Addr{vip}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"198.51.100.11@rack-a", "198.51.100.12@rack-a"}
+	if diff := cmp.Diff(want, sp.hops()[vip.String()]); diff != "" {
+		t.Errorf("next hops of %s after syncService (-want +got):\n%s", vip, diff)
+	}
+	if _, ok := sp.hops()["203.0.113.6"]; ok {
+		t.Errorf("syncService of %s announced 203.0.113.6, which is not its address", vip)
+	}
+	inStatus, err := a.services.Services("default").Get("in-status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.withdrawService(ctx, inStatus, []netip.Addr{vip}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"198.51.100.12@rack-a"}, sp.hops()[vip.String()]); diff != "" {
+		t.Errorf("next hops of %s after in-status left (-want +got):\n%s", vip, diff)
+	}
+}
+
 // TestAnnouncerFollowsChanges checks that a change in the cluster reaches
 // the speaker by itself, well within a second.
 func TestAnnouncerFollowsChanges(t *testing.T) {
@@ -296,7 +361,7 @@ func TestAnnouncerFollowsChanges(t *testing.T) {
 	cfg, _ := config.Parse([]byte(announcerConfig))
 	sp := &fakeSpeaker{advs: map[netip.Prefix]bgp.Advertisement{}}
 	a, factory := newAnnouncer(client, func() *config.Config { return cfg }, func() speaker { return sp },
-		func(string, string) []netip.Addr { return nil }, fakeHealth{})
+		fakeAllocations(nil), fakeHealth{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	factory.Start(ctx.Done())

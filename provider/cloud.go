@@ -81,7 +81,7 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 		return nil, err
 	}
 	c.checker = health.NewChecker(cfg.HealthCheck, func() { c.announcer.Trigger() })
-	a, factory := newAnnouncer(opts.Client, c.config, c.speaker, c.alloc.Assigned, c.checker)
+	a, factory := newAnnouncer(opts.Client, c.config, c.speaker, c.alloc, c.checker)
 	c.announcer = a
 	_, _ = factory.Core().V1().Nodes().Informer().AddEventHandler(nodeTargets{c})
 	factory.Start(ctx.Done())
