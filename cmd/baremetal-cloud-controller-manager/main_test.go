@@ -17,7 +17,7 @@ func TestHelpListsStandardFlags(t *testing.T) {
 		t.Fatalf("--help: exit %d, %v\n%s", code, err, out)
 	}
 	for _, flag := range []string{"--cloud-provider", "--cloud-config", "--kubeconfig", "--leader-elect", "--concurrent-service-syncs int32", "(default 10)",
-		"--kube-api-qps float32", "(default 100)", "--logging-format", "--controllers", "--cloud-config-reload-interval"} {
+		"--kube-api-qps float32", "(default 300)", "--logging-format", "--controllers", "--cloud-config-reload-interval"} {
 		if !strings.Contains(out, flag) {
 			t.Errorf("--help does not mention %q", flag)
 		}
