@@ -257,6 +257,7 @@ func restoreTxn(txn *memdb.Txn, ix *indexes, claims []claim) (RestoreReport, err
 		}
 		rows[i] = row
 	}
+	report.Restored = make([]Assignment, 0, len(byAddr))
 	for _, row := range rows {
 		if row == nil {
 			continue
