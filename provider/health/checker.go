@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -282,16 +283,21 @@ func (c *Checker) stopProber(t *target) {
 // that the probes of many nodes (all started at once by Run or SetConfig)
 // spread over it.
 func (c *Checker) probeLoop(ctx context.Context, p prober) {
-	results := make(chan error)
+	type result struct {
+		start time.Time
+		err   error
+	}
+	results := make(chan result)
 	var probes sync.WaitGroup
 	defer probes.Wait() // after the context's end, which cuts them short
 	fast := p.cfg.fastInterval()
 	healthy, doubt := p.healthy, false
-	outstanding := 0
+	// running holds the start times of the probes under way.
+	var running []time.Time
 	var lastStart time.Time
 	// wait is the time from one probe's start to the next one's.
 	wait := func() time.Duration {
-		if doubt || (healthy && outstanding > 0) {
+		if doubt || (healthy && len(running) > 0) {
 			return fast
 		}
 		return p.cfg.Interval
@@ -308,24 +314,31 @@ func (c *Checker) probeLoop(ctx context.Context, p prober) {
 				timer.Reset(left) // the state settled since the timer was set
 				continue
 			}
-			lastStart = time.Now()
-			outstanding++
+			if slices.ContainsFunc(running, func(t time.Time) bool { return time.Since(t) >= p.cfg.Timeout }) {
+				// A probe has timed out and its failure is on its way:
+				// count it first, it may settle the state (its arrival
+				// sets the timer again).
+				continue
+			}
+			start := time.Now()
+			lastStart = start
+			running = append(running, start)
 			probes.Add(1)
 			go func() {
 				defer probes.Done()
 				err := c.probe(ctx, p.addr, p.cfg.Path, p.cfg.Timeout)
 				select {
-				case results <- err:
+				case results <- result{start, err}:
 				case <-ctx.Done():
 				}
 			}()
 			timer.Reset(wait())
-		case err := <-results:
-			outstanding--
+		case r := <-results:
+			running = slices.DeleteFunc(running, func(t time.Time) bool { return t.Equal(r.start) })
 			if ctx.Err() != nil {
 				return // stopped: the probe was cut short, it proves nothing
 			}
-			healthy, doubt = c.record(ctx, p, err)
+			healthy, doubt = c.record(ctx, p, r.err)
 			timer.Reset(wait() - time.Since(lastStart))
 		}
 	}
