@@ -334,7 +334,12 @@ func Cleanup(prefix string) error {
 			continue // deleted with its peer
 		}
 		if _, err := run(ctx, "ip", "link", "del", l.Name); err != nil {
-			errs = append(errs, err)
+			// The kernel destroys a deleted namespace, and the veths
+			// whose peer was in it, in the background: such a link can
+			// vanish between the check above and the delete.
+			if _, gone := run(ctx, "ip", "link", "show", "dev", l.Name); gone == nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
