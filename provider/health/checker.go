@@ -12,10 +12,13 @@
 //
 // A node in doubt (its last answer contradicted its state, or a probe of a
 // healthy node is slow) is probed every Timeout/2 instead of every
-// Interval, like HAProxy's fastinter. With the defaults (every 1s, timeout
-// 500ms, thresholds of 2), a node that dies is found unhealthy at most
-// Interval + Timeout + (UnhealthyThreshold-1) × Timeout/2 = 1.75 s later
-// (1.25 s when its port refuses connections or it answers 503).
+// Interval, like HAProxy's fastinter. Its probes may then overlap (two at
+// most); their answers count in the order the probes started, so a late
+// timeout never joins failures that were not in a row. With the defaults
+// (every 1s, timeout 500ms, thresholds of 2), a node that dies is found
+// unhealthy at most Interval + Timeout + (UnhealthyThreshold-1) × Timeout/2
+// = 1.75 s later (1.25 s when its port refuses connections or it answers
+// 503).
 package health
 
 import (
@@ -292,9 +295,10 @@ func (c *Checker) probeLoop(ctx context.Context, p prober) {
 	defer probes.Wait() // after the context's end, which cuts them short
 	fast := p.cfg.fastInterval()
 	healthy, doubt := p.healthy, false
-	// running holds the start times of the probes under way.
+	// running holds the start times of the probes under way; counted is
+	// the start of the newest probe whose answer was counted.
 	var running []time.Time
-	var lastStart time.Time
+	var lastStart, counted time.Time
 	// wait is the time from one probe's start to the next one's.
 	wait := func() time.Duration {
 		if doubt || (healthy && len(running) > 0) {
@@ -314,10 +318,10 @@ func (c *Checker) probeLoop(ctx context.Context, p prober) {
 				timer.Reset(left) // the state settled since the timer was set
 				continue
 			}
-			if slices.ContainsFunc(running, func(t time.Time) bool { return time.Since(t) >= p.cfg.Timeout }) {
-				// A probe has timed out and its failure is on its way:
-				// count it first, it may settle the state (its arrival
-				// sets the timer again).
+			if len(running) >= maxRunning || slices.ContainsFunc(running, func(t time.Time) bool { return time.Since(t) >= p.cfg.Timeout }) {
+				// Enough probes are under way, or one has timed out and
+				// its failure is on its way: count it first, it may
+				// settle the state. An answer sets the timer again.
 				continue
 			}
 			start := time.Now()
@@ -338,11 +342,22 @@ func (c *Checker) probeLoop(ctx context.Context, p prober) {
 			if ctx.Err() != nil {
 				return // stopped: the probe was cut short, it proves nothing
 			}
-			healthy, doubt = c.record(ctx, p, r.err)
+			// Answers count in the order their probes started: the
+			// timeout of an old probe that comes after a newer probe's
+			// answer is stale, and counting it would make failures that
+			// were not in a row look as if they were.
+			if r.start.After(counted) {
+				counted = r.start
+				healthy, doubt = c.record(ctx, p, r.err)
+			}
 			timer.Reset(wait() - time.Since(lastStart))
 		}
 	}
 }
+
+// maxRunning is how many probes of one node may be under way at once: a
+// slow one and the fast re-probe that overlaps it (see probeLoop).
+const maxRunning = 2
 
 // record counts one probe's result and flips the node's state when the
 // threshold is reached. It returns the node's state and whether it is in

@@ -725,6 +725,48 @@ func TestDoubtProbesFast(t *testing.T) {
 	}
 }
 
+// TestStaleTimeoutDoesNotCount: answers count in the order their probes
+// started. A probe that hangs, overtaken by a quick success of the probe
+// after it, fails after that success: its failure is stale, and with the
+// next probe failing it must not make two failures in a row.
+func TestStaleTimeoutDoesNotCount(t *testing.T) {
+	t.Parallel()
+	// Probes at 0 (no answer), 0.5 s (200), 2.5 s (503), 3 s (200), 5 s.
+	answers := []int{hang, http.StatusOK, http.StatusServiceUnavailable, http.StatusOK}
+	s := newServer(t, func(n int64) int {
+		if int(n) <= len(answers) {
+			return answers[n-1]
+		}
+		return http.StatusOK
+	})
+	c, rec := startChecker(t, testConfig(2*time.Second, 2, 2), map[string]netip.AddrPort{"a": s.addr}, "a")
+	waitRequests(t, s, int64(len(answers)+1))
+	if got := rec.calls(); len(got) != 0 {
+		t.Errorf("onChange calls = %v, want none: no two failures were in a row", got)
+	}
+	if !c.Healthy("a") {
+		t.Errorf("Healthy(a) = false, want true")
+	}
+}
+
+// TestAtMostTwoProbesAtOnce: a Config whose timeout exceeds its interval
+// (Parse refuses it; a hand-built one may have it) does not pile up probes
+// of a node that never answers.
+func TestAtMostTwoProbesAtOnce(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, always(hang))
+	cfg := testConfig(10*time.Millisecond, 2, 2)
+	cfg.Timeout = 500 * time.Millisecond
+	c, _ := startChecker(t, cfg, map[string]netip.AddrPort{"a": s.addr}, "a")
+	waitFor(t, "a to turn unhealthy", func() bool { return !c.Healthy("a") })
+	waitRequests(t, s, 6)
+	// The server sees a timed-out request end a moment after the checker
+	// has given up on it and may have started the next: one more.
+	if got := s.maxInflight.Load(); got > maxRunning+1 {
+		t.Errorf("%d probes of one node at once, want at most %d (+1 the server has not seen end yet)", got, maxRunning)
+	}
+}
+
 // TestDefaultDetectionTime: with the defaults, a node whose kube-proxy
 // stops answering is unhealthy within Interval + Timeout +
 // (UnhealthyThreshold-1) × Timeout/2 = 1.75 s (the target: paths
