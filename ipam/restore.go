@@ -257,7 +257,13 @@ func restoreTxn(txn *memdb.Txn, ix *indexes, claims []claim) (RestoreReport, err
 		}
 		rows[i] = row
 	}
-	report.Restored = make([]Assignment, 0, len(byAddr))
+	n := 0
+	for _, row := range rows {
+		if row != nil {
+			n += len(row.addrs)
+		}
+	}
+	report.Restored = make([]Assignment, 0, n)
 	for _, row := range rows {
 		if row == nil {
 			continue
