@@ -26,7 +26,6 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -179,15 +178,7 @@ racks:
 pools:
 - name: public
   addresses: [%s]
-bgp:
-  asn: 64512
-  routerID: 192.0.2.1
-  peers:
-  - name: tor-a
-    address: %s
-    port: %d
-    asn: %d
-`, pool, r.Address, r.Port, r.ASN)
+`, pool) + r.SpeakerConfig()
 	if healthCheck != "" {
 		cfg += "healthCheck:\n" + healthCheck
 	}
@@ -248,22 +239,12 @@ func startControlPlane(t *testing.T) *controlplane.ControlPlane {
 	if _, err := os.Stat("/dev/shm"); err != nil || os.Getenv("BMCCM_BENCH_ETCD_DISK") == "1" {
 		return controlplane.StartT(t)
 	}
-	controlplane.RequireTools(t, "etcd")
 	dir, err := os.MkdirTemp("/dev/shm", "bmccm-bench-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	cp, err := controlplane.Start(context.Background(), controlplane.Options{Dir: dir})
-	if err != nil {
-		t.Fatalf("starting the control plane: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(cp.LogTail(20))
-		}
-		cp.Stop()
-	})
+	cp := controlplane.StartTWith(t, controlplane.Options{Dir: dir})
 	t.Logf("etcd data in %s (tmpfs)", dir)
 	return cp
 }
@@ -293,21 +274,6 @@ func (cl *cluster) waitNodesInitialised(t *testing.T, n int) {
 	})
 	if err != nil {
 		t.Fatalf("nodes initialised: got %d, want %d after %s", done, n, setupTimeout)
-	}
-}
-
-// lbService is a LoadBalancer Service on port 80, of one family.
-func lbService(name string, family v1.IPFamily) *v1.Service {
-	single := v1.IPFamilyPolicySingleStack
-	return &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
-		Spec: v1.ServiceSpec{
-			Type:           v1.ServiceTypeLoadBalancer,
-			IPFamilyPolicy: &single,
-			IPFamilies:     []v1.IPFamily{family},
-			Selector:       map[string]string{"app": name},
-			Ports:          []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: v1.ProtocolTCP}},
-		},
 	}
 }
 

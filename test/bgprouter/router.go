@@ -34,6 +34,8 @@ type Router struct {
 	Port      int
 	ASN       uint32
 	neighbors []string
+	// neighborASN is the speakers' ASN (Options.NeighborASN).
+	neighborASN uint32
 }
 
 var families = []*api.Family{
@@ -54,7 +56,7 @@ func Start(t testing.TB, o Options) *Router {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 
-	r := &Router{srv: server.NewBgpServer(), Address: o.Address, Port: port, ASN: o.ASN, neighbors: o.Neighbors}
+	r := &Router{srv: server.NewBgpServer(), Address: o.Address, Port: port, ASN: o.ASN, neighbors: o.Neighbors, neighborASN: o.NeighborASN}
 	// GoBGP v3's Serve loop has no exit (the bgp package works around it
 	// for the speaker); a test router's loop ends with the test process.
 	go r.srv.Serve()
@@ -81,6 +83,21 @@ func Start(t testing.TB, o Options) *Router {
 		}
 	}
 	return r
+}
+
+// SpeakerConfig is the `bgp:` section of a cloud config that makes the CCM
+// one of r's neighbors: the speakers' ASN, a router ID, and r as its one
+// peer, tor-a.
+func (r *Router) SpeakerConfig() string {
+	return fmt.Sprintf(`bgp:
+  asn: %d
+  routerID: 192.0.2.1
+  peers:
+  - name: tor-a
+    address: %s
+    port: %d
+    asn: %d
+`, r.neighborASN, r.Address, r.Port, r.ASN)
 }
 
 // Endpoint is host:port for the speakers' peer config.

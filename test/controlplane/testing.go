@@ -11,8 +11,15 @@ import (
 // otherwise.
 func StartT(t testing.TB) *ControlPlane {
 	t.Helper()
+	return StartTWith(t, Options{Dir: t.TempDir()})
+}
+
+// StartTWith is StartT with opts, for a test that needs its data elsewhere
+// (a benchmark keeps etcd's on tmpfs).
+func StartTWith(t testing.TB, opts Options) *ControlPlane {
+	t.Helper()
 	RequireTools(t, "etcd")
-	cp, err := Start(context.Background(), Options{Dir: t.TempDir()})
+	cp, err := Start(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("starting the control plane: %v", err)
 	}
