@@ -25,6 +25,7 @@ import (
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
+	"github.com/baremetal-ccm/baremetal-ccm/test/lbservice"
 )
 
 const benchNodeCount = 50
@@ -82,7 +83,7 @@ func benchBurst(t *testing.T, ccmDown bool) {
 	for range workers {
 		created.Go(func() {
 			for i := range jobs {
-				s := lbService(fmt.Sprintf("burst-%04d", i), v1.IPv6Protocol)
+				s := lbservice.New(fmt.Sprintf("burst-%04d", i), 80, lbservice.SingleStack(v1.IPv6Protocol))
 				if _, err := cl.c.CoreV1().Services("default").Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
 					errs <- fmt.Errorf("creating %s: %w", s.Name, err)
 				}
@@ -207,7 +208,7 @@ func TestBenchCreateLatency(t *testing.T) {
 		time.Sleep(200 * time.Millisecond) // idle: let the last delete settle
 		start := time.Now()
 		created[i] = start
-		if _, err := cl.c.CoreV1().Services("default").Create(ctx, lbService(name, v1.IPv6Protocol), metav1.CreateOptions{}); err != nil {
+		if _, err := cl.c.CoreV1().Services("default").Create(ctx, lbservice.New(name, 80, lbservice.SingleStack(v1.IPv6Protocol)), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		var first time.Duration
@@ -327,7 +328,7 @@ func TestBenchHealthWithdraw(t *testing.T) {
 	})
 	ctx := context.Background()
 	for i := range services {
-		if _, err := cl.c.CoreV1().Services("default").Create(ctx, lbService(fmt.Sprintf("web-%02d", i), v1.IPv4Protocol), metav1.CreateOptions{}); err != nil {
+		if _, err := cl.c.CoreV1().Services("default").Create(ctx, lbservice.New(fmt.Sprintf("web-%02d", i), 80, lbservice.SingleStack(v1.IPv4Protocol)), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,7 +18,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -28,6 +27,7 @@ import (
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
 	"github.com/baremetal-ccm/baremetal-ccm/test/kubelet"
+	"github.com/baremetal-ccm/baremetal-ccm/test/lbservice"
 )
 
 // Generous for a busy 2-core machine; the controllers act within seconds.
@@ -290,7 +290,7 @@ func nodesScenario(t *testing.T, e *env) {
 }
 
 func loadBalancerCloudConfig(r *bgprouter.Router) string {
-	return fmt.Sprintf(`
+	return `
 region: lab
 racks:
 - name: rack-a
@@ -298,17 +298,9 @@ racks:
 pools:
 - name: public
   addresses: [203.0.113.0/28]
-bgp:
-  asn: 64512
-  routerID: 192.0.2.1
-  peers:
-  - name: tor-a
-    address: %s
-    port: %d
-    asn: %d
-healthCheck:
+` + r.SpeakerConfig() + `healthCheck:
   enabled: false
-`, r.Address, r.Port, r.ASN)
+`
 }
 
 // loadBalancerScenario is the life of a LoadBalancer Service as the
@@ -328,14 +320,7 @@ func loadBalancerScenario(t *testing.T, e *env) {
 		})
 	}
 
-	svc := &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
-		Spec: v1.ServiceSpec{
-			Type:     v1.ServiceTypeLoadBalancer,
-			Selector: map[string]string{"app": "web"},
-			Ports:    []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: v1.ProtocolTCP}},
-		},
-	}
+	svc := lbservice.New("web", 80)
 	if _, err := c.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

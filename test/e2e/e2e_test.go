@@ -19,11 +19,11 @@ import (
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/baremetal-ccm/baremetal-ccm/hack/lab/lab"
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
 	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
+	"github.com/baremetal-ccm/baremetal-ccm/test/lbservice"
 )
 
 const waitTimeout = 60 * time.Second
@@ -92,27 +92,6 @@ func TestE2E(t *testing.T) {
 }
 
 type env struct{ l *lab.Lab }
-
-func service(name string, mutate ...func(*v1.Service)) *v1.Service {
-	s := &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Annotations: map[string]string{}},
-		Spec: v1.ServiceSpec{
-			Type:     v1.ServiceTypeLoadBalancer,
-			Selector: map[string]string{"app": name},
-			Ports:    []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: v1.ProtocolTCP}},
-		},
-	}
-	for _, m := range mutate {
-		m(s)
-	}
-	return s
-}
-
-func dualStack(s *v1.Service) {
-	p := v1.IPFamilyPolicyRequireDualStack
-	s.Spec.IPFamilyPolicy = &p
-	s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
-}
 
 // create creates the Service, deletes it at the end of the test, and
 // returns its ingress addresses once it has all it asked for.
@@ -234,7 +213,7 @@ func rackOf(node string) string { return "rack-" + strings.TrimPrefix(node, "nod
 
 // (1) The VIP answers from at least two nodes in each rack.
 func (e *env) traffic(t *testing.T) {
-	vip := e.create(t, service("traffic"))[0]
+	vip := e.create(t, lbservice.New("traffic", 80))[0]
 	e.waitAllHops(t, vip)
 	rs := e.probe(t, vip, 100, 0)
 	if f := rs.Failed(); len(f) > 0 {
@@ -258,7 +237,7 @@ func (e *env) traffic(t *testing.T) {
 func (e *env) serviceDeleted(t *testing.T) {
 	ctx := context.Background()
 	c := e.l.CP.Client
-	vip := e.create(t, service("deleted"))[0]
+	vip := e.create(t, lbservice.New("deleted", 80))[0]
 	e.waitAllHops(t, vip)
 	start := time.Now()
 	if err := c.CoreV1().Services("default").Delete(ctx, "deleted", metav1.DeleteOptions{}); err != nil {
@@ -283,7 +262,7 @@ func (e *env) serviceDeleted(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	again := e.create(t, service("deleted-again", func(s *v1.Service) {
+	again := e.create(t, lbservice.New("deleted-again", 80, func(s *v1.Service) {
 		s.Annotations["baremetal-ccm.io/load-balancer-ips"] = vip.String()
 	}))
 	if again[0] != vip {
@@ -295,7 +274,7 @@ func (e *env) serviceDeleted(t *testing.T) {
 // (3) A node whose kube-proxy healthz fails leaves the ToR's route within
 // 3 s; a client loop meanwhile sees at most 1 % failed requests.
 func (e *env) nodeFailure(t *testing.T) {
-	vip := e.create(t, service("nodefail"))[0]
+	vip := e.create(t, lbservice.New("nodefail", 80))[0]
 	e.waitAllHops(t, vip)
 	rackA := e.l.Racks[0]
 	victim := rackA.Nodes[0]
@@ -346,7 +325,7 @@ func (e *env) localPolicy(t *testing.T) {
 	t.Cleanup(func() {
 		_ = c.DiscoveryV1().EndpointSlices("default").Delete(context.Background(), "local-1", metav1.DeleteOptions{})
 	})
-	vip := e.create(t, service("local", func(s *v1.Service) {
+	vip := e.create(t, lbservice.New("local", 80, func(s *v1.Service) {
 		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
 	}))[0]
 	for i, r := range e.l.Racks {
@@ -369,7 +348,7 @@ func (e *env) localPolicy(t *testing.T) {
 
 // (6) A dual-stack Service answers over IPv4 and IPv6.
 func (e *env) dualStack(t *testing.T) {
-	vips := e.create(t, service("dual", dualStack))
+	vips := e.create(t, lbservice.New("dual", 80, lbservice.DualStack))
 	if len(vips) != 2 || vips[0].Is6() == vips[1].Is6() {
 		t.Fatalf("ingress %v, want one IPv4 and one IPv6 address", vips)
 	}
@@ -387,7 +366,7 @@ func (e *env) dualStack(t *testing.T) {
 // no address changes.
 func (e *env) leaderKilled(t *testing.T) {
 	ctx := context.Background()
-	vip := e.create(t, service("failover"))[0]
+	vip := e.create(t, lbservice.New("failover", 80))[0]
 	e.waitAllHops(t, vip)
 	var leader *lab.CCM
 	for _, c := range e.l.CCMs {
@@ -403,7 +382,7 @@ func (e *env) leaderKilled(t *testing.T) {
 	leader.Proc.Kill()
 	t.Logf("killed the leader %s", leader.Name)
 	// The survivor takes over: a new Service gets an address.
-	e.create(t, service("after-failover"))
+	e.create(t, lbservice.New("after-failover", 80))
 	rs := wait()
 	if f := rs.Failed(); len(f) > 0 {
 		t.Errorf("%d of %d requests failed during the fail-over, first: %+v", len(f), len(rs), f[0])
@@ -444,7 +423,7 @@ func (e *env) waitSessions(t *testing.T) {
 
 // (5) A restarted ToR has its routes back within hold time + 5 s.
 func (e *env) torRestart(t *testing.T) {
-	vip := e.create(t, service("torrestart"))[0]
+	vip := e.create(t, lbservice.New("torrestart", 80))[0]
 	e.waitAllHops(t, vip)
 	r := e.l.Racks[0]
 	r.StopFRR()
@@ -462,13 +441,8 @@ func (e *env) ccmRestart100(t *testing.T) {
 	ctx := context.Background()
 	c := e.l.CP.Client
 	const n = 100
-	single := func(s *v1.Service) {
-		p := v1.IPFamilyPolicySingleStack
-		s.Spec.IPFamilyPolicy = &p
-		s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol}
-	}
 	for i := range n {
-		s := service(fmt.Sprintf("bulk-%03d", i), single)
+		s := lbservice.New(fmt.Sprintf("bulk-%03d", i), 80, lbservice.SingleStack(v1.IPv4Protocol))
 		if _, err := c.CoreV1().Services("default").Create(ctx, s, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -483,7 +457,7 @@ func (e *env) ccmRestart100(t *testing.T) {
 		name := fmt.Sprintf("bulk-%03d", i)
 		before[name] = e.waitIngress(t, name, 1)[0].String()
 	}
-	checkNoDuplicates(t, before)
+	lbservice.CheckNoDuplicates(t, before)
 	for _, cc := range e.l.CCMs {
 		cc.Proc.Kill()
 	}
@@ -498,7 +472,7 @@ func (e *env) ccmRestart100(t *testing.T) {
 		name := fmt.Sprintf("bulk-%03d", i)
 		after[name] = e.waitIngress(t, name, 1)[0].String()
 	}
-	checkNoDuplicates(t, after)
+	lbservice.CheckNoDuplicates(t, after)
 	for name, ip := range before {
 		if after[name] != ip {
 			t.Errorf("%s: %s before the restart, %s after", name, ip, after[name])
@@ -506,17 +480,6 @@ func (e *env) ccmRestart100(t *testing.T) {
 	}
 	// And they still route.
 	e.waitAllHops(t, netip.MustParseAddr(after["bulk-000"]))
-}
-
-func checkNoDuplicates(t *testing.T, m map[string]string) {
-	t.Helper()
-	seen := map[string]string{}
-	for svc, ip := range m {
-		if other, ok := seen[ip]; ok {
-			t.Errorf("address %s held by %s and %s", ip, svc, other)
-		}
-		seen[ip] = svc
-	}
 }
 
 func ptr[T any](v T) *T { return &v }

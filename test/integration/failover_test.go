@@ -21,6 +21,7 @@ import (
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
+	"github.com/baremetal-ccm/baremetal-ccm/test/lbservice"
 )
 
 // ingressOf returns every LoadBalancer Service's first ingress address.
@@ -63,17 +64,6 @@ func waitAllIngress(t *testing.T, c kubernetes.Interface, n int) map[string]stri
 	return got
 }
 
-func checkNoDuplicates(t *testing.T, ingress map[string]string) {
-	t.Helper()
-	seen := map[string]string{}
-	for svc, ip := range ingress {
-		if other, dup := seen[ip]; dup {
-			t.Errorf("address %s held by %s and %s", ip, svc, other)
-		}
-		seen[ip] = svc
-	}
-}
-
 // TestRestartKeepsAddresses kills the CCM with SIGKILL under 200 Services
 // and starts it again: no address changes, none is duplicated, and the
 // router's table is the same once it has converged.
@@ -90,10 +80,10 @@ func TestRestartKeepsAddresses(t *testing.T) {
 	first := ccm.Start(t, ccm.Options{Kubeconfig: cp.Kubeconfig, CloudConfig: cloudConfig})
 	const n = 200
 	for i := range n {
-		createService(t, c, lbService(fmt.Sprintf("svc-%03d", i), 80))
+		createService(t, c, lbservice.New(fmt.Sprintf("svc-%03d", i), 80))
 	}
 	before := waitAllIngress(t, c, n)
-	checkNoDuplicates(t, before)
+	lbservice.CheckNoDuplicates(t, before)
 	var table map[string]int
 	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, waitTimeout, true, func(context.Context) (bool, error) {
 		u, err := router.Union()
@@ -112,10 +102,10 @@ func TestRestartKeepsAddresses(t *testing.T) {
 
 	first.Kill()
 	// Make a restart find work to do: a Service created while it is down.
-	createService(t, c, lbService("svc-new", 80))
+	createService(t, c, lbservice.New("svc-new", 80))
 	ccm.Start(t, ccm.Options{Kubeconfig: cp.Kubeconfig, CloudConfig: cloudConfig})
 	after := waitAllIngress(t, c, n+1)
-	checkNoDuplicates(t, after)
+	lbservice.CheckNoDuplicates(t, after)
 	for svc, ip := range before {
 		if after[svc] != ip {
 			t.Errorf("%s: address %s before the restart, %s after", svc, ip, after[svc])
@@ -171,7 +161,7 @@ func TestLeaderFailover(t *testing.T) {
 	}
 	router.WaitEstablished(t, waitTimeout)
 	for i := range 5 {
-		createService(t, c, lbService(fmt.Sprintf("svc-%d", i), 80))
+		createService(t, c, lbservice.New(fmt.Sprintf("svc-%d", i), 80))
 	}
 	before := waitAllIngress(t, c, 5)
 	waitRoutesFromBoth(t, router, before)
@@ -217,7 +207,7 @@ func TestLeaderFailover(t *testing.T) {
 		}
 	})
 	victim.Kill()
-	createService(t, c, lbService("after-failover", 80))
+	createService(t, c, lbservice.New("after-failover", 80))
 	after := waitAllIngress(t, c, 6)
 	close(stop)
 	wg.Wait()
@@ -229,7 +219,7 @@ func TestLeaderFailover(t *testing.T) {
 			t.Errorf("%s: %s before the fail-over, %s after", svc, ip, after[svc])
 		}
 	}
-	checkNoDuplicates(t, after)
+	lbservice.CheckNoDuplicates(t, after)
 }
 
 func waitRoutesFromBoth(t *testing.T, r *bgprouter.Router, ingress map[string]string) {
@@ -293,7 +283,7 @@ func TestHealthCheckWithdraws(t *testing.T) {
 	cloudConfig := filepath.Join(t.TempDir(), "cloud.yaml")
 	writeFile(t, cloudConfig, cfg)
 	ccm.Start(t, ccm.Options{Kubeconfig: cp.Kubeconfig, CloudConfig: cloudConfig})
-	createService(t, c, lbService("web", 80))
+	createService(t, c, lbservice.New("web", 80))
 	waitIngress(t, c, "web", "203.0.113.1")
 	all := []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
 	waitRoutes(t, router, "all healthy", map[string][]string{"203.0.113.1": all})

@@ -14,17 +14,17 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
+	"github.com/baremetal-ccm/baremetal-ccm/test/lbservice"
 )
 
 func lbConfig(r *bgprouter.Router) string {
-	return fmt.Sprintf(`
+	return `
 region: lab
 racks:
 - name: rack-a
@@ -36,33 +36,9 @@ pools:
 - name: reserved
   addresses: [203.0.113.64/28]
   autoAssign: false
-bgp:
-  asn: 64512
-  routerID: 192.0.2.1
-  peers:
-  - name: tor-a
-    address: %s
-    port: %d
-    asn: %d
-healthCheck:
+` + r.SpeakerConfig() + `healthCheck:
   enabled: false
-`, r.Address, r.Port, r.ASN)
-}
-
-// lbService is a LoadBalancer Service on one TCP port.
-func lbService(name string, port int32, mutate ...func(*v1.Service)) *v1.Service {
-	s := &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Annotations: map[string]string{}},
-		Spec: v1.ServiceSpec{
-			Type:     v1.ServiceTypeLoadBalancer,
-			Selector: map[string]string{"app": name},
-			Ports:    []v1.ServicePort{{Name: "http", Port: port, TargetPort: intstr.FromInt32(8080), Protocol: v1.ProtocolTCP}},
-		},
-	}
-	for _, m := range mutate {
-		m(s)
-	}
-	return s
+`
 }
 
 func createService(t *testing.T, c kubernetes.Interface, s *v1.Service) {
@@ -184,21 +160,21 @@ func TestLoadBalancerLifecycle(t *testing.T) {
 	// The service controller runs several workers: Services created at
 	// once get the lowest free addresses in no fixed order, so the two
 	// whose exact address is checked go first.
-	createService(t, c, lbService("web", 80))
+	createService(t, c, lbservice.New("web", 80))
 	waitIngress(t, c, "web", "203.0.113.1")
-	createService(t, c, lbService("web6", 80, func(s *v1.Service) {
+	createService(t, c, lbservice.New("web6", 80, func(s *v1.Service) {
 		s.Spec.IPFamilyPolicy = &single6
 		s.Spec.IPFamilies = []v1.IPFamily{v1.IPv6Protocol}
 	}))
 	waitIngress(t, c, "web6", "2001:db8:100::")
-	createService(t, c, lbService("dual", 80, func(s *v1.Service) {
+	createService(t, c, lbservice.New("dual", 80, func(s *v1.Service) {
 		s.Spec.IPFamilyPolicy = &require
 		s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
 	}))
-	createService(t, c, lbService("fixed", 80, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/load-balancer-ips"] = "203.0.113.9" }))
-	createService(t, c, lbService("reserved", 80, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/pool"] = "reserved" }))
-	createService(t, c, lbService("share-a", 80, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/allow-shared-ip"] = "k" }))
-	createService(t, c, lbService("share-b", 443, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/allow-shared-ip"] = "k" }))
+	createService(t, c, lbservice.New("fixed", 80, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/load-balancer-ips"] = "203.0.113.9" }))
+	createService(t, c, lbservice.New("reserved", 80, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/pool"] = "reserved" }))
+	createService(t, c, lbservice.New("share-a", 80, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/allow-shared-ip"] = "k" }))
+	createService(t, c, lbservice.New("share-b", 443, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/allow-shared-ip"] = "k" }))
 
 	waitIngress(t, c, "fixed", "203.0.113.9")
 	waitIngress(t, c, "reserved", "203.0.113.64")
@@ -221,7 +197,7 @@ func TestLoadBalancerLifecycle(t *testing.T) {
 
 	// externalTrafficPolicy Local: only nodes with a ready endpoint.
 	local := v1.ServiceExternalTrafficPolicyLocal
-	createService(t, c, lbService("local", 80, func(s *v1.Service) { s.Spec.ExternalTrafficPolicy = local }))
+	createService(t, c, lbservice.New("local", 80, func(s *v1.Service) { s.Spec.ExternalTrafficPolicy = local }))
 	node2 := "node-2"
 	ready := true
 	slice := &discoveryv1.EndpointSlice{
@@ -261,7 +237,7 @@ func TestLoadBalancerLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRoutes(t, router, "fixed deleted", map[string][]string{"203.0.113.9": nil})
-	createService(t, c, lbService("fixed2", 80, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/load-balancer-ips"] = "203.0.113.9" }))
+	createService(t, c, lbservice.New("fixed2", 80, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/load-balancer-ips"] = "203.0.113.9" }))
 	waitIngress(t, c, "fixed2", "203.0.113.9")
 
 	// Bad input: each one gets its Event, and nothing else changes.
@@ -281,7 +257,7 @@ func TestLoadBalancerLifecycle(t *testing.T) {
 		{"bad-ip", "baremetal-ccm.io/load-balancer-ips", "not-an-ip", "InvalidAnnotation", "not-an-ip"},
 		{"bad-community", "baremetal-ccm.io/bgp-communities", "65536:1", "InvalidAnnotation", "65536:1"},
 	} {
-		createService(t, c, lbService(tc.name, 80, func(s *v1.Service) {
+		createService(t, c, lbservice.New(tc.name, 80, func(s *v1.Service) {
 			s.Annotations[tc.annotation] = tc.value
 			if tc.name == "bad-sharing" {
 				s.Annotations["baremetal-ccm.io/allow-shared-ip"] = "k" // same key, but port 80 is share-a's

@@ -17,6 +17,7 @@ import (
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
+	"github.com/baremetal-ccm/baremetal-ccm/test/lbservice"
 )
 
 // scrape returns the CCM's /metrics (served on its secure port; the test
@@ -82,7 +83,7 @@ func TestConfigReloadAndMetrics(t *testing.T) {
 	for i := 1; i <= 2; i++ {
 		registerNode(t, c, fmt.Sprintf("node-%d", i), fmt.Sprintf("198.51.100.1%d", i))
 	}
-	createService(t, c, lbService("web", 80))
+	createService(t, c, lbservice.New("web", 80))
 	waitIngress(t, c, "web", "203.0.113.1")
 	waitRoutes(t, tor, "web announced", map[string][]string{"203.0.113.1": {"198.51.100.11", "198.51.100.12"}})
 	waitMetric(t, port,
@@ -99,7 +100,7 @@ func TestConfigReloadAndMetrics(t *testing.T) {
 	if !strings.Contains(p.Log(), `unknown field \"bogus\"`) && !strings.Contains(p.Log(), `unknown field "bogus"`) {
 		t.Errorf("the log does not say why the file was refused")
 	}
-	createService(t, c, lbService("web2", 80))
+	createService(t, c, lbservice.New("web2", 80))
 	waitIngress(t, c, "web2", "203.0.113.2")
 
 	// A new pool and the second router, live.
@@ -108,7 +109,7 @@ func TestConfigReloadAndMetrics(t *testing.T) {
 	writeFile(t, cloudConfig, changed)
 	waitMetric(t, port, `baremetal_ccm_config_reloads_total{result="applied"} 1`)
 	tor2.WaitEstablished(t, waitTimeout)
-	createService(t, c, lbService("extra", 80, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/pool"] = "extra" }))
+	createService(t, c, lbservice.New("extra", 80, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/pool"] = "extra" }))
 	waitIngress(t, c, "extra", "192.0.2.128")
 	want := map[string][]string{
 		"203.0.113.1": {"198.51.100.11", "198.51.100.12"}, "203.0.113.2": {"198.51.100.11", "198.51.100.12"},
