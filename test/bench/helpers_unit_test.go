@@ -66,7 +66,7 @@ func TestNodesAndConfig(t *testing.T) {
 		}
 	}
 
-	r := &bgprouter.Router{Address: "127.0.0.1", Port: 1790, ASN: 64513}
+	r := &bgprouter.Router{Address: "127.0.0.1", Port: 1790, ASN: 64513, NeighborASN: 64512}
 	for _, tc := range []struct{ pool, health string }{
 		{"2001:db8:100::/112", "  enabled: false\n"},
 		{"203.0.113.0/24", "  port: 18080\n"},

@@ -34,8 +34,8 @@ type Router struct {
 	Port      int
 	ASN       uint32
 	neighbors []string
-	// neighborASN is the speakers' ASN (Options.NeighborASN).
-	neighborASN uint32
+	// NeighborASN is the speakers' ASN (Options.NeighborASN).
+	NeighborASN uint32
 }
 
 var families = []*api.Family{
@@ -56,7 +56,7 @@ func Start(t testing.TB, o Options) *Router {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 
-	r := &Router{srv: server.NewBgpServer(), Address: o.Address, Port: port, ASN: o.ASN, neighbors: o.Neighbors, neighborASN: o.NeighborASN}
+	r := &Router{srv: server.NewBgpServer(), Address: o.Address, Port: port, ASN: o.ASN, neighbors: o.Neighbors, NeighborASN: o.NeighborASN}
 	// GoBGP v3's Serve loop has no exit (the bgp package works around it
 	// for the speaker); a test router's loop ends with the test process.
 	go r.srv.Serve()
@@ -97,7 +97,7 @@ func (r *Router) SpeakerConfig() string {
     address: %s
     port: %d
     asn: %d
-`, r.neighborASN, r.Address, r.Port, r.ASN)
+`, r.NeighborASN, r.Address, r.Port, r.ASN)
 }
 
 // Endpoint is host:port for the speakers' peer config.
