@@ -69,14 +69,7 @@ func (c *cloud) InstanceMetadata(ctx context.Context, node *v1.Node) (*cloudprov
 	if m.Type != "" {
 		meta.InstanceType = m.Type
 	}
-	rack, ok := cfg.Rack(m.Rack)
-	for _, a := range addrs {
-		if ok {
-			break
-		}
-		rack, ok = cfg.RackOf(a)
-	}
-	if ok {
+	if rack, ok := cfg.NodeRack(node.Name, addrs); ok {
 		meta.Zone = rack.Zone
 	}
 	for _, a := range addrs {
