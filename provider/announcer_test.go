@@ -16,12 +16,14 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	cloudproviderapi "k8s.io/cloud-provider/api"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
 	"github.com/baremetal-ccm/baremetal-ccm/ipam"
 	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
+	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
 )
 
 // fakeSpeaker records the desired state it is handed.
@@ -129,7 +131,7 @@ func deleting(n *v1.Node) {
 	n.Finalizers = []string{"x"}
 }
 
-func service(name string, policy v1.ServiceExternalTrafficPolicy, ips ...string) *v1.Service {
+func lbService(name string, policy v1.ServiceExternalTrafficPolicy, ips ...string) *v1.Service {
 	s := &v1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Annotations: map[string]string{}},
 		Spec:       v1.ServiceSpec{Type: v1.ServiceTypeLoadBalancer, ExternalTrafficPolicy: policy},
@@ -151,6 +153,47 @@ func endpointSlice(svc string, nodes map[string]bool) *discoveryv1.EndpointSlice
 	return es
 }
 
+// testDeps are the announcer's dependencies in a unit test: every address
+// may be announced, and warnings are recorded.
+func testDeps(cfg *config.Config, sp speaker, alloc allocations, health healthView) announcerDeps {
+	return announcerDeps{
+		config:      func() *config.Config { return cfg },
+		speaker:     func() speaker { return sp },
+		alloc:       alloc,
+		health:      health,
+		mayAnnounce: func(netip.Addr) bool { return true },
+		warn:        &fakeWarner{},
+	}
+}
+
+// fakeWarner records the warnings in force.
+type fakeWarner struct {
+	mu     sync.Mutex
+	active map[string]string // key/reason -> message
+	count  int
+}
+
+func (w *fakeWarner) warnOnce(ref objectRef, reason, msg string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.active == nil {
+		w.active = map[string]string{}
+	}
+	if w.active[ref.key+"/"+reason] != msg {
+		w.count++
+	}
+	w.active[ref.key+"/"+reason] = msg
+}
+
+func (w *fakeWarner) clear(ref objectRef, reason string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.active, ref.key+"/"+reason)
+}
+
+func (w *fakeWarner) beginSweep() {}
+func (w *fakeWarner) endSweep()   {}
+
 func startAnnouncer(t *testing.T, health healthView, assigned map[string][]netip.Addr, objs ...runtime.Object) (*announcer, *fakeSpeaker) {
 	t.Helper()
 	cfg, err := config.Parse([]byte(announcerConfig))
@@ -158,8 +201,8 @@ func startAnnouncer(t *testing.T, health healthView, assigned map[string][]netip
 		t.Fatal(err)
 	}
 	sp := &fakeSpeaker{advs: map[netip.Prefix]bgp.Advertisement{}}
-	a, factory := newAnnouncer(fake.NewClientset(objs...), func() *config.Config { return cfg }, func() speaker { return sp },
-		fakeAllocations(assigned), health)
+	factory := informers.NewSharedInformerFactory(fake.NewClientset(objs...), 0)
+	a := newAnnouncer(factory, testDeps(cfg, sp, fakeAllocations(assigned), health))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	factory.Start(ctx.Done())
@@ -182,7 +225,7 @@ func TestAnnouncerNextHops(t *testing.T) {
 	}{
 		{
 			name: "cluster policy: every eligible node of the family, with its rack",
-			objs: []runtime.Object{service("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1", "2001:db8:100::1")},
+			objs: []runtime.Object{lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1", "2001:db8:100::1")},
 			want: map[string][]string{
 				"203.0.113.1":     {"198.51.100.11@rack-a", "198.51.100.12@rack-a", "198.51.100.140@rack-b"},
 				"2001:db8:100::1": {"2001:db8:1::11@rack-a", "2001:db8:1::12@rack-a"},
@@ -191,7 +234,7 @@ func TestAnnouncerNextHops(t *testing.T) {
 		{
 			name: "not ready, excluded, shut down and deleting nodes carry nothing",
 			objs: []runtime.Object{
-				service("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1"),
+				lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1"),
 				node("x1", []string{"198.51.100.21"}, notReady), node("x2", []string{"198.51.100.22"}, excluded),
 				node("x3", []string{"198.51.100.23"}, shutdown), node("x4", []string{"198.51.100.24"}, deleting),
 			},
@@ -199,32 +242,32 @@ func TestAnnouncerNextHops(t *testing.T) {
 		},
 		{
 			name:   "unhealthy nodes carry nothing",
-			objs:   []runtime.Object{service("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")},
+			objs:   []runtime.Object{lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")},
 			health: fakeHealth{"a2": false},
 			want:   map[string][]string{"203.0.113.1": {"198.51.100.11@rack-a", "198.51.100.140@rack-b"}},
 		},
 		{
 			name:   "every node unhealthy: fail open",
-			objs:   []runtime.Object{service("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")},
+			objs:   []runtime.Object{lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")},
 			health: fakeHealth{"a1": false, "a2": false, "b1": false},
 			want:   map[string][]string{"203.0.113.1": {"198.51.100.11@rack-a", "198.51.100.12@rack-a", "198.51.100.140@rack-b"}},
 		},
 		{
 			name: "local policy: only nodes with a ready endpoint",
 			objs: []runtime.Object{
-				service("web", v1.ServiceExternalTrafficPolicyLocal, "203.0.113.1"),
+				lbService("web", v1.ServiceExternalTrafficPolicyLocal, "203.0.113.1"),
 				endpointSlice("web", map[string]bool{"a2": true, "b1": false}),
 			},
 			want: map[string][]string{"203.0.113.1": {"198.51.100.12@rack-a"}},
 		},
 		{
 			name: "local policy without a ready endpoint: withdrawn",
-			objs: []runtime.Object{service("web", v1.ServiceExternalTrafficPolicyLocal, "203.0.113.1")},
+			objs: []runtime.Object{lbService("web", v1.ServiceExternalTrafficPolicyLocal, "203.0.113.1")},
 			want: map[string][]string{},
 		},
 		{
 			name:     "the leader's allocation wins over a stale status",
-			objs:     []runtime.Object{service("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")},
+			objs:     []runtime.Object{lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")},
 			assigned: map[string][]netip.Addr{"default/web": {netip.MustParseAddr("203.0.113.2")}},
 			want:     map[string][]string{"203.0.113.2": {"198.51.100.11@rack-a", "198.51.100.12@rack-a", "198.51.100.140@rack-b"}},
 		},
@@ -232,13 +275,13 @@ func TestAnnouncerNextHops(t *testing.T) {
 			name: "not ours: a loadBalancerClass, or not a LoadBalancer",
 			objs: []runtime.Object{
 				func() *v1.Service {
-					s := service("other", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.3")
+					s := lbService("other", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.3")
 					class := "example.com/other"
 					s.Spec.LoadBalancerClass = &class
 					return s
 				}(),
 				func() *v1.Service {
-					s := service("plain", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.4")
+					s := lbService("plain", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.4")
 					s.Spec.Type = v1.ServiceTypeClusterIP
 					return s
 				}(),
@@ -263,11 +306,11 @@ func TestAnnouncerNextHops(t *testing.T) {
 }
 
 func TestAnnouncerSharedAddressAndDelete(t *testing.T) {
-	a1 := service("a", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")
-	a1.Annotations[AnnotationBGPCommunities] = "65000:1"
-	b1 := service("b", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")
-	b1.Annotations[AnnotationBGPCommunities] = "65000:2"
-	b1.Annotations[AnnotationBGPLocalPref] = "200"
+	a1 := lbService("a", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")
+	a1.Annotations[service.AnnotationBGPCommunities] = "65000:1"
+	b1 := lbService("b", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")
+	b1.Annotations[service.AnnotationBGPCommunities] = "65000:2"
+	b1.Annotations[service.AnnotationBGPLocalPref] = "200"
 	a, sp := startAnnouncer(t, fakeHealth{}, nil, node("a1", []string{"198.51.100.11"}), a1, b1)
 	ctx := context.Background()
 	if err := a.syncAll(ctx); err != nil {
@@ -299,7 +342,7 @@ func TestAnnouncerSharedAddressAndDelete(t *testing.T) {
 
 func TestSyncServiceReportsRouters(t *testing.T) {
 	a, _ := startAnnouncer(t, fakeHealth{}, nil, node("a1", []string{"198.51.100.11"}), node("b1", []string{"198.51.100.140"}, notReady))
-	svc := service("web", v1.ServiceExternalTrafficPolicyCluster)
+	svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster)
 	done, err := a.syncService(context.Background(), svc, []netip.Addr{netip.MustParseAddr("203.0.113.7")})
 	if err != nil {
 		t.Fatal(err)
@@ -323,14 +366,14 @@ func TestSyncServiceSeesEveryHolder(t *testing.T) {
 			"default/moved":     {netip.MustParseAddr("203.0.113.9")},
 		},
 		node("a1", []string{"198.51.100.11"}), node("a2", []string{"198.51.100.12"}), node("b1", []string{"198.51.100.140"}),
-		service("in-status", local, vip.String()), endpointSlice("in-status", map[string]bool{"a1": true}),
-		service("allocated", local), endpointSlice("allocated", map[string]bool{"a2": true}),
+		lbService("in-status", local, vip.String()), endpointSlice("in-status", map[string]bool{"a1": true}),
+		lbService("allocated", local), endpointSlice("allocated", map[string]bool{"a2": true}),
 		// Its status still has the VIP, but the allocator moved it.
-		service("moved", local, vip.String()), endpointSlice("moved", map[string]bool{"b1": true}),
-		service("elsewhere", local, "203.0.113.6"), endpointSlice("elsewhere", map[string]bool{"b1": true}),
+		lbService("moved", local, vip.String()), endpointSlice("moved", map[string]bool{"b1": true}),
+		lbService("elsewhere", local, "203.0.113.6"), endpointSlice("elsewhere", map[string]bool{"b1": true}),
 	)
 	ctx := context.Background()
-	joining := service("joining", local)
+	joining := lbService("joining", local)
 	if _, err := a.syncService(ctx, joining, []netip.Addr{vip}); err != nil {
 		t.Fatal(err)
 	}
@@ -357,11 +400,11 @@ func TestSyncServiceSeesEveryHolder(t *testing.T) {
 // the speaker by itself, well within a second.
 func TestAnnouncerFollowsChanges(t *testing.T) {
 	client := fake.NewClientset(node("a1", []string{"198.51.100.11"}), node("a2", []string{"198.51.100.12"}),
-		service("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1"))
+		lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1"))
 	cfg, _ := config.Parse([]byte(announcerConfig))
 	sp := &fakeSpeaker{advs: map[netip.Prefix]bgp.Advertisement{}}
-	a, factory := newAnnouncer(client, func() *config.Config { return cfg }, func() speaker { return sp },
-		fakeAllocations(nil), fakeHealth{})
+	factory := informers.NewSharedInformerFactory(client, 0)
+	a := newAnnouncer(factory, testDeps(cfg, sp, fakeAllocations(nil), fakeHealth{}))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	factory.Start(ctx.Done())

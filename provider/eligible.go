@@ -1,11 +1,12 @@
 package provider
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
+	"sort"
 
 	v1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	cloudproviderapi "k8s.io/cloud-provider/api"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
@@ -20,6 +21,75 @@ type candidate struct {
 	// first one of a VIP's family is the next hop.
 	addrs []netip.Addr
 	rack  string
+}
+
+// duplicateAddress is an address that two Nodes claim: the older keeps it.
+type duplicateAddress struct {
+	addr         netip.Addr
+	newer, older string
+}
+
+// candidates returns the eligible nodes, sorted by name, each with the
+// addresses no older Node claims. A kubelet writes its own Node's status,
+// so a Node can claim another's address: the older Node keeps it, the
+// newer loses that address (and the paths via it), and the rest is
+// announced as usual. Ownership counts every Node, eligible or not, so
+// that a Node cannot take an address while its owner is NotReady.
+func candidates(nodes []*v1.Node, cfg *config.Config) ([]candidate, []duplicateAddress) {
+	byAge := slices.Clone(nodes)
+	sort.Slice(byAge, func(i, j int) bool { return olderNode(byAge[i], byAge[j]) })
+	owner := map[netip.Addr]string{}
+	var dups []duplicateAddress
+	var out []candidate
+	for _, n := range byAge {
+		c := newCandidate(n, cfg)
+		kept := c.addrs[:0:0]
+		for _, a := range c.addrs {
+			if o, taken := owner[a]; taken && o != n.Name {
+				dups = append(dups, duplicateAddress{addr: a, newer: n.Name, older: o})
+				continue
+			}
+			owner[a] = n.Name
+			kept = append(kept, a)
+		}
+		c.addrs = kept
+		if ineligibility(n) == "" {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out, dups
+}
+
+func olderNode(a, b *v1.Node) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Name < b.Name
+}
+
+// reportDuplicates puts a Warning Event on each Node that lost an address
+// to an older Node, once per distinct conflict, and clears the others.
+func (a *announcer) reportDuplicates(nodes []*v1.Node, dups []duplicateAddress) {
+	byNode := map[string][]duplicateAddress{}
+	for _, d := range dups {
+		byNode[d.newer] = append(byNode[d.newer], d)
+	}
+	for _, n := range nodes {
+		ds := byNode[n.Name]
+		if len(ds) == 0 {
+			a.warn.clear(nodeRef(n), reasonDuplicateNodeAddress)
+			continue
+		}
+		msg := ""
+		for i, d := range ds {
+			if i > 0 {
+				msg += "; "
+			}
+			msg += fmt.Sprintf("address %s is already the address of the older Node %s", d.addr, d.older)
+		}
+		a.warn.warnOnce(nodeRef(n), reasonDuplicateNodeAddress, msg+": no VIP is announced via this Node at that address")
+	}
 }
 
 // ineligibility says why a node carries no VIP; empty when it may.
@@ -51,8 +121,7 @@ func hasTaint(n *v1.Node, key string) bool {
 	return slices.ContainsFunc(n.Spec.Taints, func(t v1.Taint) bool { return t.Key == key })
 }
 
-// newCandidate returns the node as a candidate, with its rack: the
-// inventory's, else the rack whose subnets hold one of its addresses.
+// newCandidate returns the node as a candidate, with its rack.
 func newCandidate(n *v1.Node, cfg *config.Config) candidate {
 	c := candidate{name: n.Name}
 	for _, typ := range []v1.NodeAddressType{v1.NodeInternalIP, v1.NodeExternalIP} {
@@ -60,20 +129,17 @@ func newCandidate(n *v1.Node, cfg *config.Config) candidate {
 			if a.Type != typ {
 				continue
 			}
-			if ip, err := netip.ParseAddr(a.Address); err == nil {
-				c.addrs = append(c.addrs, ip.Unmap())
+			// A kubelet writes its own Node's addresses: only a unicast
+			// address a router can forward to is a next hop.
+			ip, err := netip.ParseAddr(a.Address)
+			if err != nil || !ip.Unmap().IsGlobalUnicast() || ip.Zone() != "" || slices.Contains(c.addrs, ip.Unmap()) {
+				continue
 			}
+			c.addrs = append(c.addrs, ip.Unmap())
 		}
 	}
-	if m, ok := cfg.Machines[n.Name]; ok && m.Rack != "" {
-		c.rack = m.Rack
-		return c
-	}
-	for _, a := range c.addrs {
-		if r, ok := cfg.RackOf(a); ok {
-			c.rack = r.Name
-			break
-		}
+	if r, ok := cfg.NodeRack(n.Name, c.addrs); ok {
+		c.rack = r.Name
 	}
 	return c
 }
@@ -86,22 +152,4 @@ func (c candidate) nextHop(vip netip.Addr) (bgp.NextHop, bool) {
 		}
 	}
 	return bgp.NextHop{}, false
-}
-
-// readyEndpointNodes returns the nodes holding a ready endpoint in eps.
-func readyEndpointNodes(eps []*discoveryv1.EndpointSlice) map[string]bool {
-	nodes := map[string]bool{}
-	for _, s := range eps {
-		for _, ep := range s.Endpoints {
-			if ep.NodeName == nil {
-				continue
-			}
-			// A nil Ready means ready (the EndpointSlice API's rule).
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
-			}
-			nodes[*ep.NodeName] = true
-		}
-	}
-	return nodes
 }

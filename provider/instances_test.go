@@ -3,15 +3,16 @@ package provider
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 	cloudprovider "k8s.io/cloud-provider"
 	cloudproviderapi "k8s.io/cloud-provider/api"
-
-	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
 )
 
 const inventoryConfig = `
@@ -32,13 +33,21 @@ machines:
   rack: rack-b
 `
 
+// makeCloud builds the cloud the one way the binary does, on a fake
+// client.
 func makeCloud(t *testing.T, yaml string) *cloud {
 	t.Helper()
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatalf("config.Parse = %v", err)
+	file := filepath.Join(t.TempDir(), "cloud.yaml")
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	return newCloud(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c, err := New(ctx, Options{ConfigFile: file, Client: fake.NewClientset()})
+	if err != nil {
+		t.Fatalf("New = %v", err)
+	}
+	return c.(*cloud)
 }
 
 func makeNode(name, providedIP string, internalIPs ...string) *v1.Node {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/baremetal-ccm/baremetal-ccm/ipam"
+	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
 )
 
 var _ cloudprovider.LoadBalancer = (*cloud)(nil)
@@ -70,11 +71,11 @@ func (c *cloud) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1.Servic
 		return nil, cloudprovider.ImplementedElsewhere
 	}
 	if len(c.config().Pools) == 0 {
-		c.event(svc, v1.EventTypeWarning, "NoPools", "The cloud config has no address pools")
+		c.events.event(svc, v1.EventTypeWarning, "NoPools", "The cloud config has no address pools")
 		return nil, errors.New("the cloud config has no address pools (pools:)")
 	}
-	if _, err := parseBGPAnnotations(svc); err != nil {
-		c.event(svc, v1.EventTypeWarning, "InvalidAnnotation", err.Error())
+	if err := c.checkBGPAnnotations(svc); err != nil {
+		c.events.event(svc, v1.EventTypeWarning, "InvalidAnnotation", err.Error())
 		return nil, err
 	}
 	addrs, err := c.alloc.Allocate(svc)
@@ -83,19 +84,19 @@ func (c *cloud) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1.Servic
 	}
 	done, err := c.announcer.syncService(ctx, svc, addrs)
 	if err != nil {
-		c.event(svc, v1.EventTypeWarning, "AnnounceFailed", err.Error())
+		c.events.event(svc, v1.EventTypeWarning, "AnnounceFailed", err.Error())
 		return nil, fmt.Errorf("announcing %v: %w", addrs, err)
 	}
 	var parts []string
 	for _, d := range done {
 		if d.nodes == 0 {
-			c.event(svc, v1.EventTypeWarning, "NoEligibleNode", fmt.Sprintf("%s is not announced: no eligible node (Ready, healthy, not excluded, with an address of its family%s)", d.vip, localHint(svc)))
+			c.events.event(svc, v1.EventTypeWarning, "NoEligibleNode", fmt.Sprintf("%s is not announced: no eligible node (Ready, healthy, not excluded, with an address of its family%s)", d.vip, localHint(svc)))
 			continue
 		}
 		parts = append(parts, fmt.Sprintf("%s announced via %d %s to %d %s", d.vip, d.nodes, plural(d.nodes, "node", "nodes"), d.routers, plural(d.routers, "router", "routers")))
 	}
 	if len(parts) > 0 {
-		c.event(svc, v1.EventTypeNormal, "Announced", strings.Join(parts, "; "))
+		c.events.event(svc, v1.EventTypeNormal, "Announced", strings.Join(parts, "; "))
 	}
 	logger.V(2).Info("Ensured load balancer", "addresses", addrs, "announced", parts)
 	return lbStatus(addrs), nil
@@ -116,9 +117,9 @@ func (c *cloud) UpdateLoadBalancer(ctx context.Context, _ string, svc *v1.Servic
 // Service shares them), then releases its addresses.
 func (c *cloud) EnsureLoadBalancerDeleted(ctx context.Context, _ string, svc *v1.Service) error {
 	addrs := c.alloc.Assigned(svc.Namespace, svc.Name)
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		if ip, err := netip.ParseAddr(in.IP); err == nil && !slices.Contains(addrs, ip.Unmap()) {
-			addrs = append(addrs, ip.Unmap())
+	for _, ip := range service.StatusAddrs(svc) {
+		if !slices.Contains(addrs, ip) {
+			addrs = append(addrs, ip)
 		}
 	}
 	if err := c.announcer.withdrawService(ctx, svc, addrs); err != nil {
@@ -129,17 +130,30 @@ func (c *cloud) EnsureLoadBalancerDeleted(ctx context.Context, _ string, svc *v1
 	return nil
 }
 
+// checkBGPAnnotations refuses a Service whose BGP annotations are bad, or
+// ask for more than one VIP may carry.
+func (c *cloud) checkBGPAnnotations(svc *v1.Service) error {
+	attrs, err := service.ParseBGPAttributes(svc)
+	if err != nil {
+		return err
+	}
+	if err := checkBGPAttributes(c.config().BGP.ASN, attrs); err != nil {
+		return fmt.Errorf("annotations %s, %s: %w", service.AnnotationBGPCommunities, service.AnnotationBGPLargeCommunities, err)
+	}
+	return nil
+}
+
 func (c *cloud) allocationFailed(svc *v1.Service, err error) error {
 	for _, r := range allocationReasons {
 		if errors.Is(err, r.err) {
-			c.event(svc, v1.EventTypeWarning, r.reason, err.Error())
+			c.events.event(svc, v1.EventTypeWarning, r.reason, err.Error())
 			if r.retry {
 				return api.NewRetryError(err.Error(), retryAfter)
 			}
 			return err
 		}
 	}
-	c.event(svc, v1.EventTypeWarning, "AllocationFailed", err.Error())
+	c.events.event(svc, v1.EventTypeWarning, "AllocationFailed", err.Error())
 	return err
 }
 

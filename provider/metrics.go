@@ -3,7 +3,6 @@ package provider
 import (
 	"math/big"
 	"sync"
-	"sync/atomic"
 
 	"k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/legacyregistry"
@@ -45,24 +44,23 @@ var (
 		"1 when the node passes the node health check (kube-proxy healthz), else 0.",
 		[]string{"node"}, nil, metrics.ALPHA, "")
 
-	// source is the provider the collector reads; set by New.
-	source atomic.Pointer[cloud]
-
 	registerOnce sync.Once
 )
 
-// RegisterMetrics adds the provider's metrics to the component-base registry
-// served on the CCM's secure /metrics.
+// RegisterMetrics adds the process-wide metrics to the component-base
+// registry served on the CCM's secure /metrics. The metrics of a cloud are
+// registered by New, through Options.RegisterCollector.
 func RegisterMetrics() {
 	registerOnce.Do(func() {
 		legacyregistry.MustRegister(configReloads, ensureDuration)
-		legacyregistry.CustomMustRegister(&collector{})
 	})
 }
 
-// collector reads pool usage, BGP sessions and node health at scrape time.
+// collector reads its cloud's pool usage, BGP sessions and node health at
+// scrape time.
 type collector struct {
 	metrics.BaseStableCollector
+	c *cloud
 }
 
 func (*collector) DescribeWithStability(ch chan<- *metrics.Desc) {
@@ -71,11 +69,8 @@ func (*collector) DescribeWithStability(ch chan<- *metrics.Desc) {
 	}
 }
 
-func (*collector) CollectWithStability(ch chan<- metrics.Metric) {
-	c := source.Load()
-	if c == nil {
-		return
-	}
+func (col *collector) CollectWithStability(ch chan<- metrics.Metric) {
+	c := col.c
 	for _, s := range c.alloc.Stats() {
 		total, _ := new(big.Float).SetInt(s.Total).Float64()
 		ch <- metrics.NewLazyConstMetric(poolAddressesDesc, metrics.GaugeValue, total, s.Pool, string(s.Family), "total")
@@ -90,10 +85,8 @@ func (*collector) CollectWithStability(ch chan<- metrics.Metric) {
 			}
 		}
 	}
-	if c.checker != nil {
-		for node, ok := range c.checker.States() {
-			ch <- metrics.NewLazyConstMetric(nodeHealthyDesc, metrics.GaugeValue, boolValue(ok), node)
-		}
+	for node, ok := range c.checker.States() {
+		ch <- metrics.NewLazyConstMetric(nodeHealthyDesc, metrics.GaugeValue, boolValue(ok), node)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/component-base/metrics"
 )
 
 // Options configure [New].
@@ -16,10 +17,14 @@ type Options struct {
 	// applied by the next check. Zero: never reload.
 	ReloadInterval time.Duration
 	// Client is the replica's own client, for the announcer's informers,
-	// Events and the leader's restore. Nil: InstancesV2 only.
+	// Events and the leader's restore. Required.
 	Client kubernetes.Interface
 	// RouterID is --bgp-router-id; see routerID for the defaults.
 	RouterID string
 	// BGPAPIAddress serves the embedded GoBGP's gRPC API (--bgp-api-address).
 	BGPAPIAddress netip.AddrPort
+	// RegisterCollector, when set, registers the cloud's metrics (pools,
+	// sessions, node health) with the registry served on /metrics:
+	// legacyregistry.CustomMustRegister in the binary.
+	RegisterCollector func(...metrics.StableCollector)
 }

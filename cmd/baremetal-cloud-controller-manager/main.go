@@ -31,7 +31,8 @@ import (
 	"k8s.io/cloud-provider/options"
 	"k8s.io/component-base/cli"
 	cliflag "k8s.io/component-base/cli/flag"
-	_ "k8s.io/component-base/logs/json/register"          // --logging-format=json
+	_ "k8s.io/component-base/logs/json/register" // --logging-format=json
+	"k8s.io/component-base/metrics/legacyregistry"
 	_ "k8s.io/component-base/metrics/prometheus/clientgo" // client-go metrics on /metrics
 	_ "k8s.io/component-base/metrics/prometheus/version"  // build version on /metrics
 	"k8s.io/klog/v2"
@@ -82,7 +83,6 @@ func run() int {
 	fss := cliflag.NamedFlagSets{}
 	ours.addFlags(fss.FlagSet(provider.Name))
 
-	provider.Register()
 	provider.RegisterMetrics()
 
 	initCloud := func(cc *cloudcontrollerconfig.CompletedConfig) cloudprovider.Interface {
@@ -100,6 +100,8 @@ func run() int {
 			Client:         client,
 			RouterID:       ours.bgpRouterID,
 			BGPAPIAddress:  ours.bgpAPIAddress,
+			// The cloud's own metrics, on the secure /metrics.
+			RegisterCollector: legacyregistry.CustomMustRegister,
 		})
 		if err != nil {
 			// Validated before; the file changed in between.

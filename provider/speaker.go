@@ -1,0 +1,78 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/baremetal-ccm/baremetal-ccm/bgp"
+	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
+)
+
+// speakerSlot holds the running speaker. Its lock guards the pointer only:
+// starting, reconfiguring (which may restart GoBGP) and stopping happen
+// outside it, so that EnsureLoadBalancer and /metrics never wait for a
+// reload.
+type speakerSlot struct {
+	mu sync.RWMutex
+	sp *bgp.Speaker
+}
+
+func (s *speakerSlot) get() *bgp.Speaker {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.sp
+}
+
+func (s *speakerSlot) swap(sp *bgp.Speaker) (old *bgp.Speaker) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, s.sp = s.sp, sp
+	return old
+}
+
+// speaker returns the running speaker, or nil (as an interface) when the
+// config has no bgp section.
+func (c *cloud) speaker() speaker {
+	if sp := c.speakers.get(); sp != nil {
+		return sp
+	}
+	return nil
+}
+
+// applySpeaker starts, reconfigures or stops the speaker to match cfg,
+// exporting only exports. Callers hold reloadMu.
+func (c *cloud) applySpeaker(ctx context.Context, cfg *config.Config, exports []netip.Prefix) error {
+	if cfg.BGP.ASN == 0 {
+		c.stopSpeaker()
+		return nil
+	}
+	bgpCfg := cfg.BGP
+	id, err := routerID(bgpCfg.RouterID, c.opts.RouterID)
+	if err != nil {
+		return err
+	}
+	bgpCfg.RouterID = id
+	bgpCfg.APIAddress = c.opts.BGPAPIAddress
+	_ = exports // MERGE: bgpCfg.ExportPrefixes = exports
+	if sp := c.speakers.get(); sp != nil {
+		if err := sp.Reconfigure(ctx, bgpCfg); err != nil {
+			return fmt.Errorf("reconfiguring the BGP speaker: %w", err)
+		}
+		return nil
+	}
+	sp, err := bgp.NewSpeaker(ctx, bgpCfg)
+	if err != nil {
+		return fmt.Errorf("starting the BGP speaker: %w", err)
+	}
+	c.speakers.swap(sp)
+	return nil
+}
+
+// stopSpeaker stops the speaker, if one runs. Callers hold reloadMu.
+func (c *cloud) stopSpeaker() {
+	if old := c.speakers.swap(nil); old != nil {
+		old.Stop()
+	}
+}

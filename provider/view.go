@@ -1,0 +1,187 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
+	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
+)
+
+// override replaces (or, gone, removes) one Service in a view.
+type override struct {
+	svc   *v1.Service
+	addrs []netip.Addr
+	gone  bool
+}
+
+// view is one consistent picture of what is to be announced.
+type view struct {
+	cfg        *config.Config
+	candidates []candidate
+	// holders maps each VIP to the Services holding it (several when
+	// shared), oldest first.
+	holders map[netip.Addr][]*v1.Service
+}
+
+// view builds the picture of o (nil: none) and the other Services: of
+// every VIP when scope is nil, else of the VIPs in scope only, looking at
+// their holders alone (a Service's sync costs the same with 10 or 10,000
+// Services). Addresses that may not be announced (mayAnnounce) are left
+// out, with a Warning on their Service.
+func (a *announcer) view(ctx context.Context, o *override, scope []netip.Addr) (*view, error) {
+	v := &view{cfg: a.config(), holders: map[netip.Addr][]*v1.Service{}}
+	nodes, err := a.nodes.List(everything)
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	var dups []duplicateAddress
+	v.candidates, dups = candidates(nodes, v.cfg)
+	a.reportDuplicates(nodes, dups)
+
+	isOverride := func(s *v1.Service) bool {
+		return o != nil && s.Namespace == o.svc.Namespace && s.Name == o.svc.Name
+	}
+	add := func(s *v1.Service, ip netip.Addr) {
+		v.holders[ip] = append(v.holders[ip], s)
+	}
+	if scope == nil {
+		svcs, err := a.services.List(everything)
+		if err != nil {
+			return nil, fmt.Errorf("listing services: %w", err)
+		}
+		for _, s := range svcs {
+			if isOverride(s) || !service.Announceable(s) {
+				continue
+			}
+			for _, ip := range a.addressesOf(s) {
+				add(s, ip)
+			}
+		}
+	} else {
+		for _, vip := range scope {
+			svcs, err := a.holdersOf(vip)
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range svcs {
+				if !isOverride(s) && service.Announceable(s) {
+					add(s, vip)
+				}
+			}
+		}
+	}
+	if o != nil && !o.gone && service.Announceable(o.svc) {
+		for _, ip := range o.addrs {
+			if scope == nil || slices.Contains(scope, ip) {
+				add(o.svc, ip)
+			}
+		}
+	}
+	a.dropUnannounceable(v)
+	for _, hs := range v.holders {
+		sort.Slice(hs, func(i, j int) bool { return olderService(hs[i], hs[j]) })
+	}
+	return v, nil
+}
+
+// dropUnannounceable removes the VIPs no replica may announce: addresses
+// in no pool this process has had in force, which only a write to a
+// Service's status could have put there.
+func (a *announcer) dropUnannounceable(v *view) {
+	type holder struct {
+		svc *v1.Service
+		bad []netip.Addr
+	}
+	byService := map[string]*holder{}
+	for ip, hs := range v.holders {
+		ok := a.mayAnnounce(ip)
+		for _, s := range hs {
+			h := byService[s.Namespace+"/"+s.Name]
+			if h == nil {
+				h = &holder{svc: s}
+				byService[s.Namespace+"/"+s.Name] = h
+			}
+			if !ok {
+				h.bad = append(h.bad, ip)
+			}
+		}
+		if !ok {
+			delete(v.holders, ip)
+		}
+	}
+	for _, h := range byService {
+		if len(h.bad) == 0 {
+			a.warn.clear(serviceRef(h.svc), reasonAddressNotAnnounced)
+			continue
+		}
+		slices.SortFunc(h.bad, netip.Addr.Compare)
+		a.warn.warnOnce(serviceRef(h.svc), reasonAddressNotAnnounced,
+			fmt.Sprintf("address %v in the status is in no address pool of the cloud config: not announced", h.bad))
+	}
+}
+
+// holdersOf returns the Services whose addresses (see addressesOf) include
+// vip: the ones the allocator says hold it, and the ones whose status has
+// it.
+func (a *announcer) holdersOf(vip netip.Addr) ([]*v1.Service, error) {
+	objs, err := a.byVIP.ByIndex(indexByVIP, vip.String())
+	if err != nil {
+		return nil, fmt.Errorf("looking up the Services of %s: %w", vip, err)
+	}
+	var out []*v1.Service
+	seen := map[string]bool{}
+	add := func(s *v1.Service) {
+		key := s.Namespace + "/" + s.Name
+		if !seen[key] && slices.Contains(a.addressesOf(s), vip) {
+			seen[key] = true
+			out = append(out, s)
+		}
+	}
+	for _, obj := range objs {
+		if s, ok := obj.(*v1.Service); ok {
+			add(s)
+		}
+	}
+	for _, h := range a.alloc.Holders(vip) {
+		s, err := a.services.Services(h.Namespace).Get(h.Name)
+		if err != nil {
+			continue // not in the cache yet, or gone: it holds nothing to announce
+		}
+		add(s)
+	}
+	return out, nil
+}
+
+// addressesOf returns a Service's VIPs: what the allocator holds for it on
+// the leader, else what its status says.
+func (a *announcer) addressesOf(s *v1.Service) []netip.Addr {
+	if addrs := a.alloc.Assigned(s.Namespace, s.Name); addrs != nil {
+		return addrs
+	}
+	return service.StatusAddrs(s)
+}
+
+func olderService(a, b *v1.Service) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
+
+func (v *view) vips() []netip.Addr {
+	vips := make([]netip.Addr, 0, len(v.holders))
+	for ip := range v.holders {
+		vips = append(vips, ip)
+	}
+	slices.SortFunc(vips, func(a, b netip.Addr) int { return a.Compare(b) })
+	return vips
+}
