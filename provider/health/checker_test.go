@@ -297,7 +297,12 @@ func TestThresholds(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newServer(t, tc.answer)
-			c, rec := startChecker(t, testConfig(2*tick, tc.unhealthy, tc.healthy), map[string]netip.AddrPort{"a": s.addr}, "a")
+			// The defaults' interval and timeout: the verdicts depend on
+			// every answer arriving within the timeout, which 50 ms did
+			// not guarantee on a busy machine (an answer late by the
+			// scheduler is a failure). The counts below do not depend on
+			// the interval.
+			c, rec := startChecker(t, testConfig(DefaultInterval, tc.unhealthy, tc.healthy), map[string]netip.AddrPort{"a": s.addr}, "a")
 			// Probes of one node are sequential: once request n+1 has
 			// arrived, the result of request n has been counted.
 			waitRequests(t, s, tc.requests+1)
