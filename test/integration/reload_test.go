@@ -122,7 +122,13 @@ func TestConfigReloadAndMetrics(t *testing.T) {
 	// A pool removed under a live Service: the Service keeps its address.
 	writeFile(t, cloudConfig, strings.Replace(changed, "- name: extra\n  addresses: [192.0.2.128/28]\n  autoAssign: false\n", "", 1))
 	waitMetric(t, port, `baremetal_ccm_config_reloads_total{result="applied"} 2`)
-	time.Sleep(2 * time.Second)
+	// The reload has been applied in full once it reports the stale
+	// address; only then is "nothing changed" worth checking.
+	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, waitTimeout, true, func(context.Context) (bool, error) {
+		return strings.Contains(p.Log(), "a Service keeps an address that is in no pool any more"), nil
+	}); err != nil {
+		t.Fatalf("the reload that removed the pool never reported the stale address")
+	}
 	waitIngress(t, c, "extra", "192.0.2.128")
 	waitRoutes(t, tor, "after the pool was removed", want)
 }
