@@ -44,7 +44,7 @@ func TestBenchmarkAnnounce(t *testing.T) {
 
 	// Our speaker.
 	runtime.GC()
-	s, err := NewSpeaker(ctx, Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1"), MaxPathsPerPrefix: 16, Peers: []Peer{peer}})
+	s, err := NewSpeaker(ctx, Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1"), MaxPathsPerPrefix: 16, ExportPrefixes: testExportPrefixes, Peers: []Peer{peer}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,19 +76,20 @@ func TestBenchmarkAnnounce(t *testing.T) {
 	// The limit: the same paths, AddPath by AddPath, into a GoBGP with the
 	// same neighbor and policies, without reconciliation.
 	paths := rawPaths(advs)
-	srv, err := startGoBGP(ctx, discardLogger(), newGlobal(&Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1")}, -1), "", nil, nil)
+	srv, err := startGoBGP(ctx, discardLogger(), &api.Global{Asn: speakerASN, RouterId: "192.0.2.1", ListenPort: -1}, "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.stop(discardLogger())
-	if err := srv.bgp.SetPolicies(ctx, policies(speakerASN, []Peer{peer}, func(string) uint32 { return 0 })); err != nil {
+	if err := srv.bgp.SetPolicies(ctx, policies(&routingPolicy{ASN: speakerASN, Rackless: []netip.Addr{peer.Address}, ExportPrefixes: testExportPrefixes})); err != nil {
 		t.Fatal(err)
 	}
 	if err := assignPolicies(ctx, srv.bgp); err != nil {
 		t.Fatal(err)
 	}
 	cfg := (Config{MaxPathsPerPrefix: 16}).withDefaults()
-	if err := srv.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(&peer, "", &cfg)}); err != nil {
+	n := neighborOf(&peer, "", &cfg)
+	if err := srv.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(&n)}); err != nil {
 		t.Fatal(err)
 	}
 	router.waitEstablished(t, srv)
@@ -375,7 +376,7 @@ func TestBenchmarkFRR(t *testing.T) {
 	for i := range advs {
 		advs[i].NextHops = h
 	}
-	s, err := NewSpeaker(ctx, Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1"), MaxPathsPerPrefix: 16, Peers: []Peer{r.peer(0)}})
+	s, err := NewSpeaker(ctx, Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1"), MaxPathsPerPrefix: 16, ExportPrefixes: testExportPrefixes, Peers: []Peer{r.peer(0)}})
 	if err != nil {
 		t.Fatal(err)
 	}
