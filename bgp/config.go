@@ -70,7 +70,9 @@ type PeerFile struct {
 	// the kernel.
 	LocalAddress string `json:"localAddress,omitempty"`
 	// MaxPrefixes is the most prefixes per family the router may send;
-	// one more closes the session (default 1000, at most 1000000).
+	// one more closes the session, which then stays down until the peer's
+	// configuration changes or the speaker restarts (default 1000, at most
+	// 1000000).
 	MaxPrefixes *int64 `json:"maxPrefixes,omitempty"`
 	// TTLSecurity enables GTSM (RFC 5082): accept only packets of a router
 	// at most this many hops away (1: directly connected). 0: off. Not

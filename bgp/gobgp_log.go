@@ -9,15 +9,8 @@ import (
 
 // logAdapter sends GoBGP's logs to klog/logr. GoBGP's Info is chatty, so it
 // goes to V(2); Warn to V(0); Debug to V(4).
-//
-// GoBGP v3 tells that it closed a session for exceeding the prefix limit
-// only in a log line: no event, no counter in ListPeer. So the adapter
-// recognizes that line (a Warn "prefix limit reached" without the
-// threshold percentage, which is the early warning) and calls
-// onPrefixLimit. TestMaxPrefixes pins this against a GoBGP upgrade.
 type logAdapter struct {
-	l             logr.Logger
-	onPrefixLimit func(addr string)
+	l logr.Logger
 }
 
 var _ gobgplog.Logger = (*logAdapter)(nil)
@@ -52,14 +45,7 @@ func (a *logAdapter) Fatal(msg string, f gobgplog.Fields) {
 }
 
 func (a *logAdapter) Error(msg string, f gobgplog.Fields) { a.l.Error(nil, msg, kv(f)...) }
-func (a *logAdapter) Warn(msg string, f gobgplog.Fields) {
-	a.l.Info(msg, kv(f)...)
-	if _, early := f["Pct"]; msg == "prefix limit reached" && !early && a.onPrefixLimit != nil {
-		if key, ok := f["Key"].(string); ok {
-			a.onPrefixLimit(key)
-		}
-	}
-}
+func (a *logAdapter) Warn(msg string, f gobgplog.Fields) { a.l.Info(msg, kv(f)...) }
 
 func (a *logAdapter) Info(msg string, f gobgplog.Fields) {
 	if l := a.l.V(2); l.Enabled() {

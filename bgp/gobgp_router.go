@@ -17,9 +17,11 @@ type gobgpRouter struct {
 	log logr.Logger
 
 	// prefixLimitHits counts, per neighbor address, the sessions GoBGP
-	// closed for exceeding the prefix limit.
+	// closed for exceeding the prefix limit; heldDown are the neighbors
+	// it holds down for it now.
 	mu              sync.Mutex
 	prefixLimitHits map[netip.Addr]uint64
+	heldDown        map[netip.Addr]bool
 }
 
 var _ router = (*gobgpRouter)(nil)
@@ -29,7 +31,7 @@ var _ router = (*gobgpRouter)(nil)
 // routers and send our paths to every router.
 func startGoBGPRouter(ctx context.Context, g routerGlobal, onState func(peerEvent)) (router, error) {
 	log := klog.FromContext(ctx)
-	r := &gobgpRouter{log: log, prefixLimitHits: map[netip.Addr]uint64{}}
+	r := &gobgpRouter{log: log, prefixLimitHits: map[netip.Addr]uint64{}, heldDown: map[netip.Addr]bool{}}
 	global := &api.Global{Asn: g.ASN, RouterId: g.RouterID.String(), ListenPort: -1} // -1: never listen
 	if g.ListenPort > 0 {
 		global.ListenPort = g.ListenPort
@@ -47,10 +49,11 @@ func startGoBGPRouter(ctx context.Context, g routerGlobal, onState func(peerEven
 			return
 		}
 		if a, err := netip.ParseAddr(p.Peer.State.NeighborAddress); err == nil {
+			r.noteAdminState(a, p.Peer.State.AdminState)
 			onState(peerEvent{addr: a, state: sessionState(p.Peer.State.SessionState)})
 		}
 	}
-	srv, err := startGoBGPWith(ctx, log, global, apiAddr, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, onEvent, r.prefixLimitExceeded)
+	srv, err := startGoBGP(ctx, log, global, apiAddr, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, onEvent)
 	if err != nil {
 		return nil, err
 	}
@@ -66,18 +69,20 @@ func startGoBGPRouter(ctx context.Context, g routerGlobal, onState func(peerEven
 	return r, nil
 }
 
-// prefixLimitExceeded is called by the logger when GoBGP closes a session
-// for exceeding its prefix limit. It runs on GoBGP's server loop.
-func (r *gobgpRouter) prefixLimitExceeded(addr string) {
-	a, err := netip.ParseAddr(addr)
-	if err != nil {
-		return
-	}
+// noteAdminState counts the sessions GoBGP closes for exceeding the
+// prefix limit: it then holds the neighbor down with the administrative
+// state PFX_CT, which every later state event carries, until the neighbor
+// is configured anew.
+func (r *gobgpRouter) noteAdminState(a netip.Addr, s api.PeerState_AdminState) {
 	r.mu.Lock()
-	r.prefixLimitHits[a]++
-	n := r.prefixLimitHits[a]
-	r.mu.Unlock()
-	r.log.Info("Warning: router sent more prefixes than its limit (maxPrefixes); session closed", "address", a, "times", n)
+	defer r.mu.Unlock()
+	down := s == api.PeerState_PFX_CT
+	if down && !r.heldDown[a] {
+		r.prefixLimitHits[a]++
+		r.log.Info("Warning: router sent more prefixes than its limit (maxPrefixes); session closed and held down until the peer is configured anew",
+			"address", a, "times", r.prefixLimitHits[a])
+	}
+	r.heldDown[a] = down
 }
 
 func (r *gobgpRouter) addPeer(ctx context.Context, n neighbor) error {
@@ -85,7 +90,13 @@ func (r *gobgpRouter) addPeer(ctx context.Context, n neighbor) error {
 }
 
 func (r *gobgpRouter) deletePeer(ctx context.Context, addr netip.Addr) error {
-	return r.srv.bgp.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()})
+	if err := r.srv.bgp.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()}); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	delete(r.heldDown, addr)
+	r.mu.Unlock()
+	return nil
 }
 
 func (r *gobgpRouter) listPeers(ctx context.Context) ([]peerState, error) {

@@ -68,20 +68,13 @@ func (g *gobgpServer) Observe(server.FSMOperation, time.Duration, time.Duration)
 // onEvent, if not nil, is called on GoBGP's watcher goroutine for every
 // event watch selects (peer state changes always); it must not block.
 func startGoBGP(ctx context.Context, logger logr.Logger, global *api.Global, apiAddress string, watch *api.WatchEventRequest, onEvent func(*api.WatchEventResponse)) (*gobgpServer, error) {
-	return startGoBGPWith(ctx, logger, global, apiAddress, watch, onEvent, nil)
-}
-
-// startGoBGPWith is startGoBGP with onPrefixLimit, called with a
-// neighbor's address when GoBGP closes its session for exceeding the
-// prefix limit (see logAdapter).
-func startGoBGPWith(ctx context.Context, logger logr.Logger, global *api.Global, apiAddress string, watch *api.WatchEventRequest, onEvent func(*api.WatchEventResponse), onPrefixLimit func(addr string)) (*gobgpServer, error) {
 	g := &gobgpServer{
 		onEvent: onEvent,
 		changed: make(chan struct{}, 1),
 		left:    make(chan struct{}),
 	}
 	opts := []server.ServerOption{
-		server.LoggerOption(&logAdapter{l: logger.WithName("gobgp"), onPrefixLimit: onPrefixLimit}),
+		server.LoggerOption(&logAdapter{l: logger.WithName("gobgp")}),
 		server.TimingHookOption(g),
 	}
 	if apiAddress != "" {

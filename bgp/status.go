@@ -68,6 +68,8 @@ type PeerStatus struct {
 	// PrefixLimitExceeded counts the sessions closed because the router
 	// sent more prefixes than MaxPrefixes, since the speaker (or its
 	// embedded GoBGP, after a restart for new global settings) started.
+	// Such a session stays down (State Idle) until the peer's
+	// configuration changes.
 	PrefixLimitExceeded uint64
 }
 
