@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
+	"github.com/go-logr/logr"
 	api "github.com/osrg/gobgp/v3/api"
 )
 
@@ -32,6 +33,9 @@ import (
 // measured until the router holds every path. Then the same paths are
 // injected into a bare GoBGP with AddPath, without our reconciliation:
 // the limit. BGP_BENCH_VIPS and BGP_BENCH_HOPS change the size.
+//
+// It is long because it measures one scenario end to end, and its steps
+// share the router process and the measured figures.
 func TestBenchmarkAnnounce(t *testing.T) {
 	nVIPs := envInt(t, "BGP_BENCH_VIPS", 10000)
 	nHops := envInt(t, "BGP_BENCH_HOPS", 8)
@@ -145,6 +149,8 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
+func discardLogger() logr.Logger { return logr.Discard() }
+
 // benchAdvertisements: IPv6 VIPs (the documentation ranges hold only 768
 // IPv4 addresses) via the same nHops nodes.
 func benchAdvertisements(nVIPs, nHops int) []Advertisement {
@@ -164,9 +170,9 @@ func benchAdvertisements(nVIPs, nHops int) []Advertisement {
 func rawPaths(advs []Advertisement) []*api.Path {
 	var out []*api.Path
 	for _, adv := range advs {
-		a := newVIPAttrs(&adv)
+		attrs := &pathAttributes{Prefix: adv.Prefix, Communities: adv.Communities, LargeCommunities: adv.LargeCommunities, LocalPref: adv.LocalPref}
 		for i, h := range adv.NextHops {
-			out = append(out, a.apiPath(uint32(i+1), h.Addr, med(weight(adv.Prefix.Addr(), h.Node)), LargeCommunity{}, false))
+			out = append(out, apiPath(&routePath{Attrs: attrs, ID: uint32(i + 1), NextHop: h.Addr, MED: med(weight(adv.Prefix.Addr(), h.Node))}))
 		}
 	}
 	return out

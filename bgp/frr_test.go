@@ -125,6 +125,9 @@ func (r *tor) waitKernelRoute(t *testing.T, dst netip.Prefix, want []netip.Addr)
 // multipath and installs an N-way ECMP route, for IPv4 and IPv6 VIPs;
 // withdrawing one node removes exactly its next hop; what FRR announces
 // never enters the speaker's RIB.
+//
+// It is long because its steps build on one FRR router's state: a split
+// would start FRR once per step.
 func TestFRRECMP(t *testing.T) {
 	checkNoLeaks(t)
 	ctx := testContext(t)

@@ -45,7 +45,7 @@ func (a *logAdapter) Fatal(msg string, f gobgplog.Fields) {
 }
 
 func (a *logAdapter) Error(msg string, f gobgplog.Fields) { a.l.Error(nil, msg, kv(f)...) }
-func (a *logAdapter) Warn(msg string, f gobgplog.Fields) { a.l.Info(msg, kv(f)...) }
+func (a *logAdapter) Warn(msg string, f gobgplog.Fields)  { a.l.Info(msg, kv(f)...) }
 
 func (a *logAdapter) Info(msg string, f gobgplog.Fields) {
 	if l := a.l.V(2); l.Enabled() {

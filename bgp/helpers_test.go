@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
-	"github.com/go-logr/logr"
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/server"
 	"k8s.io/klog/v2"
@@ -415,5 +414,3 @@ func writeFile(t testing.TB, content string) string {
 	}
 	return f
 }
-
-func discardLogger() logr.Logger { return logr.Discard() }

@@ -25,6 +25,9 @@ var (
 // communities and local preference arrive at an iBGP router as set, for an
 // IPv4 and an IPv6 VIP over one IPv4 session; attribute changes replace
 // paths under the same identifier; withdrawals remove exactly their paths.
+//
+// It is long because its steps build on one router's state (which
+// identifiers it has seen): a split would repeat the set-up per step.
 func TestAnnounceAttributes(t *testing.T) {
 	checkNoLeaks(t)
 	ctx := testContext(t)
