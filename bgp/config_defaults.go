@@ -149,5 +149,3 @@ func validASN(asn int64) string {
 	}
 	return ""
 }
-
-func slicesEqualAddrs(a, b []netip.Addr) bool { return slices.Equal(a, b) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -134,7 +135,7 @@ func (s *Speaker) usable() error {
 // needsRestart reports whether going from old to cfg needs a new router.
 func needsRestart(old, cfg *Config) bool {
 	return old.ASN != cfg.ASN || old.RouterID != cfg.RouterID || old.ListenPort != cfg.ListenPort ||
-		old.APIAddress != cfg.APIAddress || !slicesEqualAddrs(old.ListenAddresses, cfg.ListenAddresses)
+		old.APIAddress != cfg.APIAddress || !slices.Equal(old.ListenAddresses, cfg.ListenAddresses)
 }
 
 // Reconfigure applies a new configuration at runtime. Routers that were
