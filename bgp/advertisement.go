@@ -26,7 +26,11 @@ type Advertisement struct {
 	Prefix netip.Prefix
 	// NextHops are the eligible nodes, of the VIP's address family. When
 	// there are more than maxPathsPerPrefix for a router, a rendezvous
-	// hash chooses which.
+	// hash chooses which. Callers list the preferred node first: when
+	// several nodes have the same address, the first keeps its path and
+	// the later ones are dropped (logged at V(2)), rather than failing
+	// the VIP. (The provider removes such duplicates before, keeping the
+	// older Node and telling about the newer one.)
 	NextHops         []NextHop
 	Communities      []Community
 	LargeCommunities []LargeCommunity
@@ -40,10 +44,11 @@ type Advertisement struct {
 var ErrInvalidAdvertisement = errors.New("invalid advertisement")
 
 // normalize checks adv and returns a copy with sorted, de-duplicated lists,
-// so that equal desired states compare equal.
-func normalize(adv Advertisement, asn uint32) (Advertisement, error) {
-	bad := func(format string, args ...any) (Advertisement, error) {
-		return Advertisement{}, fmt.Errorf("%w %s: %s", ErrInvalidAdvertisement, adv.Prefix, fmt.Sprintf(format, args...))
+// so that equal desired states compare equal. A next hop whose address an
+// earlier one in adv.NextHops already has is dropped and returned.
+func normalize(adv Advertisement, asn uint32, exportPrefixes []netip.Prefix) (Advertisement, []NextHop, error) {
+	bad := func(format string, args ...any) (Advertisement, []NextHop, error) {
+		return Advertisement{}, nil, fmt.Errorf("%w %s: %s", ErrInvalidAdvertisement, adv.Prefix, fmt.Sprintf(format, args...))
 	}
 	p := adv.Prefix
 	if !p.IsValid() {
@@ -60,9 +65,17 @@ func normalize(adv Advertisement, asn uint32) (Advertisement, error) {
 	if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
 		return bad("not a unicast address")
 	}
+	if !withinAny(p, exportPrefixes) {
+		return bad("outside the export prefixes (the address pools) %v", exportPrefixes)
+	}
+	if err := CheckAttributes(asn, adv.Communities, adv.LargeCommunities); err != nil {
+		return Advertisement{}, nil, fmt.Errorf("%w %s: %w", ErrInvalidAdvertisement, p, err)
+	}
 	out := Advertisement{Prefix: p, LocalPref: adv.LocalPref}
 
 	out.NextHops = make([]NextHop, 0, len(adv.NextHops))
+	var dropped []NextHop
+	seen := make(map[netip.Addr]bool, len(adv.NextHops))
 	for _, h := range adv.NextHops {
 		if h.Node == "" {
 			return bad("next hop %s has no node name", h.Addr)
@@ -74,18 +87,18 @@ func normalize(adv Advertisement, asn uint32) (Advertisement, error) {
 		if nh.Is4() != a.Is4() {
 			return bad("node %q: next hop %s is not of the VIP's address family", h.Node, nh)
 		}
+		if seen[nh] {
+			dropped = append(dropped, h)
+			continue
+		}
+		seen[nh] = true
 		out.NextHops = append(out.NextHops, NextHop{Node: h.Node, Addr: nh, Rack: h.Rack})
 	}
 	slices.SortFunc(out.NextHops, func(x, y NextHop) int { return cmp.Compare(x.Node, y.Node) })
-	seen := make(map[netip.Addr]string, len(out.NextHops))
-	for i, h := range out.NextHops {
-		if i > 0 && out.NextHops[i-1].Node == h.Node {
-			return bad("node %q appears twice", h.Node)
+	for i := 1; i < len(out.NextHops); i++ {
+		if out.NextHops[i-1].Node == out.NextHops[i].Node {
+			return bad("node %q appears twice", out.NextHops[i].Node)
 		}
-		if other, dup := seen[h.Addr]; dup {
-			return bad("nodes %q and %q have the same next hop %s", other, h.Node, h.Addr)
-		}
-		seen[h.Addr] = h.Node
 	}
 
 	out.Communities = slices.Compact(slices.Sorted(slices.Values(adv.Communities)))
@@ -98,12 +111,17 @@ func normalize(adv Advertisement, asn uint32) (Advertisement, error) {
 	if len(out.LargeCommunities) == 0 {
 		out.LargeCommunities = nil
 	}
-	for _, c := range out.LargeCommunities {
-		if c.Global == asn && c.Local1 == markerTag {
-			return bad("large community %s is in the range %d:%d:* that the speaker reserves for its rack markers", c, asn, markerTag)
+	return out, dropped, nil
+}
+
+// withinAny reports whether p lies within one of prefixes.
+func withinAny(p netip.Prefix, prefixes []netip.Prefix) bool {
+	for _, e := range prefixes {
+		if e.Bits() <= p.Bits() && e.Contains(p.Addr()) {
+			return true
 		}
 	}
-	return out, nil
+	return false
 }
 
 func compareLarge(x, y LargeCommunity) int {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
+	"github.com/go-logr/logr"
 	api "github.com/osrg/gobgp/v3/api"
 )
 
@@ -32,6 +33,9 @@ import (
 // measured until the router holds every path. Then the same paths are
 // injected into a bare GoBGP with AddPath, without our reconciliation:
 // the limit. BGP_BENCH_VIPS and BGP_BENCH_HOPS change the size.
+//
+// It is long because it measures one scenario end to end, and its steps
+// share the router process and the measured figures.
 func TestBenchmarkAnnounce(t *testing.T) {
 	nVIPs := envInt(t, "BGP_BENCH_VIPS", 10000)
 	nHops := envInt(t, "BGP_BENCH_HOPS", 8)
@@ -44,7 +48,7 @@ func TestBenchmarkAnnounce(t *testing.T) {
 
 	// Our speaker.
 	runtime.GC()
-	s, err := NewSpeaker(ctx, Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1"), MaxPathsPerPrefix: 16, Peers: []Peer{peer}})
+	s, err := NewSpeaker(ctx, Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1"), MaxPathsPerPrefix: 16, ExportPrefixes: testExportPrefixes, Peers: []Peer{peer}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,19 +80,20 @@ func TestBenchmarkAnnounce(t *testing.T) {
 	// The limit: the same paths, AddPath by AddPath, into a GoBGP with the
 	// same neighbor and policies, without reconciliation.
 	paths := rawPaths(advs)
-	srv, err := startGoBGP(ctx, discardLogger(), newGlobal(&Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1")}, -1), "", nil, nil)
+	srv, err := startGoBGP(ctx, discardLogger(), &api.Global{Asn: speakerASN, RouterId: "192.0.2.1", ListenPort: -1}, "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.stop(discardLogger())
-	if err := srv.bgp.SetPolicies(ctx, policies(speakerASN, []Peer{peer}, func(string) uint32 { return 0 })); err != nil {
+	if err := srv.bgp.SetPolicies(ctx, policies(&routingPolicy{ASN: speakerASN, Rackless: []netip.Addr{peer.Address}, ExportPrefixes: testExportPrefixes})); err != nil {
 		t.Fatal(err)
 	}
 	if err := assignPolicies(ctx, srv.bgp); err != nil {
 		t.Fatal(err)
 	}
 	cfg := (Config{MaxPathsPerPrefix: 16}).withDefaults()
-	if err := srv.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(&peer, "", &cfg)}); err != nil {
+	n := neighborOf(&peer, "", &cfg)
+	if err := srv.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(&n)}); err != nil {
 		t.Fatal(err)
 	}
 	router.waitEstablished(t, srv)
@@ -144,6 +149,8 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
+func discardLogger() logr.Logger { return logr.Discard() }
+
 // benchAdvertisements: IPv6 VIPs (the documentation ranges hold only 768
 // IPv4 addresses) via the same nHops nodes.
 func benchAdvertisements(nVIPs, nHops int) []Advertisement {
@@ -163,9 +170,9 @@ func benchAdvertisements(nVIPs, nHops int) []Advertisement {
 func rawPaths(advs []Advertisement) []*api.Path {
 	var out []*api.Path
 	for _, adv := range advs {
-		a := newVIPAttrs(&adv)
+		attrs := &pathAttributes{Prefix: adv.Prefix, Communities: adv.Communities, LargeCommunities: adv.LargeCommunities, LocalPref: adv.LocalPref}
 		for i, h := range adv.NextHops {
-			out = append(out, a.apiPath(uint32(i+1), h.Addr, med(weight(adv.Prefix.Addr(), h.Node)), LargeCommunity{}, false))
+			out = append(out, apiPath(&routePath{Attrs: attrs, ID: uint32(i + 1), NextHop: h.Addr, MED: med(weight(adv.Prefix.Addr(), h.Node))}))
 		}
 	}
 	return out
@@ -375,7 +382,7 @@ func TestBenchmarkFRR(t *testing.T) {
 	for i := range advs {
 		advs[i].NextHops = h
 	}
-	s, err := NewSpeaker(ctx, Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1"), MaxPathsPerPrefix: 16, Peers: []Peer{r.peer(0)}})
+	s, err := NewSpeaker(ctx, Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1"), MaxPathsPerPrefix: 16, ExportPrefixes: testExportPrefixes, Peers: []Peer{r.peer(0)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,32 +1,12 @@
 package bgp
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
-	"os"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-)
-
-// Defaults of the bgp: section.
-const (
-	DefaultHoldTime           = 9 * time.Second
-	DefaultKeepaliveTime      = 3 * time.Second
-	DefaultRestartTime        = 120 * time.Second
-	DefaultMaxPathsPerPrefix  = 16
-	DefaultPeerPort           = 179
-	maxMaxPathsPerPrefix      = 255 // GoBGP keeps ADD-PATH send-max in a uint8
-	maxRestartTime            = 4095 * time.Second
-	maxHoldTime               = 65535 * time.Second
-	maxMD5KeyLen              = 80 // TCP_MD5SIG_MAXKEYLEN
-	asTrans                   = 23456
-	reservedASN16             = 65535
-	reservedASN32             = 4294967295
-	minHoldTime               = 3 * time.Second
-	defaultConnectRetrySecond = 5
 )
 
 // ConfigFile is the YAML form of the cloud config's bgp: section. The caller
@@ -43,10 +23,13 @@ type ConfigFile struct {
 	// ListenPort is the TCP port to accept BGP sessions on. 0: never
 	// listen, connect out only.
 	ListenPort int32 `json:"listenPort,omitempty"`
+	// ListenAddresses are the addresses to listen on when listenPort > 0
+	// (default: all).
+	ListenAddresses []string `json:"listenAddresses,omitempty"`
 	// HoldTime is the proposed hold time (default 9s, 3s-65535s).
 	HoldTime *metav1.Duration `json:"holdTime,omitempty"`
-	// KeepaliveTime is the keepalive interval (default 3s, or a third of
-	// holdTime when only that is set).
+	// KeepaliveTime is the keepalive interval (default: a third of
+	// holdTime, whole seconds; 3s with the default holdTime).
 	KeepaliveTime *metav1.Duration `json:"keepaliveTime,omitempty"`
 	// GracefulRestart asks the routers to keep our paths while the speaker
 	// restarts (RFC 4724). Enabled by default with a restart time of 120s.
@@ -86,6 +69,15 @@ type PeerFile struct {
 	// LocalAddress is the source address of the session; empty: chosen by
 	// the kernel.
 	LocalAddress string `json:"localAddress,omitempty"`
+	// MaxPrefixes is the most prefixes per family the router may send;
+	// one more closes the session, which then stays down until the peer's
+	// configuration changes or the speaker restarts (default 1000, at most
+	// 1000000).
+	MaxPrefixes *int64 `json:"maxPrefixes,omitempty"`
+	// TTLSecurity enables GTSM (RFC 5082): accept only packets of a router
+	// at most this many hops away (1: directly connected). 0: off. Not
+	// with ebgpMultihop.
+	TTLSecurity int32 `json:"ttlSecurity,omitempty"`
 }
 
 // Config is the validated bgp: section, with defaults applied.
@@ -93,9 +85,10 @@ type Config struct {
 	ASN uint32
 	// RouterID must be a valid IPv4 address when the speaker starts.
 	RouterID netip.Addr
-	// ListenPort > 0 opens a listening socket; otherwise GoBGP never
-	// listens.
+	// ListenPort > 0 opens a listening socket on ListenAddresses (none:
+	// every address); otherwise GoBGP never listens.
 	ListenPort        int32
+	ListenAddresses   []netip.Addr
 	HoldTime          time.Duration
 	KeepaliveTime     time.Duration
 	GracefulRestart   GracefulRestart
@@ -105,6 +98,12 @@ type Config struct {
 	// so that operators can use the gobgp CLI. It must be a loopback
 	// address; it is set from a command-line flag, not the config file.
 	APIAddress netip.AddrPort
+	// ExportPrefixes are the only prefixes announced: GoBGP's export
+	// policy passes only paths whose prefix lies within one of them, and
+	// Announce and SetAll refuse a VIP outside them. None: nothing is
+	// announced. The caller fills them from the address pools; they are
+	// not part of the file. Changing them never resets a session.
+	ExportPrefixes []netip.Prefix
 }
 
 // GracefulRestart is the validated bgp.gracefulRestart.
@@ -123,6 +122,11 @@ type Peer struct {
 	PasswordFile string
 	EBGPMultihop uint8
 	LocalAddress netip.Addr
+	// MaxPrefixes is the router's prefix limit per family (0:
+	// DefaultMaxPrefixes).
+	MaxPrefixes uint32
+	// TTLSecurity is the GTSM hop count (0: off).
+	TTLSecurity uint8
 }
 
 // Parse validates c and applies the defaults. It reports every problem,
@@ -133,7 +137,6 @@ type Peer struct {
 // Cross-section checks (peer racks exist in the inventory, asn set when
 // pools exist) are the caller's.
 func (c *ConfigFile) Parse(path *field.Path) (Config, field.ErrorList) {
-	var errs field.ErrorList
 	cfg := Config{
 		ListenPort:        c.ListenPort,
 		HoldTime:          DefaultHoldTime,
@@ -141,7 +144,34 @@ func (c *ConfigFile) Parse(path *field.Path) (Config, field.ErrorList) {
 		GracefulRestart:   GracefulRestart{Enabled: true, RestartTime: DefaultRestartTime},
 		MaxPathsPerPrefix: DefaultMaxPathsPerPrefix,
 	}
+	errs := c.parseGlobal(path, &cfg)
+	errs = append(errs, c.parseTimers(path, &cfg)...)
+	if c.MaxPathsPerPrefix != nil {
+		m := *c.MaxPathsPerPrefix
+		if m < 1 || m > maxMaxPathsPerPrefix {
+			errs = append(errs, field.Invalid(path.Child("maxPathsPerPrefix"), m, fmt.Sprintf("must be between 1 and %d", maxMaxPathsPerPrefix)))
+		} else {
+			cfg.MaxPathsPerPrefix = int(m)
+		}
+	}
+	names := make(map[string]int, len(c.Peers))
+	addrs := make(map[netip.Addr]int, len(c.Peers))
+	for i := range c.Peers {
+		p, perrs := c.Peers[i].parse(path.Child("peers").Index(i), names, addrs, i, cfg.ASN)
+		errs = append(errs, perrs...)
+		if len(perrs) == 0 {
+			cfg.Peers = append(cfg.Peers, p)
+		}
+	}
+	if len(errs) > 0 {
+		return Config{}, errs
+	}
+	return cfg, nil
+}
 
+// parseGlobal parses the speaker's identity and listening socket.
+func (c *ConfigFile) parseGlobal(path *field.Path, cfg *Config) field.ErrorList {
+	var errs field.ErrorList
 	if c.ASN != 0 {
 		if msg := validASN(c.ASN); msg != "" {
 			errs = append(errs, field.Invalid(path.Child("asn"), c.ASN, msg))
@@ -151,7 +181,6 @@ func (c *ConfigFile) Parse(path *field.Path) (Config, field.ErrorList) {
 	} else if len(c.Peers) > 0 {
 		errs = append(errs, field.Required(path.Child("asn"), "the speaker's ASN is required when peers are configured"))
 	}
-
 	if c.RouterID != "" {
 		a, err := netip.ParseAddr(c.RouterID)
 		switch {
@@ -163,13 +192,24 @@ func (c *ConfigFile) Parse(path *field.Path) (Config, field.ErrorList) {
 			cfg.RouterID = a
 		}
 	}
-
 	if c.ListenPort < 0 || c.ListenPort > 65535 {
 		errs = append(errs, field.Invalid(path.Child("listenPort"), c.ListenPort, "must be 0 (never listen) or a TCP port 1-65535"))
 	}
+	for i, s := range c.ListenAddresses {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.IsMulticast() {
+			errs = append(errs, field.Invalid(path.Child("listenAddresses").Index(i), s, "must be an IPv4 or IPv6 unicast address (0.0.0.0 or :: for all of a family)"))
+			continue
+		}
+		cfg.ListenAddresses = append(cfg.ListenAddresses, a.Unmap())
+	}
+	return errs
+}
 
-	holdSet := c.HoldTime != nil
-	if holdSet {
+// parseTimers parses the hold and keepalive times and graceful restart.
+func (c *ConfigFile) parseTimers(path *field.Path, cfg *Config) field.ErrorList {
+	var errs field.ErrorList
+	if c.HoldTime != nil {
 		h := c.HoldTime.Duration
 		switch {
 		case h%time.Second != 0:
@@ -178,9 +218,7 @@ func (c *ConfigFile) Parse(path *field.Path) (Config, field.ErrorList) {
 			errs = append(errs, field.Invalid(path.Child("holdTime"), h.String(), "must be between 3s and 65535s"))
 		default:
 			cfg.HoldTime = h
-			if c.KeepaliveTime == nil {
-				cfg.KeepaliveTime = (h / 3).Truncate(time.Second)
-			}
+			cfg.KeepaliveTime = defaultKeepalive(h)
 		}
 	}
 	if c.KeepaliveTime != nil {
@@ -194,7 +232,6 @@ func (c *ConfigFile) Parse(path *field.Path) (Config, field.ErrorList) {
 			cfg.KeepaliveTime = k
 		}
 	}
-
 	if gr := c.GracefulRestart; gr != nil {
 		if gr.Enabled != nil {
 			cfg.GracefulRestart.Enabled = *gr.Enabled
@@ -211,129 +248,5 @@ func (c *ConfigFile) Parse(path *field.Path) (Config, field.ErrorList) {
 			}
 		}
 	}
-
-	if c.MaxPathsPerPrefix != nil {
-		m := *c.MaxPathsPerPrefix
-		if m < 1 || m > maxMaxPathsPerPrefix {
-			errs = append(errs, field.Invalid(path.Child("maxPathsPerPrefix"), m, fmt.Sprintf("must be between 1 and %d", maxMaxPathsPerPrefix)))
-		} else {
-			cfg.MaxPathsPerPrefix = int(m)
-		}
-	}
-
-	names := make(map[string]int, len(c.Peers))
-	addrs := make(map[netip.Addr]int, len(c.Peers))
-	for i := range c.Peers {
-		p, perrs := c.Peers[i].parse(path.Child("peers").Index(i), names, addrs, i)
-		errs = append(errs, perrs...)
-		if len(perrs) == 0 {
-			cfg.Peers = append(cfg.Peers, p)
-		}
-	}
-	if len(errs) > 0 {
-		return Config{}, errs
-	}
-	return cfg, nil
-}
-
-func (pf *PeerFile) parse(path *field.Path, names map[string]int, addrs map[netip.Addr]int, index int) (Peer, field.ErrorList) {
-	var errs field.ErrorList
-	p := Peer{Name: pf.Name, Rack: pf.Rack, PasswordFile: pf.PasswordFile, Port: DefaultPeerPort}
-
-	if pf.Name == "" {
-		errs = append(errs, field.Required(path.Child("name"), "every peer needs a unique name"))
-	} else if j, dup := names[pf.Name]; dup {
-		errs = append(errs, field.Duplicate(path.Child("name"), fmt.Sprintf("%s (also peers[%d])", pf.Name, j)))
-	} else {
-		names[pf.Name] = index
-	}
-
-	if pf.Address == "" {
-		errs = append(errs, field.Required(path.Child("address"), "the router's IPv4 or IPv6 address"))
-	} else if a, err := netip.ParseAddr(pf.Address); err != nil || a.Zone() != "" {
-		errs = append(errs, field.Invalid(path.Child("address"), pf.Address, "must be an IPv4 or IPv6 address without zone"))
-	} else if a.IsUnspecified() || a.IsMulticast() {
-		errs = append(errs, field.Invalid(path.Child("address"), pf.Address, "must be a unicast address"))
-	} else {
-		a = a.Unmap()
-		if j, dup := addrs[a]; dup {
-			errs = append(errs, field.Duplicate(path.Child("address"), fmt.Sprintf("%s (also peers[%d])", pf.Address, j)))
-		} else {
-			addrs[a] = index
-		}
-		p.Address = a
-	}
-
-	if pf.ASN == 0 {
-		errs = append(errs, field.Required(path.Child("asn"), "the router's ASN"))
-	} else if msg := validASN(pf.ASN); msg != "" {
-		errs = append(errs, field.Invalid(path.Child("asn"), pf.ASN, msg))
-	} else {
-		p.ASN = uint32(pf.ASN)
-	}
-
-	if pf.Port != 0 {
-		if pf.Port < 1 || pf.Port > 65535 {
-			errs = append(errs, field.Invalid(path.Child("port"), pf.Port, "must be a TCP port 1-65535 (default 179)"))
-		} else {
-			p.Port = uint16(pf.Port)
-		}
-	}
-
-	if pf.EBGPMultihop < 0 || pf.EBGPMultihop > 255 {
-		errs = append(errs, field.Invalid(path.Child("ebgpMultihop"), pf.EBGPMultihop, "must be a TTL 0-255 (0: directly connected)"))
-	} else {
-		p.EBGPMultihop = uint8(pf.EBGPMultihop)
-	}
-
-	if pf.LocalAddress != "" {
-		a, err := netip.ParseAddr(pf.LocalAddress)
-		switch {
-		case err != nil || a.Zone() != "":
-			errs = append(errs, field.Invalid(path.Child("localAddress"), pf.LocalAddress, "must be an IPv4 or IPv6 address without zone"))
-		case a.IsUnspecified() || a.IsMulticast():
-			errs = append(errs, field.Invalid(path.Child("localAddress"), pf.LocalAddress, "must be a unicast address"))
-		case p.Address.IsValid() && a.Unmap().Is4() != p.Address.Is4():
-			errs = append(errs, field.Invalid(path.Child("localAddress"), pf.LocalAddress, "must be of the same address family as address"))
-		default:
-			p.LocalAddress = a.Unmap()
-		}
-	}
-
-	if pf.PasswordFile != "" {
-		if _, err := readPassword(pf.PasswordFile); err != nil {
-			errs = append(errs, field.Invalid(path.Child("passwordFile"), pf.PasswordFile, err.Error()))
-		}
-	}
-	return p, errs
-}
-
-func validASN(asn int64) string {
-	switch {
-	case asn < 1 || asn > reservedASN32:
-		return "must be between 1 and 4294967294"
-	case asn == asTrans:
-		return "23456 is AS_TRANS (RFC 6793), not a usable ASN"
-	case asn == reservedASN16 || asn == reservedASN32:
-		return "is reserved (RFC 7300)"
-	}
-	return ""
-}
-
-// readPassword returns the TCP MD5 secret in file. A single trailing
-// newline (as written by echo or many editors) is not part of the secret.
-func readPassword(file string) (string, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("cannot read the password file: %w", err)
-	}
-	b = bytes.TrimSuffix(b, []byte("\n"))
-	b = bytes.TrimSuffix(b, []byte("\r"))
-	switch {
-	case len(b) == 0:
-		return "", fmt.Errorf("the password file is empty")
-	case len(b) > maxMD5KeyLen:
-		return "", fmt.Errorf("the password is %d bytes, TCP MD5 allows at most %d", len(b), maxMD5KeyLen)
-	}
-	return string(b), nil
+	return errs
 }

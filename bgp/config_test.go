@@ -4,11 +4,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 )
@@ -39,7 +41,7 @@ peers:
 		KeepaliveTime:     3 * time.Second,
 		GracefulRestart:   GracefulRestart{Enabled: true, RestartTime: 120 * time.Second},
 		MaxPathsPerPrefix: 16,
-		Peers:             []Peer{{Name: "tor-a", Address: netip.MustParseAddr("198.51.100.1"), ASN: 64513, Port: 179}},
+		Peers:             []Peer{{Name: "tor-a", Address: netip.MustParseAddr("198.51.100.1"), ASN: 64513, Port: 179, MaxPrefixes: 1000}},
 	}
 	if diff := cmp.Diff(want, cfg, equateNetip); diff != "" {
 		t.Errorf("Parse() (-want +got):\n%s", diff)
@@ -55,6 +57,7 @@ func TestParseEverything(t *testing.T) {
 asn: 4200000001
 routerID: 192.0.2.7
 listenPort: 1790
+listenAddresses: [192.0.2.7, "::"]
 holdTime: 30s
 keepaliveTime: 10s
 gracefulRestart: {enabled: false, restartTime: 60s}
@@ -68,6 +71,11 @@ peers:
   passwordFile: `+secret+`
   ebgpMultihop: 2
   localAddress: 2001:db8::2
+  maxPrefixes: 5000
+- name: tor-b
+  address: fe80::1%eth0
+  asn: 4200000001
+  ttlSecurity: 1
 `)
 	if len(errs) > 0 {
 		t.Fatalf("Parse() = %v", errs)
@@ -76,13 +84,16 @@ peers:
 		ASN:               4200000001,
 		RouterID:          netip.MustParseAddr("192.0.2.7"),
 		ListenPort:        1790,
+		ListenAddresses:   []netip.Addr{netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("::")},
 		HoldTime:          30 * time.Second,
 		KeepaliveTime:     10 * time.Second,
 		GracefulRestart:   GracefulRestart{Enabled: false, RestartTime: 60 * time.Second},
 		MaxPathsPerPrefix: 32,
 		Peers: []Peer{{
 			Name: "tor-a", Address: netip.MustParseAddr("2001:db8::1"), ASN: 4200000002, Port: 1179, Rack: "rack-a",
-			PasswordFile: secret, EBGPMultihop: 2, LocalAddress: netip.MustParseAddr("2001:db8::2"),
+			PasswordFile: secret, EBGPMultihop: 2, LocalAddress: netip.MustParseAddr("2001:db8::2"), MaxPrefixes: 5000,
+		}, {
+			Name: "tor-b", Address: netip.MustParseAddr("fe80::1%eth0"), ASN: 4200000001, Port: 179, MaxPrefixes: 1000, TTLSecurity: 1,
 		}},
 	}
 	if diff := cmp.Diff(want, cfg, equateNetip); diff != "" {
@@ -131,14 +142,32 @@ peers:
   address: 224.0.0.1
   asn: 64513
   passwordFile: `+empty+`
+- name: d
+  address: fe80::1
+  asn: 64513
+  maxPrefixes: 0
+  ttlSecurity: 255
+- name: e
+  address: 198.51.100.5%eth0
+  asn: 64513
+  maxPrefixes: 2000000
+- name: f
+  address: 2001:db8::5%eth0
+  asn: 64513
+  ebgpMultihop: 2
+  ttlSecurity: 1
+listenAddresses: [224.0.0.1, nonsense]
 `)
 	want := []string{
-		"bgp.asn", "bgp.routerID", "bgp.listenPort", "bgp.holdTime", "bgp.keepaliveTime",
+		"bgp.asn", "bgp.routerID", "bgp.listenPort", "bgp.listenAddresses[0]", "bgp.listenAddresses[1]", "bgp.holdTime", "bgp.keepaliveTime",
 		"bgp.gracefulRestart.restartTime", "bgp.maxPathsPerPrefix",
 		"bgp.peers[1].name", "bgp.peers[1].address", "bgp.peers[1].asn", "bgp.peers[1].port",
 		"bgp.peers[1].ebgpMultihop", "bgp.peers[1].localAddress",
 		"bgp.peers[2].name", "bgp.peers[2].address", "bgp.peers[2].asn", "bgp.peers[2].passwordFile",
 		"bgp.peers[3].address", "bgp.peers[3].passwordFile",
+		"bgp.peers[4].address", "bgp.peers[4].ttlSecurity", "bgp.peers[4].maxPrefixes",
+		"bgp.peers[5].address", "bgp.peers[5].maxPrefixes",
+		"bgp.peers[6].address", "bgp.peers[6].ttlSecurity",
 	}
 	var got []string
 	for _, e := range errs {
@@ -150,6 +179,60 @@ peers:
 	for _, e := range errs {
 		if e.Field == "bgp.peers[2].passwordFile" && !strings.Contains(e.Error(), "no such file") {
 			t.Errorf("missing password file: %v, want the cause", e)
+		}
+	}
+}
+
+// TestParseIBGPMultihop: ebgpMultihop is refused on an iBGP peer, and
+// only there.
+func TestParseIBGPMultihop(t *testing.T) {
+	_, errs := parseYAML(t, `
+asn: 64512
+peers:
+- {name: ibgp, address: 198.51.100.1, asn: 64512, ebgpMultihop: 2}
+- {name: ebgp, address: 198.51.100.2, asn: 64513, ebgpMultihop: 2}
+`)
+	if len(errs) != 1 || errs[0].Field != "bgp.peers[0].ebgpMultihop" || !strings.Contains(errs[0].Error(), "iBGP") {
+		t.Errorf("Parse() = %v, want only bgp.peers[0].ebgpMultihop refused as iBGP", errs)
+	}
+}
+
+// TestPasswordFiles: only a regular file is read, never more than a
+// password can be, and a FIFO does not block.
+func TestPasswordFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(dir, "huge")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 400 MiB, sparse: reading it whole would show in the heap.
+	if err := f.Truncate(400 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for name, tc := range map[string]struct {
+		file, want string
+	}{
+		"directory": {dir, "directory, want a regular file"},
+		"FIFO":      {fifo, "named pipe (FIFO), want a regular file"},
+		"device":    {"/dev/zero", "device, want a regular file"},
+		"huge":      {huge, "longer than 80 bytes"},
+		"missing":   {filepath.Join(dir, "missing"), "no such file"},
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := readPassword(tc.file)
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: readPassword() = %v, want an error saying %q", name, err, tc.want)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+			t.Errorf("%s: readPassword() allocated %d bytes", name, grew)
 		}
 	}
 }

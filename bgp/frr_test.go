@@ -125,6 +125,9 @@ func (r *tor) waitKernelRoute(t *testing.T, dst netip.Prefix, want []netip.Addr)
 // multipath and installs an N-way ECMP route, for IPv4 and IPv6 VIPs;
 // withdrawing one node removes exactly its next hop; what FRR announces
 // never enters the speaker's RIB.
+//
+// It is long because its steps build on one FRR router's state: a split
+// would start FRR once per step.
 func TestFRRECMP(t *testing.T) {
 	checkNoLeaks(t)
 	ctx := testContext(t)
@@ -181,7 +184,7 @@ func TestFRRECMP(t *testing.T) {
 	// FRR announces 192.0.2.0/24: received, not accepted.
 	eventually(t, "FRR's route received", func() error {
 		var received uint64
-		if err := s.srv.bgp.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		if err := s.gobgp().ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
 			for _, as := range p.AfiSafis {
 				if as.State != nil {
 					received += as.State.Received
@@ -196,7 +199,7 @@ func TestFRRECMP(t *testing.T) {
 		return nil
 	})
 	var rib []string
-	if err := s.srv.bgp.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyIPv4}, func(d *api.Destination) {
+	if err := s.gobgp().ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyIPv4}, func(d *api.Destination) {
 		rib = append(rib, d.Prefix)
 	}); err != nil {
 		t.Fatal(err)

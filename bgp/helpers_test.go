@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
-	"github.com/go-logr/logr"
 	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/server"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/ktesting"
 )
@@ -42,16 +42,19 @@ func testContext(t testing.TB) context.Context {
 }
 
 // checkNoLeaks fails the test when, after every cleanup, more goroutines
-// run than before it. Call it first in a test, so that its cleanup runs
-// last.
+// run than before it, apart from exactly one parked server loop per GoBGP
+// stopped meanwhile (see gobgpServer). Call it first in a test, so that its
+// cleanup runs last.
 func checkNoLeaks(t *testing.T) {
 	t.Helper()
 	before := runtime.NumGoroutine()
+	parkedBefore := parkedServeLoops.Load()
 	t.Cleanup(func() {
 		var n int
 		err := fabric.Eventually(context.Background(), 10*time.Second, 20*time.Millisecond, func() error {
-			if n = runtime.NumGoroutine(); n > before {
-				return fmt.Errorf("%d goroutines, %d before the test", n, before)
+			parked := int(parkedServeLoops.Load() - parkedBefore)
+			if n = runtime.NumGoroutine(); n > before+parked {
+				return fmt.Errorf("%d goroutines, %d before the test and %d parked GoBGP server loops", n, before, parked)
 			}
 			return nil
 		})
@@ -170,6 +173,8 @@ type routerOptions struct {
 	asn       uint32 // default routerASN
 	noAddPath bool
 	password  string // TCP MD5
+	// ttlSecurity: send with TTL 255 and accept only that (GTSM).
+	ttlSecurity bool
 	// noUpdateWatch: do not count received paths. GoBGP v3 converts
 	// queued paths for table watchers without the FSM lock, which races
 	// with a session that re-opens (a GoBGP bug that only matters to
@@ -207,6 +212,9 @@ func startRouter(t testing.TB, addr, speaker string, o routerOptions) *testRoute
 	n := &api.Peer{
 		Conf:      &api.PeerConf{NeighborAddress: speaker, PeerAsn: speakerASN, AuthPassword: o.password},
 		Transport: &api.Transport{PassiveMode: true},
+	}
+	if o.ttlSecurity {
+		n.TtlSecurity = &api.TtlSecurity{Enabled: true, TtlMin: 255}
 	}
 	for _, fam := range []*api.Family{familyIPv4, familyIPv6} {
 		n.AfiSafis = append(n.AfiSafis, &api.AfiSafi{
@@ -323,9 +331,29 @@ func (r *testRouter) waitNextHops(what string, want map[netip.Prefix][]netip.Add
 	})
 }
 
-// startSpeaker starts a speaker; t.Cleanup stops it.
+// testExportPrefixes are the export prefixes of startSpeaker's speakers
+// unless a test sets its own: the documentation ranges the tests' VIPs
+// are in.
+var testExportPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("203.0.113.0/24"),
+	netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("2001:db8::/32"),
+}
+
+// gobgp returns the speaker's embedded GoBGP server.
+func (s *Speaker) gobgp() *server.BgpServer {
+	s.routerMu.RLock()
+	defer s.routerMu.RUnlock()
+	return s.router.(*gobgpRouter).srv.bgp
+}
+
+// startSpeaker starts a speaker; t.Cleanup stops it. Without export
+// prefixes it gets testExportPrefixes.
 func startSpeaker(t testing.TB, cfg Config) *Speaker {
 	t.Helper()
+	if cfg.ExportPrefixes == nil {
+		cfg.ExportPrefixes = testExportPrefixes
+	}
 	if cfg.ASN == 0 {
 		cfg.ASN = speakerASN
 	}
@@ -386,5 +414,3 @@ func writeFile(t testing.TB, content string) string {
 	}
 	return f
 }
-
-func discardLogger() logr.Logger { return logr.Discard() }

@@ -164,6 +164,9 @@ func TestRackFiltering(t *testing.T) {
 // out via 16 nodes chosen by rendezvous hashing; removing one node changes
 // only the paths via that node, plus at most one replacement per VIP, and
 // adding it back restores the previous choice.
+//
+// It is long because its steps build on one router's state (which paths
+// it has): a split would repeat the set-up per step.
 func TestSubsetting(t *testing.T) {
 	checkNoLeaks(t)
 	ctx := testContext(t)

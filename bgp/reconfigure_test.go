@@ -23,7 +23,7 @@ func TestReconfigure(t *testing.T) {
 	ctx := testContext(t)
 	ra := startRouter(t, "127.0.0.2", "127.0.0.1", routerOptions{noUpdateWatch: true})
 	rb := startRouter(t, "127.0.0.3", "127.0.0.1", routerOptions{noUpdateWatch: true})
-	cfg := Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1"), Peers: []Peer{ra.peer("a", "")}}
+	cfg := Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1"), ExportPrefixes: testExportPrefixes, Peers: []Peer{ra.peer("a", "")}}
 	s := startSpeaker(t, cfg)
 	waitEstablished(t, s, "a")
 	h := []NextHop{
@@ -105,7 +105,7 @@ func TestRestartOnGlobalChange(t *testing.T) {
 	checkNoLeaks(t)
 	ctx := testContext(t)
 	nowhere := Peer{Name: "nowhere", Address: netip.MustParseAddr("127.0.0.9"), ASN: routerASN, Port: uint16(freePort(t, "127.0.0.9"))}
-	cfg := Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1"), Peers: []Peer{nowhere}}
+	cfg := Config{ASN: speakerASN, RouterID: netip.MustParseAddr("192.0.2.1"), ExportPrefixes: testExportPrefixes, Peers: []Peer{nowhere}}
 	s := startSpeaker(t, cfg)
 	h := hops("198.51.100.10", "", 1, 3)
 	if err := s.Announce(ctx, Advertisement{Prefix: vip4, NextHops: h}); err != nil {
@@ -113,9 +113,7 @@ func TestRestartOnGlobalChange(t *testing.T) {
 	}
 	rib := func() map[uint32]netip.Addr {
 		out := map[uint32]netip.Addr{}
-		s.srvMu.RLock()
-		defer s.srvMu.RUnlock()
-		err := s.srv.bgp.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyIPv4}, func(d *api.Destination) {
+		err := s.gobgp().ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyIPv4}, func(d *api.Destination) {
 			for _, p := range d.Paths {
 				rp, err := decodePath(p)
 				if err == nil {
@@ -136,7 +134,7 @@ func TestRestartOnGlobalChange(t *testing.T) {
 	if err := s.Reconfigure(ctx, cfg); err != nil {
 		t.Fatalf("Reconfigure(router ID) = %v", err)
 	}
-	g, err := s.srv.bgp.GetBgp(ctx, &api.GetBgpRequest{})
+	g, err := s.gobgp().GetBgp(ctx, &api.GetBgpRequest{})
 	if err != nil || g.Global.RouterId != "192.0.2.2" {
 		t.Errorf("GetBgp() = %v, %v; want router ID 192.0.2.2", g, err)
 	}
@@ -159,13 +157,13 @@ func TestListenPort(t *testing.T) {
 	checkNoLeaks(t)
 	ctx := testContext(t)
 	s := startSpeaker(t, Config{})
-	g, err := s.srv.bgp.GetBgp(ctx, &api.GetBgpRequest{})
+	g, err := s.gobgp().GetBgp(ctx, &api.GetBgpRequest{})
 	if err != nil || g.Global.ListenPort != -1 {
 		t.Errorf("GoBGP listen port = %v, %v; want -1", g, err)
 	}
 	port := freePort(t, "127.0.0.1")
 	s2 := startSpeaker(t, Config{ListenPort: port})
-	g, err = s2.srv.bgp.GetBgp(ctx, &api.GetBgpRequest{})
+	g, err = s2.gobgp().GetBgp(ctx, &api.GetBgpRequest{})
 	if err != nil || g.Global.ListenPort != port {
 		t.Errorf("GoBGP listen port = %v, %v; want %d", g, err, port)
 	}

@@ -25,6 +25,9 @@ var (
 // communities and local preference arrive at an iBGP router as set, for an
 // IPv4 and an IPv6 VIP over one IPv4 session; attribute changes replace
 // paths under the same identifier; withdrawals remove exactly their paths.
+//
+// It is long because its steps build on one router's state (which
+// identifiers it has seen): a split would repeat the set-up per step.
 func TestAnnounceAttributes(t *testing.T) {
 	checkNoLeaks(t)
 	ctx := testContext(t)
@@ -143,8 +146,9 @@ func TestInvalidAdvertisements(t *testing.T) {
 		"family mismatch": {Prefix: vip6, NextHops: good},
 		"no node name":    {Prefix: vip4, NextHops: []NextHop{{Addr: netip.MustParseAddr("198.51.100.11")}}},
 		"duplicate node":  {Prefix: vip4, NextHops: []NextHop{good[0], {Node: good[0].Node, Addr: good[1].Addr}}},
-		"duplicate addr":  {Prefix: vip4, NextHops: []NextHop{good[0], {Node: "other", Addr: good[0].Addr}}},
 		"reserved marker": {Prefix: vip4, NextHops: good, LargeCommunities: []LargeCommunity{marker(speakerASN, 3)}},
+		"not exported":    {Prefix: netip.MustParsePrefix("192.0.2.10/32"), NextHops: good},
+		"too large":       {Prefix: vip4, NextHops: good, Communities: manyCommunities(MaxAttributeBytes/4 + 1)},
 	} {
 		if err := s.Announce(ctx, adv); !errors.Is(err, ErrInvalidAdvertisement) {
 			t.Errorf("%s: Announce() = %v, want ErrInvalidAdvertisement", name, err)
@@ -180,7 +184,7 @@ func TestImportRejectsEverything(t *testing.T) {
 	}
 	eventually(t, "route received", func() error {
 		var received uint64
-		_ = s.srv.bgp.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		_ = s.gobgp().ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
 			for _, as := range p.AfiSafis {
 				if as.State != nil {
 					received += as.State.Received
@@ -193,7 +197,7 @@ func TestImportRejectsEverything(t *testing.T) {
 		return nil
 	})
 	var rib []string
-	if err := s.srv.bgp.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyIPv4}, func(d *api.Destination) {
+	if err := s.gobgp().ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyIPv4}, func(d *api.Destination) {
 		rib = append(rib, d.Prefix)
 	}); err != nil {
 		t.Fatal(err)

@@ -1,10 +1,9 @@
 package bgp
 
 import (
+	"context"
 	"net/netip"
 	"time"
-
-	api "github.com/osrg/gobgp/v3/api"
 )
 
 // SessionState is the BGP finite state machine's state (RFC 4271 8.2.2).
@@ -39,24 +38,6 @@ func (s SessionState) String() string {
 	return "Unknown"
 }
 
-func sessionState(s api.PeerState_SessionState) SessionState {
-	switch s {
-	case api.PeerState_IDLE:
-		return StateIdle
-	case api.PeerState_CONNECT:
-		return StateConnect
-	case api.PeerState_ACTIVE:
-		return StateActive
-	case api.PeerState_OPENSENT:
-		return StateOpenSent
-	case api.PeerState_OPENCONFIRM:
-		return StateOpenConfirm
-	case api.PeerState_ESTABLISHED:
-		return StateEstablished
-	}
-	return StateUnknown
-}
-
 // Family is an address family of the sessions.
 type Family string
 
@@ -82,6 +63,14 @@ type PeerStatus struct {
 	// did not negotiate ADD-PATH for some negotiated family: it gets one
 	// path per VIP of that family (see FamilyStatus.AddPath).
 	SinglePath bool
+	// MaxPrefixes is the router's prefix limit (Peer.MaxPrefixes).
+	MaxPrefixes uint32
+	// PrefixLimitExceeded counts the sessions closed because the router
+	// sent more prefixes than MaxPrefixes, since the speaker (or its
+	// embedded GoBGP, after a restart for new global settings) started.
+	// Such a session stays down (State Idle) until the peer's
+	// configuration changes.
+	PrefixLimitExceeded uint64
 }
 
 // FamilyStatus is the state of one address family of one session.
@@ -153,4 +142,60 @@ func familyIndex(a netip.Addr) int {
 		return 0
 	}
 	return 1
+}
+
+// Peers reports every configured router: session state, per family
+// whether it was negotiated with ADD-PATH, how many paths the speaker
+// sends it, and how often it exceeded its prefix limit. A restart of the
+// embedded GoBGP does not block it: meanwhile the routers' states are
+// Unknown.
+func (s *Speaker) Peers() []PeerStatus {
+	live := map[netip.Addr]peerState{}
+	s.routerMu.RLock()
+	if s.router != nil {
+		states, _ := s.router.listPeers(context.Background())
+		for _, st := range states {
+			live[st.Address] = st
+		}
+	}
+	s.routerMu.RUnlock()
+
+	s.statMu.Lock()
+	defer s.statMu.Unlock()
+	out := make([]PeerStatus, 0, len(s.applied))
+	for _, a := range s.applied {
+		st := PeerStatus{Name: a.Name, Address: a.Address, ASN: a.ASN, Rack: a.Rack, State: StateUnknown, MaxPrefixes: a.MaxPrefixes}
+		lp, ok := live[a.Address]
+		if ok {
+			st.State, st.Since, st.PrefixLimitExceeded = lp.State, lp.Since, lp.PrefixLimitExceeded
+		}
+		for fi, fam := range []Family{IPv4Unicast, IPv6Unicast} {
+			fs := FamilyStatus{Family: fam, Negotiated: st.State == StateEstablished && lp.Families[fam]}
+			if fs.Negotiated {
+				fs.AddPath = lp.AddPath[fam]
+				fs.Paths, fs.MissingVIPs = s.counters[fi].pathsFor(a.Rack, fs.AddPath)
+				if !fs.AddPath {
+					st.SinglePath = true
+				}
+			}
+			st.Families = append(st.Families, fs)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// pathsFor is how many paths a router of rack (empty: none) gets, and how
+// many VIPs via its rack it misses.
+func (c *familyCounters) pathsFor(rack string, addPath bool) (paths, missing int) {
+	switch {
+	case addPath && rack == "":
+		return c.capped, 0
+	case addPath:
+		return c.rackPaths[rack], 0
+	case rack == "":
+		return c.vips, 0
+	default:
+		return c.rackBest[rack], c.rackVIPs[rack] - c.rackBest[rack]
+	}
 }

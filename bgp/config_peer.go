@@ -1,0 +1,118 @@
+package bgp
+
+import (
+	"fmt"
+	"net/netip"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// parse validates one peer; speakerASN is bgp.asn (0 when invalid or
+// unset), names and addrs hold the earlier peers' names and addresses.
+func (pf *PeerFile) parse(path *field.Path, names map[string]int, addrs map[netip.Addr]int, index int, speakerASN uint32) (Peer, field.ErrorList) {
+	var errs field.ErrorList
+	p := Peer{Name: pf.Name, Rack: pf.Rack, PasswordFile: pf.PasswordFile, Port: DefaultPeerPort, MaxPrefixes: DefaultMaxPrefixes}
+
+	if pf.Name == "" {
+		errs = append(errs, field.Required(path.Child("name"), "every peer needs a unique name"))
+	} else if j, dup := names[pf.Name]; dup {
+		errs = append(errs, field.Duplicate(path.Child("name"), fmt.Sprintf("%s (also peers[%d])", pf.Name, j)))
+	} else {
+		names[pf.Name] = index
+	}
+	errs = append(errs, pf.parseAddress(path, &p, addrs, index)...)
+
+	if pf.ASN == 0 {
+		errs = append(errs, field.Required(path.Child("asn"), "the router's ASN"))
+	} else if msg := validASN(pf.ASN); msg != "" {
+		errs = append(errs, field.Invalid(path.Child("asn"), pf.ASN, msg))
+	} else {
+		p.ASN = uint32(pf.ASN)
+	}
+	errs = append(errs, pf.parseTransport(path, &p, speakerASN)...)
+
+	if pf.MaxPrefixes != nil {
+		if m := *pf.MaxPrefixes; m < 1 || m > maxMaxPrefixes {
+			errs = append(errs, field.Invalid(path.Child("maxPrefixes"), m, fmt.Sprintf("must be between 1 and %d (default %d)", maxMaxPrefixes, DefaultMaxPrefixes)))
+		} else {
+			p.MaxPrefixes = uint32(m)
+		}
+	}
+	if pf.PasswordFile != "" {
+		if _, err := readPassword(pf.PasswordFile); err != nil {
+			errs = append(errs, field.Invalid(path.Child("passwordFile"), pf.PasswordFile, err.Error()))
+		}
+	}
+	return p, errs
+}
+
+// parseAddress parses the router's address. A zone is required for an
+// IPv6 link-local address (which names the interface) and refused for
+// every other.
+func (pf *PeerFile) parseAddress(path *field.Path, p *Peer, addrs map[netip.Addr]int, index int) field.ErrorList {
+	fp := path.Child("address")
+	if pf.Address == "" {
+		return field.ErrorList{field.Required(fp, "the router's IPv4 or IPv6 address")}
+	}
+	a, err := netip.ParseAddr(pf.Address)
+	switch {
+	case err != nil:
+		return field.ErrorList{field.Invalid(fp, pf.Address, "must be an IPv4 or IPv6 address")}
+	case a.IsUnspecified() || a.IsMulticast():
+		return field.ErrorList{field.Invalid(fp, pf.Address, "must be a unicast address")}
+	case a.IsLinkLocalUnicast() && a.Is6() && a.Zone() == "":
+		return field.ErrorList{field.Invalid(fp, pf.Address, "an IPv6 link-local address needs the interface as its zone, for example fe80::1%eth0")}
+	case !(a.IsLinkLocalUnicast() && a.Is6()) && a.Zone() != "":
+		return field.ErrorList{field.Invalid(fp, pf.Address, "only an IPv6 link-local address takes a zone")}
+	}
+	a = a.Unmap()
+	p.Address = a
+	if j, dup := addrs[a]; dup {
+		return field.ErrorList{field.Duplicate(fp, fmt.Sprintf("%s (also peers[%d])", pf.Address, j))}
+	}
+	addrs[a] = index
+	return nil
+}
+
+// parseTransport parses the session's port, source address, multihop and
+// TTL security.
+func (pf *PeerFile) parseTransport(path *field.Path, p *Peer, speakerASN uint32) field.ErrorList {
+	var errs field.ErrorList
+	if pf.Port != 0 {
+		if pf.Port < 1 || pf.Port > 65535 {
+			errs = append(errs, field.Invalid(path.Child("port"), pf.Port, "must be a TCP port 1-65535 (default 179)"))
+		} else {
+			p.Port = uint16(pf.Port)
+		}
+	}
+	switch {
+	case pf.EBGPMultihop < 0 || pf.EBGPMultihop > 255:
+		errs = append(errs, field.Invalid(path.Child("ebgpMultihop"), pf.EBGPMultihop, "must be a TTL 0-255 (0: directly connected)"))
+	case pf.EBGPMultihop > 0 && speakerASN != 0 && pf.ASN == int64(speakerASN):
+		errs = append(errs, field.Invalid(path.Child("ebgpMultihop"), pf.EBGPMultihop, fmt.Sprintf("applies to eBGP only; this peer's asn is bgp.asn (%d), an iBGP session: remove it", speakerASN)))
+	default:
+		p.EBGPMultihop = uint8(pf.EBGPMultihop)
+	}
+	switch {
+	case pf.TTLSecurity < 0 || pf.TTLSecurity > maxTTLSecurityHops:
+		errs = append(errs, field.Invalid(path.Child("ttlSecurity"), pf.TTLSecurity, fmt.Sprintf("must be a hop count 1-%d, or 0 (off)", maxTTLSecurityHops)))
+	case pf.TTLSecurity > 0 && pf.EBGPMultihop > 0:
+		errs = append(errs, field.Invalid(path.Child("ttlSecurity"), pf.TTLSecurity, "cannot be combined with ebgpMultihop: GTSM already bounds the hops"))
+	default:
+		p.TTLSecurity = uint8(pf.TTLSecurity)
+	}
+	if pf.LocalAddress != "" {
+		a, err := netip.ParseAddr(pf.LocalAddress)
+		switch {
+		case err != nil || a.Zone() != "":
+			errs = append(errs, field.Invalid(path.Child("localAddress"), pf.LocalAddress, "must be an IPv4 or IPv6 address without zone"))
+		case a.IsUnspecified() || a.IsMulticast():
+			errs = append(errs, field.Invalid(path.Child("localAddress"), pf.LocalAddress, "must be a unicast address"))
+		case p.Address.IsValid() && a.Unmap().Is4() != p.Address.Is4():
+			errs = append(errs, field.Invalid(path.Child("localAddress"), pf.LocalAddress, "must be of the same address family as address"))
+		default:
+			p.LocalAddress = a.Unmap()
+		}
+	}
+	return errs
+}
