@@ -5,6 +5,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/baremetal-ccm/baremetal-ccm/bgp"
 	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
 )
 
@@ -53,5 +54,5 @@ func union[T comparable](a, b []T) []T {
 
 // checkBGPAttributes is the speaker's rule for what one VIP may carry.
 func checkBGPAttributes(asn uint32, a service.BGPAttributes) error {
-	return nil // MERGE: bgp.CheckAttributes
+	return bgp.CheckAttributes(asn, a.Communities, a.LargeCommunities)
 }

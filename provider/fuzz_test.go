@@ -31,7 +31,8 @@ type fuzzEnv struct {
 func startFuzzEnv(tb testing.TB) *fuzzEnv {
 	tb.Helper()
 	router := bgprouter.Start(tb, bgprouter.Options{ASN: 64513, Neighbors: []string{"127.0.0.1"}, NeighborASN: 64512})
-	cfg, err := config.Parse([]byte(announcerConfig))
+	// The speaker's ASN, for the rule about its reserved communities.
+	cfg, err := config.Parse([]byte(announcerConfig + "bgp:\n  asn: 64512\n"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func startFuzzEnv(tb testing.TB) *fuzzEnv {
 		ASN:      64512,
 		RouterID: netip.MustParseAddr("198.51.100.1"),
 		Peers:    []bgp.Peer{{Name: "tor-a", Address: netip.MustParseAddr(router.Address), Port: uint16(router.Port), ASN: router.ASN}},
-		// MERGE: ExportPrefixes: 203.0.113.0/24, 2001:db8:100::/64
+		ExportPrefixes: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:100::/64")},
 	})
 	if err != nil {
 		tb.Fatal(err)

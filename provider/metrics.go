@@ -40,6 +40,9 @@ var (
 	singlePathDesc = metrics.NewDesc(metricsSubsystem+"_bgp_peer_single_path",
 		"1 when the router did not negotiate ADD-PATH and gets one path per VIP only.",
 		[]string{"peer"}, nil, metrics.ALPHA, "")
+	prefixLimitDesc = metrics.NewDesc(metricsSubsystem+"_bgp_prefix_limit_exceeded_total",
+		"Sessions closed because the router sent more prefixes than its maxPrefixes; the session stays down until the peer is configured anew or the replica restarts.",
+		[]string{"peer"}, nil, metrics.ALPHA, "")
 	nodeHealthyDesc = metrics.NewDesc(metricsSubsystem+"_node_healthy",
 		"1 when the node passes the node health check (kube-proxy healthz), else 0.",
 		[]string{"node"}, nil, metrics.ALPHA, "")
@@ -64,7 +67,7 @@ type collector struct {
 }
 
 func (*collector) DescribeWithStability(ch chan<- *metrics.Desc) {
-	for _, d := range []*metrics.Desc{poolAddressesDesc, sessionUpDesc, pathsDesc, singlePathDesc, nodeHealthyDesc} {
+	for _, d := range []*metrics.Desc{poolAddressesDesc, sessionUpDesc, pathsDesc, singlePathDesc, prefixLimitDesc, nodeHealthyDesc} {
 		ch <- d
 	}
 }
@@ -80,6 +83,7 @@ func (col *collector) CollectWithStability(ch chan<- metrics.Metric) {
 		for _, p := range sp.Peers() {
 			ch <- metrics.NewLazyConstMetric(sessionUpDesc, metrics.GaugeValue, boolValue(p.State == bgp.StateEstablished), p.Name)
 			ch <- metrics.NewLazyConstMetric(singlePathDesc, metrics.GaugeValue, boolValue(p.SinglePath), p.Name)
+			ch <- metrics.NewLazyConstMetric(prefixLimitDesc, metrics.CounterValue, float64(p.PrefixLimitExceeded), p.Name)
 			for _, f := range p.Families {
 				ch <- metrics.NewLazyConstMetric(pathsDesc, metrics.GaugeValue, float64(f.Paths), p.Name, string(f.Family))
 			}

@@ -55,7 +55,7 @@ func (c *cloud) applySpeaker(ctx context.Context, cfg *config.Config, exports []
 	}
 	bgpCfg.RouterID = id
 	bgpCfg.APIAddress = c.opts.BGPAPIAddress
-	_ = exports // MERGE: bgpCfg.ExportPrefixes = exports
+	bgpCfg.ExportPrefixes = exports
 	if sp := c.speakers.get(); sp != nil {
 		if err := sp.Reconfigure(ctx, bgpCfg); err != nil {
 			return fmt.Errorf("reconfiguring the BGP speaker: %w", err)
