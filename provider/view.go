@@ -55,8 +55,10 @@ func (a *announcer) view(ctx context.Context, o *override, scope []netip.Addr) (
 		if err != nil {
 			return nil, fmt.Errorf("listing services: %w", err)
 		}
-		for _, s := range svcs {
-			if isOverride(s) || !service.Announceable(s) {
+		ours := slices.DeleteFunc(svcs, func(s *v1.Service) bool { return !service.Announceable(s) })
+		a.warnUnannounceable(ours)
+		for _, s := range ours {
+			if isOverride(s) {
 				continue
 			}
 			for _, ip := range a.addressesOf(s) {
@@ -92,37 +94,35 @@ func (a *announcer) view(ctx context.Context, o *override, scope []netip.Addr) (
 
 // dropUnannounceable removes the VIPs no replica may announce: addresses
 // in no pool this process has had in force, which only a write to a
-// Service's status could have put there.
+// Service's status could have put there (see warnUnannounceable).
 func (a *announcer) dropUnannounceable(v *view) {
-	type holder struct {
-		svc *v1.Service
-		bad []netip.Addr
-	}
-	byService := map[string]*holder{}
-	for ip, hs := range v.holders {
-		ok := a.mayAnnounce(ip)
-		for _, s := range hs {
-			h := byService[s.Namespace+"/"+s.Name]
-			if h == nil {
-				h = &holder{svc: s}
-				byService[s.Namespace+"/"+s.Name] = h
-			}
-			if !ok {
-				h.bad = append(h.bad, ip)
-			}
-		}
-		if !ok {
+	for ip := range v.holders {
+		if !a.mayAnnounce(ip) {
 			delete(v.holders, ip)
 		}
 	}
-	for _, h := range byService {
-		if len(h.bad) == 0 {
-			a.warn.clear(serviceRef(h.svc), reasonAddressNotAnnounced)
+}
+
+// warnUnannounceable puts a Warning on each Service whose status, or
+// allocation, has an address that may not be announced, once per change,
+// and clears it when there is none. The leader announces what its
+// allocator holds, so a forged status address is never announced there,
+// but it is reported all the same.
+func (a *announcer) warnUnannounceable(svcs []*v1.Service) {
+	for _, s := range svcs {
+		var bad []netip.Addr
+		for _, ip := range append(service.StatusAddrs(s), a.addressesOf(s)...) {
+			if !a.mayAnnounce(ip) && !slices.Contains(bad, ip) {
+				bad = append(bad, ip)
+			}
+		}
+		if len(bad) == 0 {
+			a.warn.clear(serviceRef(s), reasonAddressNotAnnounced)
 			continue
 		}
-		slices.SortFunc(h.bad, netip.Addr.Compare)
-		a.warn.warnOnce(serviceRef(h.svc), reasonAddressNotAnnounced,
-			fmt.Sprintf("address %v in the status is in no address pool of the cloud config: not announced", h.bad))
+		slices.SortFunc(bad, netip.Addr.Compare)
+		a.warn.warnOnce(serviceRef(s), reasonAddressNotAnnounced,
+			fmt.Sprintf("address %v in the status is in no address pool of the cloud config: not announced", bad))
 	}
 }
 
