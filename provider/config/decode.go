@@ -163,12 +163,14 @@ func expected(t reflect.Type, err error) string {
 		return "must be a string (quote it if it looks like a number or a boolean)"
 	case reflect.Bool:
 		return "must be true or false"
-	case reflect.Int64:
+	case reflect.Int, reflect.Int64:
 		return "must be a whole number"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32:
+	case reflect.Int8, reflect.Int16, reflect.Int32:
 		bits := t.Bits()
 		return fmt.Sprintf("must be a whole number from %d to %d", int64(-1)<<(bits-1), int64(math.MaxInt64>>(64-bits)))
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	case reflect.Uint, reflect.Uint64:
+		return "must be a whole number from 0"
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32:
 		return fmt.Sprintf("must be a whole number from 0 to %d", uint64(math.MaxUint64>>(64-t.Bits())))
 	case reflect.Float32, reflect.Float64:
 		return "must be a number"
