@@ -4,6 +4,11 @@ GO ?= go
 BIN := bin/baremetal-cloud-controller-manager
 # The same flags as the Dockerfile: a static, reproducible binary.
 GOFLAGS_BUILD := -trimpath -ldflags="-s -w"
+# The version `build` stamps into the binary (--version, /version, the build
+# info metric): `git describe`, made to start with vX.Y.Z as component-base needs.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed -E '/^v[0-9]+\.[0-9]+\.[0-9]+/!s/^/v0.0.0-g/' | grep . || echo v0.0.0-dev)
+# build passes them in its own -ldflags, which replaces GOFLAGS_BUILD's.
+LDFLAGS_VERSION = -X main.version=$(VERSION) -X k8s.io/component-base/version.gitVersion=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 # Generous: the whole suite takes a fraction of this on 2 cores.
 TEST_TIMEOUT ?= 60m
@@ -13,7 +18,7 @@ TEST_TIMEOUT ?= 60m
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/baremetal-cloud-controller-manager
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags="-s -w $(LDFLAGS_VERSION)" -o $(BIN) ./cmd/baremetal-cloud-controller-manager
 
 # kube-apiserver, kubeadm and kubectl from the Kubernetes source, cached
 # outside the repository ($$BMCCM_CACHE, default ~/.cache/baremetal-ccm).

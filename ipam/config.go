@@ -180,7 +180,11 @@ func parseRange(s string) (r netipx.IPRange, problem string) {
 		if b.Less(a) {
 			return r, fmt.Sprintf("range starts after it ends; did you mean %s-%s?", b, a)
 		}
-		return netipx.IPRangeFrom(a, b), ""
+		r = netipx.IPRangeFrom(a, b)
+		if problem := unusableProblem(r); problem != "" {
+			return r, problem
+		}
+		return r, ""
 	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
@@ -195,7 +199,63 @@ func parseRange(s string) (r netipx.IPRange, problem string) {
 	if p.Masked() != p {
 		return r, fmt.Sprintf("host bits set; did you mean %s?", p.Masked())
 	}
-	return netipx.RangeOfPrefix(p), ""
+	r = netipx.RangeOfPrefix(p)
+	if problem := unusableProblem(r); problem != "" {
+		return r, problem
+	}
+	return r, ""
+}
+
+// ParseRange parses one entry of a pool's addresses: a CIDR
+// ("203.0.113.0/26") or an inclusive range ("203.0.113.100-203.0.113.120").
+// The error says what is wrong and what would be valid. Checks that span
+// entries (overlaps) are ParsePools'.
+func ParseRange(s string) (netipx.IPRange, error) {
+	r, problem := parseRange(s)
+	if problem != "" {
+		return netipx.IPRange{}, errors.New(problem)
+	}
+	return r, nil
+}
+
+// unusable are the blocks a pool may not touch: their addresses cannot be a
+// Service's destination on the routers and nodes.
+var unusable = []struct {
+	prefix netip.Prefix
+	what   string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), `"this network" (RFC 1122), never a destination`},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
+	{netip.MustParsePrefix("255.255.255.255/32"), "the limited broadcast address"},
+	{netip.MustParsePrefix("::/128"), "the unspecified address"},
+	{netip.MustParsePrefix("::1/128"), "loopback"},
+	{netip.MustParsePrefix("::ffff:0:0/96"), "IPv4-mapped"},
+	{netip.MustParsePrefix("fe80::/10"), "link-local"},
+	{netip.MustParsePrefix("ff00::/8"), "multicast"},
+}
+
+// unusableProblem refuses a range that is a whole address family or touches
+// a block whose addresses cannot be announced to a Service: pools are
+// global unicast addresses the routers forward to the nodes.
+func unusableProblem(r netipx.IPRange) string {
+	const valid = "pool addresses must be global unicast addresses that the routers forward to the nodes"
+	switch r {
+	case netipx.RangeOfPrefix(netip.MustParsePrefix("0.0.0.0/0")):
+		return "is every IPv4 address; " + valid
+	case netipx.RangeOfPrefix(netip.MustParsePrefix("::/0")):
+		return "is every IPv6 address; " + valid
+	}
+	for _, u := range unusable {
+		if u.prefix.Addr().Is4() != r.From().Is4() {
+			continue
+		}
+		if netipx.RangeOfPrefix(u.prefix).Overlaps(r) {
+			return fmt.Sprintf("includes %s (%s); %s", u.prefix, u.what, valid)
+		}
+	}
+	return ""
 }
 
 // addrProblem rejects the addresses whose family would be ambiguous.
@@ -266,6 +326,10 @@ func validatePools(pools []Pool) error {
 		for j, r := range p.Ranges {
 			if !r.IsValid() || addrProblem(r.From()) != "" || addrProblem(r.To()) != "" {
 				errs = append(errs, fmt.Errorf("pool %q range %d (%s) is not a valid range: %w", p.Name, j, r, ErrInvalidPool))
+				continue
+			}
+			if problem := unusableProblem(r); problem != "" {
+				errs = append(errs, fmt.Errorf("pool %q range %d (%s) %s: %w", p.Name, j, r, problem, ErrInvalidPool))
 				continue
 			}
 			refs = append(refs, rangeRef{seq: len(refs), pool: p.Name, path: fmt.Sprintf("range %d", j), raw: r.String(), r: r})

@@ -131,6 +131,38 @@ func TestParsePoolsErrors(t *testing.T) {
 			{"pools[0].addresses[1]", "IPv4-mapped"},
 		},
 	}, {
+		name: "whole address families",
+		cfgs: []PoolConfig{valid("a", "0.0.0.0/0", "::/0", "0.0.0.0-255.255.255.255")},
+		want: [][]string{
+			{"pools[0].addresses[0]", `"0.0.0.0/0"`, "is every IPv4 address", "global unicast"},
+			{"pools[0].addresses[1]", `"::/0"`, "is every IPv6 address", "global unicast"},
+			{"pools[0].addresses[2]", `"0.0.0.0-255.255.255.255"`, "is every IPv4 address"},
+		},
+	}, {
+		name: "unusable blocks",
+		cfgs: []PoolConfig{valid("a",
+			"0.0.0.0/32", "127.0.0.0/24", "169.254.1.0/24", "224.0.0.0/24", "239.255.255.0-239.255.255.255",
+			"255.255.255.255/32", "::/128", "::1/128", "fe80::/64", "ff02::/16", "::fffe:ffff:ffff-::1:0:0:0",
+			"126.255.255.250-127.0.0.1", "0.0.0.0/1")},
+		want: [][]string{
+			{"pools[0].addresses[0]", `"0.0.0.0/32"`, "includes 0.0.0.0/8", "this network"},
+			{"pools[0].addresses[1]", `"127.0.0.0/24"`, "includes 127.0.0.0/8 (loopback)"},
+			{"pools[0].addresses[2]", `"169.254.1.0/24"`, "includes 169.254.0.0/16 (link-local)"},
+			{"pools[0].addresses[3]", `"224.0.0.0/24"`, "includes 224.0.0.0/4 (multicast)"},
+			{"pools[0].addresses[4]", "multicast"},
+			{"pools[0].addresses[5]", "limited broadcast"},
+			{"pools[0].addresses[6]", `"::/128"`, "unspecified"},
+			{"pools[0].addresses[7]", `"::1/128"`, "includes ::1/128 (loopback)"},
+			{"pools[0].addresses[8]", `"fe80::/64"`, "includes fe80::/10 (link-local)"},
+			{"pools[0].addresses[9]", `"ff02::/16"`, "includes ff00::/8 (multicast)"},
+			{"pools[0].addresses[10]", "includes ::ffff:0.0.0.0/96 (IPv4-mapped)"},
+			{"pools[0].addresses[11]", "126.255.255.250-127.0.0.1", "loopback"},
+			{"pools[0].addresses[12]", `"0.0.0.0/1"`, "includes 0.0.0.0/8"},
+		},
+	}, {
+		name: "global unicast next to unusable blocks is fine",
+		cfgs: []PoolConfig{valid("a", "1.0.0.0/24", "126.255.255.0/24", "128.0.0.0/24", "169.253.255.0/24", "223.255.255.0/24", "240.0.0.0/12", "255.255.255.254/32", "2001:db8::/32", "fe7f::/16")},
+	}, {
 		name: "overlap within a pool",
 		cfgs: []PoolConfig{valid("a", "192.0.2.0/25", "192.0.2.100-192.0.2.200")},
 		want: [][]string{{"pools[0].addresses[1]", "192.0.2.100-192.0.2.200", "overlaps 192.0.2.0/25 (192.0.2.0-192.0.2.127)", `pool "a"`, "pools[0].addresses[0]"}},
@@ -198,6 +230,25 @@ func TestParsePoolsErrors(t *testing.T) {
 	}
 }
 
+func TestParseRange(t *testing.T) {
+	for _, tc := range []struct {
+		in, want, problem string
+	}{
+		{"203.0.113.0/30", "203.0.113.0-203.0.113.3", ""},
+		{"203.0.113.9-203.0.113.10", "203.0.113.9-203.0.113.10", ""},
+		{"203.0.113.0/33", "", "not a CIDR"},
+		{"fe80::/64", "", "link-local"},
+	} {
+		got, err := ParseRange(tc.in)
+		switch {
+		case tc.problem == "" && (err != nil || got.String() != tc.want):
+			t.Errorf("ParseRange(%q) = %v, %v, want %s", tc.in, got, err, tc.want)
+		case tc.problem != "" && (err == nil || !strings.Contains(err.Error(), tc.problem)):
+			t.Errorf("ParseRange(%q) = %v, %v, want an error saying %q", tc.in, got, err, tc.problem)
+		}
+	}
+}
+
 func containsAll(s string, subs []string) bool {
 	for _, sub := range subs {
 		if !strings.Contains(s, sub) {
@@ -219,6 +270,8 @@ func TestNewRejectsInvalidPools(t *testing.T) {
 		{"no ranges", []Pool{{Name: "a"}}},
 		{"invalid range", []Pool{{Name: "a", Ranges: []netipx.IPRange{{}}}}},
 		{"overlap", []Pool{{Name: "a", Ranges: []netipx.IPRange{r("192.0.2.0-192.0.2.3")}}, {Name: "b", Ranges: []netipx.IPRange{r("192.0.2.3-192.0.2.9")}}}},
+		{"loopback", []Pool{{Name: "a", Ranges: []netipx.IPRange{r("127.0.0.1-127.0.0.9")}}}},
+		{"every IPv6 address", []Pool{{Name: "a", Ranges: []netipx.IPRange{r("::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -68,6 +68,7 @@ func main() {
 func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	alignKubernetesVersion()
 
 	ccmOptions, err := options.NewCloudControllerManagerOptions()
 	if err != nil {
@@ -85,7 +86,14 @@ func run() int {
 
 	provider.RegisterMetrics()
 
+	// loaded is the cloud config as checked before anything started.
+	var loaded *config.Config
 	initCloud := func(cc *cloudcontrollerconfig.CompletedConfig) cloudprovider.Interface {
+		// Logging is configured by now (not yet when the file was
+		// checked): say what in the file is probably not meant.
+		for _, w := range loaded.Warnings {
+			klog.FromContext(ctx).Info("Warning: "+w, "cloudConfig", cc.ComponentConfig.KubeCloudShared.CloudProvider.CloudConfigFile)
+		}
 		shared := cc.ComponentConfig.KubeCloudShared.CloudProvider
 		// Every replica announces, so every replica needs its own client
 		// now, not only the leader once it has won.
@@ -113,9 +121,23 @@ func run() int {
 
 	cmd := app.NewCloudControllerManagerCommand(ccmOptions, initCloud, app.DefaultInitFuncConstructors, names.CCMControllerAliases(), fss, ctx.Done())
 	cmd.Use = "baremetal-cloud-controller-manager"
+	cmd.Long += "\n\nTo check a cloud config file without starting anything:\n  baremetal-cloud-controller-manager validate --cloud-config FILE"
+	cmd.AddCommand(newValidateCommand())
+	cmd.CompletionOptions.DisableDefaultCmd = true
+	upstreamRun := cmd.RunE
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if ok, how := versionRequested(c); ok && how == "true" {
+			fmt.Fprintf(c.OutOrStdout(), "%s %s\n", c.Name(), binaryVersion())
+			return nil
+		}
+		return upstreamRun(c, args) // --version=raw: printed there
+	}
 	// Check the cloud config before anything else starts, so that a bad file
 	// fails the process with every problem listed and no controller running.
-	cmd.PreRunE = func(*cobra.Command, []string) error {
+	cmd.PreRunE = func(c *cobra.Command, _ []string) error {
+		if ok, _ := versionRequested(c); ok {
+			return nil // needs no config
+		}
 		shared := ccmOptions.KubeCloudShared.CloudProvider
 		if shared.Name != provider.Name {
 			return fmt.Errorf("--cloud-provider=%q: this binary serves only %q", shared.Name, provider.Name)
@@ -123,10 +145,12 @@ func run() int {
 		if shared.CloudConfigFile == "" {
 			return fmt.Errorf("--cloud-config is required: the path of the %s cloud config file", provider.Name)
 		}
-		if _, err := config.Load(shared.CloudConfigFile); err != nil {
+		cfg, err := config.Load(shared.CloudConfigFile)
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "invalid cloud config: %v\n", err)
 			return errors.New("invalid cloud config (see above); nothing was started")
 		}
+		loaded = cfg
 		return ours.validate()
 	}
 	return cli.Run(cmd)

@@ -14,14 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	sigsjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
 	"github.com/baremetal-ccm/baremetal-ccm/ipam"
@@ -79,6 +76,22 @@ type Config struct {
 	BGP bgp.Config
 	// HealthCheck is the node health check, with defaults applied.
 	HealthCheck health.Config
+	// Warnings are settings that are valid but probably not what the
+	// operator wants, each a sentence that starts with its field path.
+	// The binary logs them when it loads the file.
+	Warnings []string
+}
+
+// PasswordFiles returns the files the config names as BGP passwords: a
+// change of their content must be applied as a change of the config.
+func (c *Config) PasswordFiles() []string {
+	var files []string
+	for _, p := range c.BGP.Peers {
+		if p.PasswordFile != "" && !slices.Contains(files, p.PasswordFile) {
+			files = append(files, p.PasswordFile)
+		}
+	}
+	return files
 }
 
 // Rack is a top-of-rack domain: the nodes whose addresses lie in its subnets.
@@ -126,9 +139,11 @@ func (c *Config) RackOf(addr netip.Addr) (Rack, bool) {
 	return Rack{}, false
 }
 
-// Load reads and validates a cloud config file.
+// Load reads and validates a cloud config file: a regular file of at most
+// [MaxFileSize] bytes. When the file is invalid, the error wraps an
+// [*InvalidError] that lists every problem.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("reading cloud config: %w", err)
 	}
@@ -139,36 +154,53 @@ func Load(path string) (*Config, error) {
 	return cfg, nil
 }
 
-// Parse decodes YAML strictly (an unknown or repeated field is an error) and
-// validates it.
+// Parse decodes YAML strictly and validates it. A key given twice, an
+// unknown field and a value of the wrong type are problems like any other:
+// the error, an [*InvalidError], lists them all together. Only YAML that
+// cannot be read at all is reported alone.
 func Parse(data []byte) (*Config, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, errors.New("the file is empty: at least `region` is required")
 	}
-	// YAMLToJSONStrict refuses a key given twice; sigs.k8s.io/json names the
-	// path of an unknown field (racks[0].subnet), which encoding/json does not.
-	js, err := yaml.YAMLToJSONStrict(data)
+	f, problems, dropped, err := decode(data)
 	if err != nil {
-		return nil, fmt.Errorf("decoding YAML: %w", err)
-	}
-	var f File
-	strict, err := sigsjson.UnmarshalStrict(js, &f, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
-	if err != nil {
-		return nil, fmt.Errorf("decoding YAML: %w", err)
-	}
-	if len(strict) > 0 {
-		return nil, fmt.Errorf("decoding YAML: %w", errors.Join(strict...))
+		return nil, err
 	}
 	cfg, errs := f.Validate()
-	if len(errs) > 0 {
-		all := make([]error, len(errs))
-		for i, e := range errs {
-			all[i] = e
+	// A value left out for its type is reported once: the problems
+	// validation then finds at or below its path follow from it.
+	for _, e := range errs {
+		if !slices.ContainsFunc(dropped, func(p string) bool { return under(e.Field, p) }) {
+			problems = append(problems, e)
 		}
-		// One problem per line: the operator sees every one at once.
-		return nil, fmt.Errorf("%d problem(s):\n%w", len(errs), errors.Join(all...))
+	}
+	if len(problems) > 0 {
+		return nil, &InvalidError{Problems: problems}
 	}
 	return cfg, nil
+}
+
+// InvalidError lists every problem of a cloud config file, each with its
+// field path, the offending value and what would be valid.
+type InvalidError struct {
+	Problems field.ErrorList
+}
+
+func (e *InvalidError) Error() string {
+	var b strings.Builder
+	// One problem per line: the operator sees every one at once.
+	fmt.Fprintf(&b, "%d problem(s):", len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n")
+		b.WriteString(p.Error())
+	}
+	return b.String()
+}
+
+// under tells whether field path p is path or lies below it.
+func under(p, path string) bool {
+	rest, ok := strings.CutPrefix(p, path)
+	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
 }
 
 // Validate checks every field and returns the config with defaults applied,
@@ -216,6 +248,9 @@ func (f *File) Validate() (*Config, field.ErrorList) {
 	var hcErrs field.ErrorList
 	cfg.HealthCheck, hcErrs = f.HealthCheck.Parse(field.NewPath("healthCheck"))
 	errs = append(errs, hcErrs...)
+
+	errs = append(errs, validatePoolPlacement(f)...)
+	cfg.Warnings = warnings(f)
 
 	if len(errs) > 0 {
 		return nil, errs

@@ -87,7 +87,7 @@ func TestParseBad(t *testing.T) {
 		{"region not a label value", "region: 'lab one'\n", []string{`region: Invalid value: "lab one"`}},
 		{"unknown field", "region: lab\nzonee: a\n", []string{`unknown field "zonee"`}},
 		{"unknown nested field", "region: lab\nracks:\n- name: a\n  subnet: [198.51.100.0/25]\n", []string{`unknown field "racks[0].subnet"`}},
-		{"repeated field", "region: lab\nregion: lab2\n", []string{`"region"`}},
+		{"repeated field", "region: lab\nregion: lab2\n", []string{"region: Duplicate value", "line 1", "line 2"}},
 		{"not yaml", "region: [lab\n", []string{"decoding YAML"}},
 		{"bad CIDR", "region: lab\nracks:\n- name: rack-a\n  subnets: [198.51.100.0/33]\n",
 			[]string{`racks[0].subnets[0]: Invalid value: "198.51.100.0/33"`, "must be a CIDR"}},
