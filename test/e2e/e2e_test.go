@@ -20,9 +20,9 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/baremetal-ccm/baremetal-ccm/hack/lab/lab"
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
 	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
+	"github.com/baremetal-ccm/baremetal-ccm/test/lab"
 	"github.com/baremetal-ccm/baremetal-ccm/test/lbservice"
 )
 
