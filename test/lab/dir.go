@@ -42,7 +42,7 @@ func ClaimDir(dir string) error {
 		return nil
 	case dirMissing:
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("lab: creating its directory: %w", err)
+			return fmt.Errorf("creating the lab directory: %w", err)
 		}
 		return writeMarker(dir, markerCreated)
 	case dirEmpty:
@@ -70,17 +70,17 @@ func RemoveDir(dir string) error {
 	}
 	marker, err := os.ReadFile(filepath.Join(dir, MarkerName))
 	if err != nil {
-		return fmt.Errorf("lab: reading its marker: %w", err)
+		return fmt.Errorf("reading the lab marker: %w", err)
 	}
 	if string(marker) != markerAdopted {
 		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("lab: removing its directory: %w", err)
+			return fmt.Errorf("removing the lab directory: %w", err)
 		}
 		return nil
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("lab: emptying its directory: %w", err)
+		return fmt.Errorf("emptying the lab directory: %w", err)
 	}
 	var errs []error
 	// The marker last: an interrupted removal leaves a directory that is
@@ -91,7 +91,7 @@ func RemoveDir(dir string) error {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("lab: emptying its directory: %w", err)
+		return fmt.Errorf("emptying the lab directory: %w", err)
 	}
 	return os.Remove(filepath.Join(dir, MarkerName))
 }
@@ -124,44 +124,44 @@ const (
 // wrapping ErrNotLabDir.
 func inspectDir(dir string) (dirState, error) {
 	if strings.TrimSpace(dir) == "" {
-		return 0, errors.New("lab: no directory given; set --dir or $BMCCM_LAB_DIR")
+		return 0, errors.New("no lab directory given; set --dir or $BMCCM_LAB_DIR")
 	}
 	fi, err := os.Lstat(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return dirMissing, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("lab: %w", err)
+		return 0, fmt.Errorf("lab directory: %w", err)
 	}
 	if !fi.IsDir() {
-		return 0, fmt.Errorf("lab: refusing to use %s: it is not a directory: %w", dir, ErrNotLabDir)
+		return 0, fmt.Errorf("refusing to use %s: it is not a directory: %w", dir, ErrNotLabDir)
 	}
 	if _, err := os.Lstat(filepath.Join(dir, MarkerName)); err == nil {
 		return dirOwned, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return 0, fmt.Errorf("lab: %w", err)
+		return 0, fmt.Errorf("lab directory: %w", err)
 	}
 	f, err := os.Open(dir)
 	if err != nil {
-		return 0, fmt.Errorf("lab: %w", err)
+		return 0, fmt.Errorf("lab directory: %w", err)
 	}
 	defer f.Close()
 	if _, err := f.Readdirnames(1); errors.Is(err, io.EOF) {
 		return dirEmpty, nil
 	} else if err != nil {
-		return 0, fmt.Errorf("lab: reading %s: %w", dir, err)
+		return 0, fmt.Errorf("reading %s: %w", dir, err)
 	}
 	return dirForeign, nil
 }
 
 func writeMarker(dir, content string) error {
 	if err := os.WriteFile(filepath.Join(dir, MarkerName), []byte(content), 0o644); err != nil {
-		return fmt.Errorf("lab: marking its directory: %w", err)
+		return fmt.Errorf("marking the lab directory: %w", err)
 	}
 	return nil
 }
 
 func notLabDir(dir string) error {
-	return fmt.Errorf("lab: refusing to use or remove %s: it holds files but no %s, so the lab did not create it; give a missing or empty directory (--dir or $BMCCM_LAB_DIR): %w",
+	return fmt.Errorf("refusing to use or remove %s: it holds files but no %s, so the lab did not create it; give a missing or empty directory (--dir or $BMCCM_LAB_DIR): %w",
 		dir, MarkerName, ErrNotLabDir)
 }

@@ -753,9 +753,13 @@ func (n *Node) SetHealthy(ok bool) error {
 	return os.WriteFile(n.FailFile, nil, 0o644)
 }
 
+// readyWait bounds the wait for the lab's sessions and Nodes: generous,
+// since a busy machine starts a dozen processes slowly.
+const readyWait = 3 * time.Minute
+
 func (l *Lab) waitReady(ctx context.Context) error {
 	l.Opts.logf("waiting for the BGP sessions and the Nodes")
-	return fabric.Eventually(ctx, 90*time.Second, 250*time.Millisecond, func() error {
+	return fabric.Eventually(ctx, readyWait, 250*time.Millisecond, func() error {
 		for _, p := range l.allProcs() {
 			if !p.Running() {
 				return fmt.Errorf("%s exited: %s", p.Name, p.LogTail(20))
