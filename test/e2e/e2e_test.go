@@ -233,7 +233,7 @@ func (e *env) probeAsync(t *testing.T, vip netip.Addr, count int, interval time.
 		t.Fatal(err)
 	}
 	if err := run.WaitAnswered(ctx, 5, waitTimeout); err != nil {
-		_, _ = run.Wait()
+		run.Stop()
 		t.Fatal(err)
 	}
 	return func() lab.Results {

@@ -150,6 +150,12 @@ func (r *ProbeRun) WaitAnswered(ctx context.Context, n int, timeout time.Duratio
 	})
 }
 
+// Stop ends the loop early (its process is killed) and waits for it.
+func (r *ProbeRun) Stop() {
+	r.cancel()
+	_, _ = r.Wait()
+}
+
 // Wait waits for the loop's end and returns all its results.
 func (r *ProbeRun) Wait() (Results, error) {
 	defer r.cancel()
