@@ -39,6 +39,8 @@ lint:
 	$(GO) vet -tags bench ./bgp/ ./test/bench/
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags bench ./...
+	@# Product code never imports test code (test/, hack/).
+	@out=$$($(GO) list -deps ./cmd/... ./provider/... ./bgp/... ./ipam/... | grep -E '^github.com/baremetal-ccm/baremetal-ccm/(test|hack)(/|$$)'); if [ -n "$$out" ]; then echo "product code imports test code:"; echo "$$out"; exit 1; fi
 
 # As root: the two-rack lab of network namespaces with FRR ToRs, the real
 # control plane and two CCM replicas, and a sample Service (docs/lab.md).

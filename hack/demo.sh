@@ -51,7 +51,7 @@ spec:
   - {name: http, port: 80, targetPort: 8080}
 YAML
 VIP4=
-for _ in $(seq 120); do
+for _ in $(seq 240); do
 	VIP4=$("$KUBECTL" get svc demo -o jsonpath='{.status.loadBalancer.ingress[?(@.ip)].ip}' | tr ' ' '\n' | grep -v : | head -1 || true)
 	[[ -n $VIP4 ]] && break
 	sleep 0.5
@@ -60,10 +60,25 @@ if [[ -z $VIP4 ]]; then
 	echo "the Service got no EXTERNAL-IP; see kubectl describe svc demo and $LAB_DIR/logs" >&2
 	exit 1
 fi
-for _ in $(seq 40); do
-	[[ $(ip -n ${PREFIX}tor-a route show "$VIP4" | grep -c nexthop) -ge 2 ]] && break
+# The requests below go client -> either ToR -> a node: wait for exactly
+# that path, every node's agent holding the VIP, every ToR with a next hop
+# per node of its rack and the client's ECMP route through both ToRs (up
+# to 2 minutes, for a busy machine).
+nexthops() { ip -n "$1" route show "$VIP4" | grep -c nexthop || true; }
+routed() {
+	for n in a1 a2 a3 b1 b2 b3; do
+		ip -n "${PREFIX}$n" addr show dev lo | grep -q "inet $VIP4/32" || return 1
+	done
+	[[ $(nexthops ${PREFIX}tor-a) -eq 3 && $(nexthops ${PREFIX}tor-b) -eq 3 && $(nexthops ${PREFIX}client) -eq 2 ]]
+}
+for _ in $(seq 480); do
+	routed && break
 	sleep 0.25
 done
+if ! routed; then
+	echo "$VIP4 is not routed from the client through both ToRs to every node; see $LAB_DIR/logs" >&2
+	exit 1
+fi
 echo
 echo "\$ kubectl get svc demo"
 "$KUBECTL" get svc demo

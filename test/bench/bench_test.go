@@ -205,7 +205,11 @@ func TestBenchCreateLatency(t *testing.T) {
 	created := make([]time.Time, services)
 	for i := range services {
 		name := "single-" + strconv.Itoa(i)
-		time.Sleep(200 * time.Millisecond) // idle: let the last delete settle
+		// Pacing, not a wait for a condition: the previous Service is gone
+		// and its VIP withdrawn (checked at the end of the last round); the
+		// pause keeps one creation from overlapping the CCM's follow-up
+		// work on the last (events, status), as on an idle cluster.
+		time.Sleep(200 * time.Millisecond)
 		start := time.Now()
 		created[i] = start
 		if _, err := cl.c.CoreV1().Services("default").Create(ctx, lbservice.New(name, 80, lbservice.SingleStack(v1.IPv6Protocol)), metav1.CreateOptions{}); err != nil {

@@ -1,11 +1,18 @@
-// Package bgprouter runs an in-process GoBGP as the router that the CCM
-// binary peers with in integration tests: it accepts the speakers as passive
-// neighbors with ADD-PATH receive, and reports the paths it holds.
+// Package bgprouter runs GoBGP as the router that the CCM binary peers
+// with in integration tests: it accepts the speakers as passive neighbors
+// with ADD-PATH receive, and reports the paths it holds.
+//
+// Each router is a process of its own (see process.go), driven over
+// GoBGP's gRPC API on a unix socket: GoBGP keeps route-selection options
+// in package variables that StartBgp writes and every running server
+// reads, so two servers in one process race (go test -race reports it).
 package bgprouter
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -14,7 +21,8 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
-	"github.com/osrg/gobgp/v3/pkg/server"
+
+	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
 )
 
 // Options configure [Start].
@@ -29,7 +37,7 @@ type Options struct {
 
 // Router is a running GoBGP router.
 type Router struct {
-	srv       *server.BgpServer
+	proc      *process
 	Address   string
 	Port      int
 	ASN       uint32
@@ -43,46 +51,68 @@ var families = []*api.Family{
 	{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST},
 }
 
+// callTimeout bounds one API call; generous for a busy machine.
+const callTimeout = 30 * time.Second
+
+// listenAttempts bounds the retries of StartBgp when the free port found
+// was taken by someone else before GoBGP bound it.
+const listenAttempts = 5
+
 // Start runs a router until the test ends.
 func Start(t testing.TB, o Options) *Router {
 	t.Helper()
 	if o.Address == "" {
 		o.Address = "127.0.0.1"
 	}
-	l, err := net.Listen("tcp", net.JoinHostPort(o.Address, "0"))
+	p, err := startProcess(t)
 	if err != nil {
-		t.Fatalf("bgprouter: finding a free port: %v", err)
+		t.Fatalf("bgprouter: %v", err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-
-	r := &Router{srv: server.NewBgpServer(), Address: o.Address, Port: port, ASN: o.ASN, neighbors: o.Neighbors, NeighborASN: o.NeighborASN}
-	// GoBGP v3's Serve loop has no exit (the bgp package works around it
-	// for the speaker); a test router's loop ends with the test process.
-	go r.srv.Serve()
-	ctx := context.Background()
-	t.Cleanup(func() { _ = r.srv.StopBgp(context.Background(), &api.StopBgpRequest{}) })
-	if err := r.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn: o.ASN, RouterId: "192.0.2.254", ListenPort: int32(port), ListenAddresses: []string{o.Address},
-	}}); err != nil {
-		t.Fatalf("bgprouter: starting: %v", err)
+	r := &Router{proc: p, Address: o.Address, ASN: o.ASN, neighbors: o.Neighbors, NeighborASN: o.NeighborASN}
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	var errs []error
+	for range listenAttempts {
+		if r.Port, err = freePort(o.Address); err != nil {
+			t.Fatalf("bgprouter: %v", err)
+		}
+		_, err = p.api.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+			Asn: o.ASN, RouterId: "192.0.2.254", ListenPort: int32(r.Port), ListenAddresses: []string{o.Address},
+		}})
+		if err == nil {
+			break
+		}
+		errs = append(errs, err)
+	}
+	if err != nil {
+		t.Fatalf("bgprouter: starting BGP on %s: %v", o.Address, errors.Join(errs...))
 	}
 	for _, n := range o.Neighbors {
-		p := &api.Peer{
+		peer := &api.Peer{
 			Conf:      &api.PeerConf{NeighborAddress: n, PeerAsn: o.NeighborASN},
 			Transport: &api.Transport{PassiveMode: true},
 		}
 		for _, fam := range families {
-			p.AfiSafis = append(p.AfiSafis, &api.AfiSafi{
+			peer.AfiSafis = append(peer.AfiSafis, &api.AfiSafi{
 				Config:   &api.AfiSafiConfig{Family: fam, Enabled: true},
 				AddPaths: &api.AddPaths{Config: &api.AddPathsConfig{Receive: true}},
 			})
 		}
-		if err := r.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: p}); err != nil {
+		if _, err := p.api.AddPeer(ctx, &api.AddPeerRequest{Peer: peer}); err != nil {
 			t.Fatalf("bgprouter: adding neighbor %s: %v", n, err)
 		}
 	}
 	return r
+}
+
+// freePort returns a TCP port on address that was free a moment ago.
+func freePort(address string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(address, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // SpeakerConfig is the `bgp:` section of a cloud config that makes the CCM
@@ -104,15 +134,28 @@ func (r *Router) SpeakerConfig() string {
 func (r *Router) Endpoint() string { return net.JoinHostPort(r.Address, strconv.Itoa(r.Port)) }
 
 // Established returns the neighbors whose session is up.
-func (r *Router) Established() []string {
+func (r *Router) Established() ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	stream, err := r.proc.api.ListPeer(ctx, &api.ListPeerRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("bgprouter: listing peers: %w", err)
+	}
 	var up []string
-	_ = r.srv.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
-		if p.State != nil && p.State.SessionState == api.PeerState_ESTABLISHED {
-			up = append(up, p.Conf.NeighborAddress)
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
 		}
-	})
+		if err != nil {
+			return nil, fmt.Errorf("bgprouter: listing peers: %w", err)
+		}
+		if p := resp.GetPeer(); p.GetState().GetSessionState() == api.PeerState_ESTABLISHED {
+			up = append(up, p.GetConf().GetNeighborAddress())
+		}
+	}
 	slices.Sort(up)
-	return up
+	return up, nil
 }
 
 // NextHops returns, per neighbor, the next hops it sent for each prefix,
@@ -122,15 +165,14 @@ func (r *Router) NextHops() (map[string]map[netip.Prefix][]netip.Addr, error) {
 	for _, n := range r.neighbors {
 		table := map[netip.Prefix][]netip.Addr{}
 		for _, fam := range families {
-			err := r.srv.ListPath(context.Background(), &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: n, Family: fam}, func(d *api.Destination) {
-				for _, p := range d.Paths {
+			if err := r.listAdjIn(n, fam, func(d *api.Destination) {
+				for _, p := range d.GetPaths() {
 					prefix, hop, err := decode(p)
 					if err == nil {
 						table[prefix] = append(table[prefix], hop)
 					}
 				}
-			})
-			if err != nil {
+			}); err != nil {
 				return nil, fmt.Errorf("bgprouter: listing paths from %s: %w", n, err)
 			}
 		}
@@ -140,6 +182,25 @@ func (r *Router) NextHops() (map[string]map[netip.Prefix][]netip.Addr, error) {
 		out[n] = table
 	}
 	return out, nil
+}
+
+func (r *Router) listAdjIn(neighbor string, fam *api.Family, f func(*api.Destination)) error {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	stream, err := r.proc.api.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: neighbor, Family: fam})
+	if err != nil {
+		return err
+	}
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		f(resp.GetDestination())
+	}
 }
 
 // Union returns, for each prefix, the next hops any neighbor sent, sorted
@@ -165,12 +226,18 @@ func (r *Router) Union() (map[netip.Prefix][]netip.Addr, error) {
 // WaitEstablished waits until every neighbor's session is up.
 func (r *Router) WaitEstablished(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for len(r.Established()) < len(r.neighbors) {
-		if time.Now().After(deadline) {
-			t.Fatalf("bgprouter: sessions up %v of %v after %s", r.Established(), r.neighbors, timeout)
+	err := fabric.Eventually(context.Background(), timeout, 100*time.Millisecond, func() error {
+		up, err := r.Established()
+		if err != nil {
+			return err
 		}
-		time.Sleep(100 * time.Millisecond)
+		if len(up) < len(r.neighbors) {
+			return fmt.Errorf("sessions up %v of %v", up, r.neighbors)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("bgprouter: %v", err)
 	}
 }
 

@@ -1,4 +1,4 @@
-// Package e2e runs the product end to end on the lab (hack/lab): real
+// Package e2e runs the product end to end on the lab (test/lab): real
 // kube-apiserver, two CCM replicas, FRR top-of-rack routers and traffic
 // from a client through the ToRs' ECMP to machine agents. It needs root,
 // FRR, etcd and kube-apiserver: it fails under CI=true without them and
@@ -10,7 +10,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -20,13 +20,15 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/baremetal-ccm/baremetal-ccm/hack/lab/lab"
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
 	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
+	"github.com/baremetal-ccm/baremetal-ccm/test/lab"
 	"github.com/baremetal-ccm/baremetal-ccm/test/lbservice"
 )
 
-const waitTimeout = 60 * time.Second
+// waitTimeout bounds the waits for a condition: generous, for a busy
+// 2-core machine.
+const waitTimeout = 2 * time.Minute
 
 // freeSlot returns a lab slot whose host address is not in use (slot 0
 // is left to make demo).
@@ -53,10 +55,8 @@ func startLab(t *testing.T) *lab.Lab {
 		controlplane.Unavailable(t, "kube-apiserver: "+err.Error())
 	}
 	prefix := fabric.UniqueName("bme")
-	dir, err := os.MkdirTemp("", "bmccm-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A directory the lab creates (and so removes).
+	dir := filepath.Join(t.TempDir(), "lab")
 	o := lab.Options{Prefix: prefix, Dir: dir, Slot: freeSlot(t), Logf: t.Logf}
 	t.Cleanup(func() { _ = lab.Cleanup(o.Prefix, o.Dir, o.Slot) })
 	l, err := lab.Up(context.Background(), o)
@@ -177,6 +177,37 @@ func (e *env) waitAllHops(t *testing.T, vip netip.Addr) {
 	}
 }
 
+// waitServing waits for everything a request from the client to vip
+// goes through: each rack's ToR routes vip via exactly holders[rack]
+// (default: all its nodes), the client's kernel routes vip through every
+// ToR, and every holder answers on vip itself.
+func (e *env) waitServing(t *testing.T, vip netip.Addr, holders map[string][]*lab.Node) {
+	t.Helper()
+	ctx := context.Background()
+	var answering []*lab.Node
+	for _, r := range e.l.Racks {
+		nodes, ok := holders[r.Name]
+		if !ok {
+			nodes = r.Nodes
+		}
+		answering = append(answering, nodes...)
+		waitHops(t, r, vip, addrs(nodes, vip.Is6()), waitTimeout)
+	}
+	if err := fabric.Eventually(ctx, waitTimeout, 50*time.Millisecond, func() error {
+		return e.l.ClientRouted(ctx, vip)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	url := lab.URL(vip.String(), 80)
+	for _, n := range answering {
+		if err := fabric.Eventually(ctx, waitTimeout, 100*time.Millisecond, func() error {
+			return e.l.NodeAnswers(ctx, n, url)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // probe sends count requests from the client and fails the test on an
 // error of the loop itself (not of a request).
 func (e *env) probe(t *testing.T, vip netip.Addr, count int, interval time.Duration) lab.Results {
@@ -191,21 +222,30 @@ func (e *env) probe(t *testing.T, vip netip.Addr, count int, interval time.Durat
 	return rs
 }
 
-// probeAsync runs a request loop while the test does something else.
+// probeAsync starts a request loop and returns once its first requests
+// are answered, so that what the test does next happens while traffic
+// flows; the function it returns waits for the loop's end.
 func (e *env) probeAsync(t *testing.T, vip netip.Addr, count int, interval time.Duration) func() lab.Results {
 	t.Helper()
-	done := make(chan lab.Results, 1)
-	errc := make(chan error, 1)
-	go func() {
-		rs, err := e.l.Probe(context.Background(), lab.URL(vip.String(), 80), count, interval, time.Second)
-		errc <- err
-		done <- rs
-	}()
+	ctx := context.Background()
+	run, err := e.l.StartProbe(ctx, lab.URL(vip.String(), 80), count, interval, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.WaitAnswered(ctx, 5, waitTimeout); err != nil {
+		run.Stop()
+		t.Fatal(err)
+	}
 	return func() lab.Results {
-		if err := <-errc; err != nil {
+		t.Helper()
+		rs, err := run.Wait()
+		if err != nil {
 			t.Fatal(err)
 		}
-		return <-done
+		if len(rs) != count {
+			t.Fatalf("%d results, want %d", len(rs), count)
+		}
+		return rs
 	}
 }
 
@@ -214,7 +254,7 @@ func rackOf(node string) string { return "rack-" + strings.TrimPrefix(node, "nod
 // (1) The VIP answers from at least two nodes in each rack.
 func (e *env) traffic(t *testing.T) {
 	vip := e.create(t, lbservice.New("traffic", 80))[0]
-	e.waitAllHops(t, vip)
+	e.waitServing(t, vip, nil)
 	rs := e.probe(t, vip, 100, 0)
 	if f := rs.Failed(); len(f) > 0 {
 		t.Errorf("%d of 100 requests failed, first: %+v", len(f), f[0])
@@ -275,12 +315,11 @@ func (e *env) serviceDeleted(t *testing.T) {
 // 3 s; a client loop meanwhile sees at most 1 % failed requests.
 func (e *env) nodeFailure(t *testing.T) {
 	vip := e.create(t, lbservice.New("nodefail", 80))[0]
-	e.waitAllHops(t, vip)
+	e.waitServing(t, vip, nil)
 	rackA := e.l.Racks[0]
 	victim := rackA.Nodes[0]
 	t.Cleanup(func() { _ = victim.SetHealthy(true) })
 	wait := e.probeAsync(t, vip, 300, 20*time.Millisecond)
-	time.Sleep(time.Second)
 	if err := victim.SetHealthy(false); err != nil {
 		t.Fatal(err)
 	}
@@ -328,9 +367,9 @@ func (e *env) localPolicy(t *testing.T) {
 	vip := e.create(t, lbservice.New("local", 80, func(s *v1.Service) {
 		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
 	}))[0]
-	for i, r := range e.l.Racks {
-		waitHops(t, r, vip, []netip.Addr{holders[i].Addr4}, waitTimeout)
-	}
+	e.waitServing(t, vip, map[string][]*lab.Node{
+		e.l.Racks[0].Name: holders[:1], e.l.Racks[1].Name: holders[1:],
+	})
 	rs := e.probe(t, vip, 50, 0)
 	if f := rs.Failed(); len(f) > 0 {
 		t.Errorf("%d of 50 requests failed, first: %+v", len(f), f[0])
@@ -353,7 +392,7 @@ func (e *env) dualStack(t *testing.T) {
 		t.Fatalf("ingress %v, want one IPv4 and one IPv6 address", vips)
 	}
 	for _, vip := range vips {
-		e.waitAllHops(t, vip)
+		e.waitServing(t, vip, nil)
 		rs := e.probe(t, vip, 40, 0)
 		if f := rs.Failed(); len(f) > 0 {
 			t.Errorf("%s: %d of 40 requests failed, first: %+v", vip, len(f), f[0])
@@ -367,7 +406,7 @@ func (e *env) dualStack(t *testing.T) {
 func (e *env) leaderKilled(t *testing.T) {
 	ctx := context.Background()
 	vip := e.create(t, lbservice.New("failover", 80))[0]
-	e.waitAllHops(t, vip)
+	e.waitServing(t, vip, nil)
 	var leader *lab.CCM
 	for _, c := range e.l.CCMs {
 		if c.IsLeader() {
@@ -378,7 +417,6 @@ func (e *env) leaderKilled(t *testing.T) {
 		t.Fatal("no replica says it holds the lease")
 	}
 	wait := e.probeAsync(t, vip, 250, 20*time.Millisecond)
-	time.Sleep(time.Second)
 	leader.Proc.Kill()
 	t.Logf("killed the leader %s", leader.Name)
 	// The survivor takes over: a new Service gets an address.

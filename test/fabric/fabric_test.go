@@ -60,7 +60,7 @@ router bgp 64513
   network 192.0.2.0/24
  exit-address-family
 `)
-	if err := Eventually(ctx, 10*time.Second, 100*time.Millisecond, func() error {
+	if err := Eventually(ctx, time.Minute, 100*time.Millisecond, func() error {
 		paths, err := frr.BGPPaths(ctx, "192.0.2.0/24")
 		if err == nil && len(paths) != 1 {
 			return os.ErrNotExist

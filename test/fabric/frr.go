@@ -31,6 +31,10 @@ type FRR struct {
 // be able to reach the directory.
 const frrUser = "frr"
 
+// startTimeout bounds the wait for a daemon's socket and for bgpd's vty:
+// generous, since a busy machine can take many seconds to start them.
+const startTimeout = time.Minute
+
 // StartFRR writes bgpdConf and starts zebra and bgpd in ns, with dir (for
 // example t.TempDir()) as their directory. It returns when bgpd answers on
 // its vty. t.Cleanup stops both daemons; their logs are printed when the
@@ -116,7 +120,7 @@ func startFRR(ns *Namespace, dir, bgpdConf string) (*FRR, error) {
 		f.procs = append(f.procs, cmd)
 		f.waits = append(f.waits, done)
 		sock := filepath.Join(dir, d.ready)
-		err = Eventually(context.Background(), 15*time.Second, 50*time.Millisecond, func() error {
+		err = Eventually(context.Background(), startTimeout, 50*time.Millisecond, func() error {
 			select {
 			case <-done:
 				return errors.New(d.name + " exited")
@@ -130,7 +134,7 @@ func startFRR(ns *Namespace, dir, bgpdConf string) (*FRR, error) {
 			return f, fmt.Errorf("%s did not start: %w; output: %s", d.name, err, b)
 		}
 	}
-	err := Eventually(context.Background(), 15*time.Second, 100*time.Millisecond, func() error {
+	err := Eventually(context.Background(), startTimeout, 100*time.Millisecond, func() error {
 		_, err := f.Vtysh(context.Background(), "show bgp summary json")
 		return err
 	})

@@ -42,7 +42,9 @@ type Options struct {
 	// keep it at most 9 bytes. Required.
 	Prefix string
 	// Dir holds the state, logs, configs and the control plane's data.
-	// Required; Down removes it.
+	// Required: missing, empty, or an earlier lab's (it holds the file
+	// MarkerName); Up refuses anything else. Down removes what the lab put
+	// there, and Dir itself if the lab created it (see [ClaimDir]).
 	Dir string
 	// Slot (0..5) picks the lab's core subnet 198.51.100.(128+16*Slot)/28,
 	// whose first address the kube-apiserver binds on the host (the only
@@ -208,8 +210,8 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if o.HoldTime == 0 {
 		o.HoldTime = 9
 	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("lab: %w", err)
+	if err := ClaimDir(o.Dir); err != nil {
+		return nil, err
 	}
 	st, _ := ReadState(o.Dir)
 	st.Prefix, st.Slot = o.Prefix, o.Slot
@@ -751,9 +753,13 @@ func (n *Node) SetHealthy(ok bool) error {
 	return os.WriteFile(n.FailFile, nil, 0o644)
 }
 
+// readyWait bounds the wait for the lab's sessions and Nodes: generous,
+// since a busy machine starts a dozen processes slowly.
+const readyWait = 3 * time.Minute
+
 func (l *Lab) waitReady(ctx context.Context) error {
 	l.Opts.logf("waiting for the BGP sessions and the Nodes")
-	return fabric.Eventually(ctx, 90*time.Second, 250*time.Millisecond, func() error {
+	return fabric.Eventually(ctx, readyWait, 250*time.Millisecond, func() error {
 		for _, p := range l.allProcs() {
 			if !p.Running() {
 				return fmt.Errorf("%s exited: %s", p.Name, p.LogTail(20))
@@ -817,8 +823,13 @@ func (l *Lab) Down() error {
 // Cleanup removes what a lab with this prefix and slot left behind, also
 // without a Lab (hack/lab down after a crash): its namespaces (killing
 // their processes), its root link, its routing rule, the control plane
-// processes named in dir's state, and dir.
+// processes named in dir's state, and what the lab put in dir
+// ([RemoveDir]). A dir that holds files but not the lab's marker is
+// refused before anything is touched (an error wrapping [ErrNotLabDir]).
 func Cleanup(prefix, dir string, slot int) error {
+	if err := CheckDir(dir); err != nil {
+		return err
+	}
 	var errs []error
 	if st, err := ReadState(dir); err == nil {
 		for _, pid := range st.PIDs {
@@ -843,10 +854,8 @@ func Cleanup(prefix, dir string, slot int) error {
 			break
 		}
 	}
-	if dir != "" {
-		if err := os.RemoveAll(dir); err != nil {
-			errs = append(errs, err)
-		}
+	if err := RemoveDir(dir); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
