@@ -25,6 +25,7 @@ import (
 	"github.com/baremetal-ccm/baremetal-ccm/ipam"
 	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
 	"github.com/baremetal-ccm/baremetal-ccm/provider/health"
+	svccontract "github.com/baremetal-ccm/baremetal-ccm/provider/service"
 )
 
 // Name is the name the provider registers under: --cloud-provider=baremetal.
@@ -243,13 +244,15 @@ func (c *cloud) restore(ctx context.Context) error {
 		return fmt.Errorf("listing services: %w", err)
 	}
 	var ours []*v1.Service
+	var claims []ipam.Claim
 	for i := range list.Items {
 		s := &list.Items[i]
-		if s.Spec.Type == v1.ServiceTypeLoadBalancer && s.Spec.LoadBalancerClass == nil {
+		if svccontract.Ours(s) {
 			ours = append(ours, s)
+			claims = append(claims, svccontract.Claim(s))
 		}
 	}
-	report := c.alloc.Restore(ours)
+	report := c.alloc.Restore(claims)
 	byKey := map[string]*v1.Service{}
 	for _, s := range ours {
 		byKey[s.Namespace+"/"+s.Name] = s

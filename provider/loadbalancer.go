@@ -15,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/baremetal-ccm/baremetal-ccm/ipam"
+	svccontract "github.com/baremetal-ccm/baremetal-ccm/provider/service"
 )
 
 var _ cloudprovider.LoadBalancer = (*cloud)(nil)
@@ -32,7 +33,7 @@ var allocationReasons = []struct {
 	reason string
 	retry  bool
 }{
-	{ipam.ErrBadAnnotation, "InvalidAnnotation", false},
+	{ipam.ErrInvalidRequest, "InvalidAnnotation", false},
 	{ipam.ErrUnknownPool, "UnknownPool", false},
 	{ipam.ErrPoolNotAllowed, "PoolNotAllowed", false},
 	{ipam.ErrOutsidePools, "AddressOutsidePools", false},
@@ -77,7 +78,11 @@ func (c *cloud) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1.Servic
 		c.event(svc, v1.EventTypeWarning, "InvalidAnnotation", err.Error())
 		return nil, err
 	}
-	addrs, err := c.alloc.Allocate(svc)
+	req, err := svccontract.AllocationRequest(svc)
+	if err != nil {
+		return nil, c.allocationFailed(svc, err)
+	}
+	addrs, err := c.alloc.Allocate(req)
 	if err != nil {
 		return nil, c.allocationFailed(svc, err)
 	}
@@ -116,9 +121,9 @@ func (c *cloud) UpdateLoadBalancer(ctx context.Context, _ string, svc *v1.Servic
 // Service shares them), then releases its addresses.
 func (c *cloud) EnsureLoadBalancerDeleted(ctx context.Context, _ string, svc *v1.Service) error {
 	addrs := c.alloc.Assigned(svc.Namespace, svc.Name)
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		if ip, err := netip.ParseAddr(in.IP); err == nil && !slices.Contains(addrs, ip.Unmap()) {
-			addrs = append(addrs, ip.Unmap())
+	for _, a := range svccontract.StatusAddrs(svc) {
+		if !slices.Contains(addrs, a) {
+			addrs = append(addrs, a)
 		}
 	}
 	if err := c.announcer.withdrawService(ctx, svc, addrs); err != nil {
