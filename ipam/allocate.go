@@ -70,6 +70,9 @@ func allocateTxn(txn *memdb.Txn, ix *indexes, req *request) ([]netip.Addr, error
 	if err != nil {
 		return nil, err
 	}
+	if old != nil && old.want == req.want && old.share.equal(req.share) && allShown(old.pending, req.shown) {
+		return slices.Clone(old.addrs), nil // another call got here first
+	}
 	var addrs []netip.Addr
 	if old != nil && old.want == req.want {
 		// The same addresses, under new sharing terms (ports, policy,

@@ -276,8 +276,9 @@ func (c holdChange) applyTxn(txn *memdb.Txn, ix *indexes, a netip.Addr) error {
 	return nil
 }
 
-// Assigned returns the addresses a Service holds, its primary family first;
-// nil if it holds none.
+// Assigned returns the addresses a Service is assigned (what Allocate
+// returned), its primary family first; nil if it holds none. Its pending
+// addresses are not among them.
 func (a *Allocator) Assigned(namespace, name string) []netip.Addr {
 	row, err := serviceTxn(a.db.Txn(false), namespace, name)
 	if err != nil || row == nil {
@@ -286,8 +287,9 @@ func (a *Allocator) Assigned(namespace, name string) []netip.Addr {
 	return slices.Clone(row.addrs)
 }
 
-// Holders returns the Services that hold addr (several when it is shared),
-// in namespace/name order; nil if no one holds it.
+// Holders returns the Services that hold addr (several when it is shared;
+// a Service holding it pending counts), in namespace/name order; nil if no
+// one holds it.
 func (a *Allocator) Holders(addr netip.Addr) []Assignment {
 	// The holders live in the address index, which writers change in
 	// place: read it under the write lock.
