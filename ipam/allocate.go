@@ -274,7 +274,6 @@ type refusal struct {
 // pickFromPoolTxn picks from pool p the addresses of the families a Service
 // still has to get; no says, when p cannot give them, why not.
 func pickFromPoolTxn(txn *memdb.Txn, ix *indexes, req *request, p *poolRow, fams familyNeeds) (picks []netip.Addr, no refusal, err error) {
-	full := refusal{fmt.Sprintf("pool %q is full", p.Name), true}
 	need, opt := fams.need, fams.opt
 	if fams.poolDecides {
 		need = p.families
@@ -303,7 +302,7 @@ func pickFromPoolTxn(txn *memdb.Txn, ix *indexes, req *request, p *poolRow, fams
 			}
 		}
 		if len(picks) == 0 {
-			return nil, full, nil
+			return nil, fullRefusal(p), nil
 		}
 	}
 	for _, f := range need {
@@ -312,7 +311,7 @@ func pickFromPoolTxn(txn *memdb.Txn, ix *indexes, req *request, p *poolRow, fams
 			return nil, refusal{}, err
 		}
 		if !ok {
-			return nil, full, nil
+			return nil, fullRefusal(p), nil
 		}
 		picks = append(picks, addr)
 	}
@@ -329,6 +328,10 @@ func pickFromPoolTxn(txn *memdb.Txn, ix *indexes, req *request, p *poolRow, fams
 		}
 	}
 	return picks, refusal{}, nil
+}
+
+func fullRefusal(p *poolRow) refusal {
+	return refusal{fmt.Sprintf("pool %q is full", p.Name), true}
 }
 
 // noAddressError says why no candidate pool could serve a request; tried

@@ -103,33 +103,41 @@ func (a *Allocator) Restore(in []Claim) RestoreReport {
 func newClaim(in *Claim) (c claim, rejected []Rejection) {
 	r := &in.Request
 	c = claim{namespace: r.Namespace, name: r.Name, created: in.Created, keySource: r.Source.sharingKey()}
-	if req, err := newRequest(r); err == nil && !in.Unreadable {
-		c.want, c.share = req.want, req.share
-	} else {
-		c.share = newSharing(r)
+	if !in.Unreadable {
+		if req, err := newRequest(r); err == nil {
+			c.want, c.share = req.want, req.share
+		}
 	}
-	reject := func(addr netip.Addr, format string, args ...any) {
-		rejected = append(rejected, Rejection{c.namespace, c.name, addr.String(), fmt.Errorf(format, args...)})
+	if !c.want.valid {
+		c.share = newSharing(r) // what a Service that cannot be read shares
 	}
 	for i, addr := range r.Shown {
-		switch {
-		case r.Name == "":
-			reject(addr, "shown address %s of a Service without a name (namespace %q): %w", addr, c.namespace, ErrInvalidStatus)
-			continue
-		case !addr.IsValid() || addr.Zone() != "" || addr.Is4In6():
-			reject(addr, "shown address [%d] %q of Service %s is not a plain IP address: %w", i, addr, &c, ErrInvalidStatus)
-			continue
-		case slices.Contains(c.addrs, addr):
-			continue
+		if err := c.addShown(i, addr); err != nil {
+			rejected = append(rejected, Rejection{c.namespace, c.name, addr.String(), err})
 		}
-		if prev, ok := (&serviceRow{addrs: c.addrs}).addrOf(familyOf(addr)); ok {
-			reject(addr, "shown address [%d] %s of Service %s is a second %s address after %s; a Service holds one per family: %w",
-				i, addr, &c, familyOf(addr), prev, ErrInvalidStatus)
-			continue
-		}
-		c.addrs = append(c.addrs, addr)
 	}
 	return c, rejected
+}
+
+// addShown adds the shown address addr, entry i of Shown, to what c claims,
+// unless c claims it already; an error says why it cannot be restored.
+func (c *claim) addShown(i int, addr netip.Addr) error {
+	switch {
+	case c.name == "":
+		return fmt.Errorf("shown address %s of a Service without a name (namespace %q): %w", addr, c.namespace, ErrInvalidStatus)
+	case !addr.IsValid() || addr.Zone() != "" || addr.Is4In6():
+		return fmt.Errorf("shown address [%d] %q of Service %s is not a plain IP address: %w", i, addr, c.String(), ErrInvalidStatus)
+	case slices.Contains(c.addrs, addr):
+		return nil
+	}
+	for _, prev := range c.addrs {
+		if familyOf(prev) == familyOf(addr) {
+			return fmt.Errorf("shown address [%d] %s of Service %s is a second %s address after %s; a Service holds one per family: %w",
+				i, addr, c.String(), familyOf(addr), prev, ErrInvalidStatus)
+		}
+	}
+	c.addrs = append(c.addrs, addr)
+	return nil
 }
 
 // restoreTxn restores claims, the older Service first. Conflicts are
@@ -205,6 +213,15 @@ type restorer struct {
 	stale   map[netip.Addr]bool
 	rebuild map[string]bool
 	report  RestoreReport
+	// holders is settleAddrTxn's list of the address's holders, kept to
+	// be reused.
+	holders []addrHolder
+}
+
+// addrHolder is a Service that holds, or is to hold, an address.
+type addrHolder struct {
+	name  string
+	share sharing
 }
 
 type claimEntry struct {
@@ -254,14 +271,11 @@ func (r *restorer) sortEntries() error {
 // pool, or its pool for a rebuild of the free list.
 func (r *restorer) settleAddrTxn(group []claimEntry) error {
 	addr := group[0].addr
-	type holder struct {
-		name  string
-		share sharing
-	}
-	var holders []holder
+	holders := r.holders[:0]
+	defer func() { r.holders = holders[:0] }() // reused by the next address
 	if !r.emptyStore {
 		for _, h := range r.ix.holders(addr) {
-			holders = append(holders, holder{h.String(), h.share})
+			holders = append(holders, addrHolder{h.String(), h.share})
 		}
 	}
 	held := len(holders) > 0
@@ -280,7 +294,7 @@ func (r *restorer) settleAddrTxn(group []claimEntry) error {
 			r.report.Rejected = append(r.report.Rejected, Rejection{c.namespace, c.name, addr.String(), err})
 			continue
 		}
-		holders = append(holders, holder{svc, c.share})
+		holders = append(holders, addrHolder{svc, c.share})
 		r.kept[e.claim] = append(r.kept[e.claim], addr)
 		accepted = true
 	}
