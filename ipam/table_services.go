@@ -44,16 +44,6 @@ func (r *serviceRow) held() []netip.Addr {
 	return slices.Concat(r.addrs, r.pending)
 }
 
-// addrOf returns the row's address of family fam.
-func (r *serviceRow) addrOf(fam Family) (netip.Addr, bool) {
-	for _, a := range r.addrs {
-		if familyOf(a) == fam {
-			return a, true
-		}
-	}
-	return netip.Addr{}, false
-}
-
 // serviceKey is "namespace/name", terminated.
 func serviceKey(namespace, name string) []byte {
 	b := make([]byte, 0, len(namespace)+len(name)+2)
