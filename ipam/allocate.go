@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	memdb "github.com/hashicorp/go-memdb"
-	v1 "k8s.io/api/core/v1"
 )
 
 // Allocate returns the addresses of a Service, allocating them if needed.
@@ -15,35 +14,35 @@ import (
 // It is idempotent: a Service that asks again for what it asked before gets
 // the addresses it holds, whatever has happened since (a pool removed, the
 // Service's namespace no longer allowed): a held address is never taken
-// away. A Service whose request changed (requested addresses, pool
-// annotation, families) gets addresses for the new request, keeping each
-// held address that still fits it. On error the Service keeps what it had
-// (see Assigned) and nothing changes.
+// away. A Service whose request changed (requested addresses, pool,
+// families) gets addresses for the new request, keeping each held address
+// that still fits it; the held addresses it no longer gets but req.Shown
+// shows stay held by it, pending, until they are no longer shown (see
+// Settle). On error the Service keeps what it had (see Assigned) and
+// nothing changes.
 //
-// The request comes from the Service:
+// The request (see Request):
 //
-//   - Families: spec.ipFamilies and spec.ipFamilyPolicy. SingleStack gets
-//     the first family; PreferDualStack both when the pool offers both,
-//     else the first; RequireDualStack both or ErrDualStackUnavailable.
-//     With spec.ipFamilies empty (the API server always fills it; other
-//     clients may not) the chosen pool decides, its first family first.
-//   - Addresses: annotation AnnotationLoadBalancerIPs, else
-//     spec.loadBalancerIP. The Service gets exactly these (one per
-//     family), each in a pool that serves it (autoAssign does not matter)
-//     and free or shareable.
-//   - Pool: annotation AnnotationPool, else the first pool in configuration
-//     order that has autoAssign, serves the Service (namespaces,
-//     serviceSelector) and has a free address of the first family (of both,
-//     for RequireDualStack). A Service that gains a family gets it from the
-//     pool of the address it holds when that pool can give it. Within the
-//     pool, the lowest free address.
-//   - Sharing: with AnnotationAllowSharedIP, the Service first joins the
-//     lowest address of the pool already held under the same key, if the
-//     holders accept it (see ErrSharingRefused); else the lowest free.
+//   - Families: Families and Policy. SingleStack gets the first family;
+//     PreferDualStack both when the pool offers both, else the first;
+//     RequireDualStack both or ErrDualStackUnavailable. With Families empty
+//     the chosen pool decides, its first family first.
+//   - Addresses: IPs. The Service gets exactly these (one per family), each
+//     in a pool that serves it (autoAssign does not matter) and free or
+//     shareable.
+//   - Pool: Pool, else the first pool in configuration order that has
+//     autoAssign, serves the Service (namespaces, serviceSelector) and has
+//     a free address of the first family (of both, for RequireDualStack). A
+//     Service that gains a family gets it from the pool of the address it
+//     holds when that pool can give it. Within the pool, the lowest free
+//     address.
+//   - Sharing: with a SharingKey, the Service first joins the lowest
+//     address of the pool already held under the same key, if the holders
+//     accept it (see ErrSharingRefused); else the lowest free.
 //
 // Dual-stack allocation is atomic: both addresses or none.
-func (a *Allocator) Allocate(svc *v1.Service) ([]netip.Addr, error) {
-	req, err := newRequest(svc)
+func (a *Allocator) Allocate(in Request) ([]netip.Addr, error) {
+	req, err := newRequest(&in)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +51,7 @@ func (a *Allocator) Allocate(svc *v1.Service) ([]netip.Addr, error) {
 	if err != nil {
 		return nil, err
 	}
-	if row != nil && row.want == req.want && row.share.equal(req.share) {
+	if row != nil && row.want == req.want && row.share.equal(req.share) && allShown(row.pending, req.shown) {
 		return slices.Clone(row.addrs), nil
 	}
 
@@ -71,29 +70,23 @@ func allocateTxn(txn *memdb.Txn, ix *indexes, req *request) ([]netip.Addr, error
 	if err != nil {
 		return nil, err
 	}
+	if old != nil && old.want == req.want && old.share.equal(req.share) && allShown(old.pending, req.shown) {
+		return slices.Clone(old.addrs), nil // another call got here first
+	}
+	var addrs []netip.Addr
 	if old != nil && old.want == req.want {
-		if old.share.equal(req.share) {
-			return slices.Clone(old.addrs), nil
-		}
-		// The same addresses under new sharing terms (ports, policy,
-		// key): the other holders must accept them.
+		// The same addresses, under new sharing terms (ports, policy,
+		// key: the other holders must accept them) or with fewer shown.
 		for _, addr := range old.addrs {
 			if err := checkSharing(ix, req, addr); err != nil {
 				return nil, err
 			}
 		}
-		row := &serviceRow{req.namespace, req.name, old.addrs, req.want, req.share}
-		if err := insertServiceTxn(txn, ix, old, row); err != nil {
-			return nil, err
-		}
-		return slices.Clone(old.addrs), nil
-	}
-
-	addrs, err := planTxn(txn, ix, req, old)
-	if err != nil {
+		addrs = old.addrs
+	} else if addrs, err = planTxn(txn, ix, req, old); err != nil {
 		return nil, err
 	}
-	row := &serviceRow{req.namespace, req.name, addrs, req.want, req.share}
+	row := &serviceRow{req.namespace, req.name, addrs, pendingAfter(ix, req, old, addrs), req.want, req.share}
 	if err := replaceServiceTxn(txn, ix, old, row); err != nil {
 		return nil, err
 	}
@@ -107,7 +100,7 @@ func checkSharing(ix *indexes, req *request, addr netip.Addr) error {
 		if h.namespace == req.namespace && h.name == req.name {
 			continue
 		}
-		if err := req.share.conflict(req.String(), addr, h.String(), h.share); err != nil {
+		if err := req.conflict(addr, h); err != nil {
 			return err
 		}
 	}
@@ -118,180 +111,248 @@ func checkSharing(ix *indexes, req *request, addr netip.Addr) error {
 // holds (nil: nothing). It only reads.
 func planTxn(txn *memdb.Txn, ix *indexes, req *request, old *serviceRow) ([]netip.Addr, error) {
 	w := &req.want
-	if w.pool != "" {
-		p, err := poolTxn(txn, w.pool)
-		if err != nil {
-			return nil, err
-		}
-		if p == nil {
-			names, err := poolNamesTxn(txn)
-			if err != nil {
-				return nil, err
-			}
-			return nil, fmt.Errorf("annotation %s of Service %s names pool %q, which does not exist (pools: %s): %w",
-				AnnotationPool, req, w.pool, names, ErrUnknownPool)
-		}
-		if ok, why := p.allows(req.namespace, req.labels); !ok {
-			return nil, fmt.Errorf("annotation %s of Service %s names pool %q, but %s: %w", AnnotationPool, req, w.pool, why, ErrPoolNotAllowed)
-		}
+	if err := checkNamedPoolTxn(txn, req); err != nil {
+		return nil, err
 	}
-
 	if w.nips > 0 {
-		for _, addr := range w.addrs() {
-			if old != nil && slices.Contains(old.addrs, addr) {
-				if err := checkSharing(ix, req, addr); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			if err := checkRequestedTxn(txn, ix, req, addr); err != nil {
-				return nil, err
-			}
-		}
-		return slices.Clone(w.addrs()), nil
+		return checkRequestedAddrsTxn(txn, ix, req, old)
 	}
+	kept, err := keptTxn(txn, ix, req, old)
+	if err != nil {
+		return nil, err
+	}
+	fams := familiesToGet(w, kept)
+	if !fams.poolDecides && len(fams.need) == 0 && len(fams.opt) == 0 {
+		return w.order(kept), nil
+	}
+	cands, err := candidatesTxn(txn, req, kept)
+	if err != nil {
+		return nil, err
+	}
+	var tried []refusal // why each candidate failed
+	for _, p := range cands {
+		picks, no, err := pickFromPoolTxn(txn, ix, req, p, fams)
+		switch {
+		case err != nil:
+			return nil, err
+		case no.why != "":
+			tried = append(tried, no)
+			continue
+		}
+		return w.order(append(kept, picks...)), nil
+	}
+	return nil, noAddressError(req, fams, tried)
+}
 
-	wanted, required := w.dualStack()
-	// Keep the held addresses that fit the new request.
-	var kept []netip.Addr
-	if old != nil {
-		for _, addr := range old.addrs {
-			switch {
-			case w.nfams > 0 && !slices.Contains(w.families(), familyOf(addr)):
-				continue
-			case w.nfams == 0 && !wanted && len(kept) == 1:
-				continue
-			}
-			if w.pool != "" {
-				loc, err := locateTxn(txn, addr)
-				if err != nil {
-					return nil, err
-				}
-				if !loc.inPool() || loc.pool != w.pool {
-					continue
-				}
-			}
+// checkNamedPoolTxn returns why the pool a request names may not serve it:
+// it does not exist, or excludes the Service. nil if it may, or if the
+// request names none.
+func checkNamedPoolTxn(txn *memdb.Txn, req *request) error {
+	w := &req.want
+	if w.pool == "" {
+		return nil
+	}
+	p, err := poolTxn(txn, w.pool)
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		names, err := poolNamesTxn(txn)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%s of Service %s names pool %q, which does not exist (pools: %s): %w",
+			req.src.pool(), req, w.pool, names, ErrUnknownPool)
+	}
+	if ok, why := p.allows(req.namespace, req.labels); !ok {
+		return fmt.Errorf("%s of Service %s names pool %q, but %s: %w", req.src.pool(), req, w.pool, why, ErrPoolNotAllowed)
+	}
+	return nil
+}
+
+// checkRequestedAddrsTxn returns the addresses a request names, if the
+// Service may have them all.
+func checkRequestedAddrsTxn(txn *memdb.Txn, ix *indexes, req *request, old *serviceRow) ([]netip.Addr, error) {
+	for _, addr := range req.want.addrs() {
+		if old != nil && slices.Contains(old.addrs, addr) {
 			if err := checkSharing(ix, req, addr); err != nil {
 				return nil, err
 			}
-			kept = append(kept, addr)
+			continue
+		}
+		if err := checkRequestedTxn(txn, ix, req, addr); err != nil {
+			return nil, err
 		}
 	}
-	has := func(f family) bool {
+	return slices.Clone(req.want.addrs()), nil
+}
+
+// keptTxn returns the addresses of old (nil: none) that fit the new
+// request: of a family it asks for (only one when it is single-stack and
+// the pool decides), in the pool it names, sharable on its terms.
+func keptTxn(txn *memdb.Txn, ix *indexes, req *request, old *serviceRow) ([]netip.Addr, error) {
+	if old == nil {
+		return nil, nil
+	}
+	w := &req.want
+	wanted, _ := w.dualStack()
+	var kept []netip.Addr
+	for _, addr := range old.addrs {
+		switch {
+		case w.nfams > 0 && !slices.Contains(w.families(), familyOf(addr)):
+			continue
+		case w.nfams == 0 && !wanted && len(kept) == 1:
+			continue
+		}
+		if w.pool != "" {
+			loc, err := locateTxn(txn, addr)
+			if err != nil {
+				return nil, err
+			}
+			if !loc.inPool() || loc.pool != w.pool {
+				continue
+			}
+		}
+		if err := checkSharing(ix, req, addr); err != nil {
+			return nil, err
+		}
+		kept = append(kept, addr)
+	}
+	return kept, nil
+}
+
+// familyNeeds are the families a Service still has to get.
+type familyNeeds struct {
+	// need: the families the Service must get; opt: the ones it gets if
+	// the pool can give them.
+	need, opt []Family
+	// poolDecides: the request names no family and the Service keeps
+	// nothing, so the pool's families decide.
+	poolDecides bool
+	// wanted, required: the Service wants both families, must have both.
+	wanted, required bool
+}
+
+// familiesToGet returns the families a Service that asks w and keeps kept
+// still has to get.
+func familiesToGet(w *want, kept []netip.Addr) familyNeeds {
+	var n familyNeeds
+	n.wanted, n.required = w.dualStack()
+	has := func(f Family) bool {
 		return slices.ContainsFunc(kept, func(a netip.Addr) bool { return familyOf(a) == f })
 	}
-
-	// need: families the Service must get; opt: the ones it gets if the
-	// pool can give them. poolDecides: spec.ipFamilies is empty and the
-	// Service holds nothing, so the pool's families decide.
-	var need, opt []family
-	poolDecides := false
 	switch {
 	case w.nfams > 0:
 		for i, f := range w.families() {
 			switch {
 			case has(f):
-			case i == 0 || required:
-				need = append(need, f)
+			case i == 0 || n.required:
+				n.need = append(n.need, f)
 			default:
-				opt = append(opt, f)
+				n.opt = append(n.opt, f)
 			}
 		}
 	case len(kept) == 0:
-		poolDecides = true
-	case wanted && len(kept) == 1:
-		if f := other(familyOf(kept[0])); required {
-			need = append(need, f)
+		n.poolDecides = true
+	case n.wanted && len(kept) == 1:
+		if f := familyOf(kept[0]).other(); n.required {
+			n.need = append(n.need, f)
 		} else {
-			opt = append(opt, f)
+			n.opt = append(n.opt, f)
 		}
 	}
-	if !poolDecides && len(need) == 0 && len(opt) == 0 {
-		return w.order(kept), nil
-	}
+	return n
+}
 
-	cands, err := candidatesTxn(txn, req, kept)
-	if err != nil {
-		return nil, err
-	}
-	var tried []string // why each candidate failed
-	offered := false   // some candidate offers every needed family
-	for _, p := range cands {
-		pneed, popt := need, opt
-		if poolDecides {
-			pneed = p.families
-			if required && len(pneed) < 2 {
-				tried = append(tried, fmt.Sprintf("pool %q offers only %s", p.Name, pneed[0]))
-				continue
-			}
-		}
-		if missing := slices.DeleteFunc(slices.Clone(pneed), p.offers); len(missing) > 0 {
-			tried = append(tried, fmt.Sprintf("pool %q offers no %s", p.Name, missing[0]))
-			continue
-		}
-		offered = true
+// refusal says why a pool cannot serve a request; the zero value: it can.
+type refusal struct {
+	why string
+	// full: the pool offers the families needed but has no free address.
+	full bool
+}
 
-		var picks []netip.Addr
-		full := false
-		if poolDecides && !required {
-			// One family, the pool's first that has an address; the
-			// other too if the Service prefers dual-stack.
-			for _, f := range p.families {
-				addr, ok, err := pickTxn(txn, ix, req, p, f)
-				if err != nil {
-					return nil, err
-				}
-				if ok {
-					picks = append(picks, addr)
-					if wanted {
-						popt = []family{other(f)}
-					}
-					break
-				}
-			}
-			full = len(picks) == 0
-		} else {
-			for _, f := range pneed {
-				addr, ok, err := pickTxn(txn, ix, req, p, f)
-				if err != nil {
-					return nil, err
-				}
-				if !ok {
-					full = true
-					break
-				}
-				picks = append(picks, addr)
-			}
+// pickFromPoolTxn picks from pool p the addresses of the families a Service
+// still has to get; no says, when p cannot give them, why not.
+func pickFromPoolTxn(txn *memdb.Txn, ix *indexes, req *request, p *poolRow, fams familyNeeds) (picks []netip.Addr, no refusal, err error) {
+	need, opt := fams.need, fams.opt
+	if fams.poolDecides {
+		need = p.families
+		if fams.required && len(need) < 2 {
+			return nil, refusal{why: fmt.Sprintf("pool %q offers only %s", p.Name, need[0])}, nil
 		}
-		if full {
-			tried = append(tried, fmt.Sprintf("pool %q is full", p.Name))
-			continue
-		}
-		for _, f := range popt {
-			if !p.offers(f) {
-				continue
-			}
+	}
+	if missing := slices.DeleteFunc(slices.Clone(need), p.offers); len(missing) > 0 {
+		return nil, refusal{why: fmt.Sprintf("pool %q offers no %s", p.Name, missing[0])}, nil
+	}
+	if fams.poolDecides && !fams.required {
+		// One family, the pool's first that has an address; the other too
+		// if the Service prefers dual-stack.
+		need = nil
+		for _, f := range p.families {
 			addr, ok, err := pickTxn(txn, ix, req, p, f)
 			if err != nil {
-				return nil, err
+				return nil, refusal{}, err
 			}
 			if ok {
 				picks = append(picks, addr)
+				if fams.wanted {
+					opt = []Family{f.other()}
+				}
+				break
 			}
 		}
-		return w.order(append(kept, picks...)), nil
+		if len(picks) == 0 {
+			return nil, fullRefusal(p), nil
+		}
 	}
+	for _, f := range need {
+		addr, ok, err := pickTxn(txn, ix, req, p, f)
+		if err != nil {
+			return nil, refusal{}, err
+		}
+		if !ok {
+			return nil, fullRefusal(p), nil
+		}
+		picks = append(picks, addr)
+	}
+	for _, f := range opt {
+		if !p.offers(f) {
+			continue
+		}
+		addr, ok, err := pickTxn(txn, ix, req, p, f)
+		if err != nil {
+			return nil, refusal{}, err
+		}
+		if ok {
+			picks = append(picks, addr)
+		}
+	}
+	return picks, refusal{}, nil
+}
 
-	why := strings.Join(tried, "; ")
+func fullRefusal(p *poolRow) refusal {
+	return refusal{fmt.Sprintf("pool %q is full", p.Name), true}
+}
+
+// noAddressError says why no candidate pool could serve a request; tried
+// holds each candidate's reason.
+func noAddressError(req *request, fams familyNeeds, tried []refusal) error {
+	whys := make([]string, len(tried))
+	offered := false // some candidate offers every needed family
+	for i, r := range tried {
+		whys[i] = r.why
+		offered = offered || r.full
+	}
+	why := strings.Join(whys, "; ")
 	switch {
 	case offered:
-		return nil, fmt.Errorf("no free address for Service %s: %s: %w", req, why, ErrExhausted)
-	case required:
-		return nil, fmt.Errorf("no pool offers both IPv4 and IPv6 to RequireDualStack Service %s: %s: %w", req, why, ErrDualStackUnavailable)
-	case len(need) > 0:
-		return nil, fmt.Errorf("no pool offers %s to Service %s: %s: %w", need[0], req, why, ErrWrongFamily)
+		return fmt.Errorf("no free address for Service %s: %s: %w", req, why, ErrExhausted)
+	case fams.required:
+		return fmt.Errorf("no pool offers both IPv4 and IPv6 to RequireDualStack Service %s: %s: %w", req, why, ErrDualStackUnavailable)
+	case len(fams.need) > 0:
+		return fmt.Errorf("no pool offers %s to Service %s: %s: %w", fams.need[0], req, why, ErrWrongFamily)
 	default:
-		return nil, fmt.Errorf("no pool offers addresses to Service %s: %s: %w", req, why, ErrWrongFamily)
+		return fmt.Errorf("no pool offers addresses to Service %s: %s: %w", req, why, ErrWrongFamily)
 	}
 }
 
@@ -300,7 +361,7 @@ func planTxn(txn *memdb.Txn, ix *indexes, req *request, old *serviceRow) ([]neti
 func candidatesTxn(txn *memdb.Txn, req *request, kept []netip.Addr) ([]*poolRow, error) {
 	if req.want.pool != "" {
 		p, err := poolTxn(txn, req.want.pool)
-		return []*poolRow{p}, err // planTxn checked it exists and serves the Service
+		return []*poolRow{p}, err // checkNamedPoolTxn checked it exists and serves the Service
 	}
 	pools, err := poolsTxn(txn)
 	if err != nil {
@@ -342,7 +403,7 @@ func candidatesTxn(txn *memdb.Txn, req *request, kept []netip.Addr) ([]*poolRow,
 // pickTxn returns the address of family f a Service gets from pool p: the
 // lowest one held under its sharing key whose holders accept it, else the
 // lowest free one. ok is false when there is neither.
-func pickTxn(txn *memdb.Txn, ix *indexes, req *request, p *poolRow, f family) (addr netip.Addr, ok bool, err error) {
+func pickTxn(txn *memdb.Txn, ix *indexes, req *request, p *poolRow, f Family) (addr netip.Addr, ok bool, err error) {
 	if req.share.key != "" {
 		err := sharedAddrsTxn(txn, req.share.key, f, func(a netip.Addr) (bool, error) {
 			loc, err := locateTxn(txn, a)
@@ -382,8 +443,8 @@ func checkRequestedTxn(txn *memdb.Txn, ix *indexes, req *request, addr netip.Add
 	case loc.avoided:
 		return fmt.Errorf("address %s requested by Service %s ends in .0 or .255, which pool %q avoids (avoidBuggyIPs): %w", addr, req, loc.pool, ErrOutsidePools)
 	case req.want.pool != "" && loc.pool != req.want.pool:
-		return fmt.Errorf("address %s requested by Service %s is in pool %q, not in pool %q that annotation %s names: %w",
-			addr, req, loc.pool, req.want.pool, AnnotationPool, ErrOutsidePools)
+		return fmt.Errorf("address %s requested by Service %s is in pool %q, not in pool %q that %s names: %w",
+			addr, req, loc.pool, req.want.pool, req.src.pool(), ErrOutsidePools)
 	}
 	p, err := poolTxn(txn, loc.pool)
 	if err != nil {

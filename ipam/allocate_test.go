@@ -4,20 +4,22 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	v1 "k8s.io/api/core/v1"
 )
 
-// step is one call in a sequence test: Allocate, Release or SetPools.
+// step is one call in a sequence test: Allocate, Release, Settle or
+// SetPools.
 type step struct {
-	alloc    *v1.Service
+	alloc    *testService
 	release  string       // "namespace/name"
+	settle   *testService // Settle with its name and Shown
 	setPools []PoolConfig // SetPools
-	// want is what Allocate returns; for SetPools, the stale assignments
-	// as "namespace/name=address".
+	// want is what Allocate returns; for Settle, what it frees; for
+	// SetPools, the stale assignments as "namespace/name=address".
 	want    []string
 	wantErr error
 	// wantMsg are substrings of the error message: it must name the
@@ -36,6 +38,21 @@ func runSteps(t *testing.T, pools []PoolConfig, steps []step) *Allocator {
 	return a
 }
 
+// stepsCase is a sequence test: steps against an Allocator with pools.
+type stepsCase struct {
+	name  string
+	pools []PoolConfig
+	steps []step
+}
+
+// runCases runs each case as a subtest.
+func runCases(t *testing.T, cases []stepsCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { runSteps(t, c.pools, c.steps) })
+	}
+}
+
 func runStepsOn(t *testing.T, a *Allocator, steps []step) {
 	t.Helper()
 	for i, s := range steps {
@@ -43,7 +60,7 @@ func runStepsOn(t *testing.T, a *Allocator, steps []step) {
 		switch {
 		case s.alloc != nil:
 			key := s.alloc.Namespace + "/" + s.alloc.Name
-			got, err := a.Allocate(s.alloc)
+			got, err := a.Allocate(s.alloc.Request)
 			if s.wantErr != nil {
 				if !errors.Is(err, s.wantErr) {
 					t.Fatalf("step %d: Allocate(%q) = %v, %v; want error %v", i, key, got, err, s.wantErr)
@@ -67,12 +84,22 @@ func runStepsOn(t *testing.T, a *Allocator, steps []step) {
 				t.Errorf("step %d: Assigned(%q) after Allocate differs (-want +got):\n%s", i, key, diff)
 			}
 			settled := dump(t, a)
-			again, err := a.Allocate(s.alloc)
+			again, err := a.Allocate(s.alloc.Request)
 			if err != nil || !cmp.Equal(strs(again), s.want) {
 				t.Errorf("step %d: second Allocate(%q) = %v, %v; want %v", i, key, again, err, s.want)
 			}
 			if diff := cmp.Diff(settled, dump(t, a)); diff != "" {
 				t.Errorf("step %d: second Allocate(%q) changed the store (-before +after):\n%s", i, key, diff)
+			}
+		case s.settle != nil:
+			key := s.settle.Namespace + "/" + s.settle.Name
+			assigned := a.Assigned(s.settle.Namespace, s.settle.Name)
+			freed := a.Settle(s.settle.Namespace, s.settle.Name, s.settle.Shown)
+			if diff := cmp.Diff(s.want, strs(freed)); diff != "" {
+				t.Errorf("step %d: Settle(%q, %v) freed %v, want %v", i, key, s.settle.Shown, freed, s.want)
+			}
+			if got := a.Assigned(s.settle.Namespace, s.settle.Name); !slices.Equal(got, assigned) {
+				t.Errorf("step %d: Settle(%q) changed the assignment from %v to %v", i, key, assigned, got)
 			}
 		case s.release != "":
 			ns, name, _ := strings.Cut(s.release, "/")
@@ -147,9 +174,9 @@ func staleStrs(as []Assignment) []string {
 }
 
 const (
-	single  = v1.IPFamilyPolicySingleStack
-	prefer  = v1.IPFamilyPolicyPreferDualStack
-	require = v1.IPFamilyPolicyRequireDualStack
+	single  = SingleStack
+	prefer  = PreferDualStack
+	require = RequireDualStack
 )
 
 func TestAllocateFamilies(t *testing.T) {
@@ -157,11 +184,7 @@ func TestAllocateFamilies(t *testing.T) {
 	only4 := PoolConfig{Name: "only4", Addresses: []string{"198.51.100.0/30"}}
 	only6 := PoolConfig{Name: "only6", Addresses: []string{"2001:db8:6::/126"}}
 	sixFirst := PoolConfig{Name: "six-first", Addresses: []string{"2001:db8:1::/127", "203.0.113.0/31"}}
-	tests := []struct {
-		name  string
-		pools []PoolConfig
-		steps []step
-	}{{
+	runCases(t, []stepsCase{{
 		name:  "SingleStack IPv4 gets the lowest IPv4 address",
 		pools: []PoolConfig{dual},
 		steps: []step{{alloc: makeService("ns", "a"), want: []string{"192.0.2.0"}}},
@@ -230,14 +253,14 @@ func TestAllocateFamilies(t *testing.T) {
 	}, {
 		name:  "no ipFamilies: the pool's first family",
 		pools: []PoolConfig{sixFirst},
-		steps: []step{{alloc: makeService("ns", "a", withFamilies("")), want: []string{"2001:db8:1::"}}},
+		steps: []step{{alloc: makeService("ns", "a", withFamilies(single)), want: []string{"2001:db8:1::"}}},
 	}, {
 		name:  "no ipFamilies: the pool's other family when the first is full",
 		pools: []PoolConfig{sixFirst},
 		steps: []step{
-			{alloc: makeService("ns", "a", withFamilies("")), want: []string{"2001:db8:1::"}},
-			{alloc: makeService("ns", "b", withFamilies("")), want: []string{"2001:db8:1::1"}},
-			{alloc: makeService("ns", "c", withFamilies("")), want: []string{"203.0.113.0"}},
+			{alloc: makeService("ns", "a", withFamilies(single)), want: []string{"2001:db8:1::"}},
+			{alloc: makeService("ns", "b", withFamilies(single)), want: []string{"2001:db8:1::1"}},
+			{alloc: makeService("ns", "c", withFamilies(single)), want: []string{"203.0.113.0"}},
 		},
 	}, {
 		name:  "no ipFamilies, PreferDualStack: both in the pool's order",
@@ -248,17 +271,22 @@ func TestAllocateFamilies(t *testing.T) {
 		pools: []PoolConfig{only4, sixFirst},
 		steps: []step{{alloc: makeService("ns", "a", withFamilies(require)), want: []string{"2001:db8:1::", "203.0.113.0"}}},
 	}, {
-		name:  "bad ipFamilyPolicy",
+		name:  "bad family policy",
 		pools: []PoolConfig{dual},
-		steps: []step{{alloc: makeService("ns", "a", withFamilies("Sometimes", v4s...)), wantErr: ErrBadAnnotation, wantMsg: []string{"Sometimes"}}},
+		steps: []step{{alloc: makeService("ns", "a", withFamilies(FamilyPolicy(7), v4s...)), wantErr: ErrInvalidRequest, wantMsg: []string{"FamilyPolicy(7)", "ns/a"}}},
 	}, {
-		name:  "bad ipFamilies",
+		name:  "bad families",
 		pools: []PoolConfig{dual},
-		steps: []step{{alloc: makeService("ns", "a", withFamilies(prefer, "IPv4", "IPv4")), wantErr: ErrBadAnnotation, wantMsg: []string{"spec.ipFamilies"}}},
-	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { runSteps(t, tt.pools, tt.steps) })
-	}
+		steps: []step{
+			{alloc: makeService("ns", "a", withFamilies(prefer, IPv4, IPv4)), wantErr: ErrInvalidRequest, wantMsg: []string{"families [IPv4 IPv4]"}},
+			{alloc: makeService("ns", "a", withFamilies(prefer, IPv4, 5)), wantErr: ErrInvalidRequest, wantMsg: []string{"Family(5)"}},
+			{alloc: makeService("ns", "a", withFamilies(prefer, IPv4, IPv6, IPv4)), wantErr: ErrInvalidRequest},
+		},
+	}, {
+		name:  "no name",
+		pools: []PoolConfig{dual},
+		steps: []step{{alloc: makeService("ns", ""), wantErr: ErrInvalidRequest, wantMsg: []string{"name"}}},
+	}})
 }
 
 func TestAllocateRequestedAddresses(t *testing.T) {
@@ -266,11 +294,7 @@ func TestAllocateRequestedAddresses(t *testing.T) {
 	manual := PoolConfig{Name: "manual", Addresses: []string{"198.51.100.0/28"}, AutoAssign: ptr(false)}
 	teamA := PoolConfig{Name: "team-a", Addresses: []string{"203.0.113.0/28"}, Namespaces: []string{"a"}}
 	buggy := PoolConfig{Name: "buggy", Addresses: []string{"203.0.113.240-203.0.113.255"}, AvoidBuggyIPs: true}
-	tests := []struct {
-		name  string
-		pools []PoolConfig
-		steps []step
-	}{{
+	runCases(t, []stepsCase{{
 		name:  "annotation",
 		pools: []PoolConfig{pub},
 		steps: []step{{alloc: makeService("ns", "a", withIPs("192.0.2.9")), want: []string{"192.0.2.9"}}},
@@ -288,34 +312,29 @@ func TestAllocateRequestedAddresses(t *testing.T) {
 		pools: []PoolConfig{pub},
 		steps: []step{{alloc: makeService("ns", "a", withLBIP("192.0.2.7")), want: []string{"192.0.2.7"}}},
 	}, {
-		name:  "the annotation wins over spec.loadBalancerIP",
-		pools: []PoolConfig{pub},
-		steps: []step{{alloc: makeService("ns", "a", withLBIP("192.0.2.7"), withIPs("192.0.2.8")), want: []string{"192.0.2.8"}}},
-	}, {
 		name:  "a pool without autoAssign serves requested addresses",
 		pools: []PoolConfig{pub, manual},
 		steps: []step{{alloc: makeService("ns", "a", withIPs("198.51.100.3")), want: []string{"198.51.100.3"}}},
 	}, {
-		name:  "not an address",
-		pools: []PoolConfig{pub},
-		steps: []step{{alloc: makeService("ns", "a", withIPs("192.0.2.300")), wantErr: ErrBadAnnotation,
-			wantMsg: []string{AnnotationLoadBalancerIPs, `"192.0.2.300"`, "ns/a"}}},
-	}, {
-		name:  "an empty entry",
-		pools: []PoolConfig{pub},
-		steps: []step{{alloc: makeService("ns", "a", withIPs("192.0.2.3,")), wantErr: ErrBadAnnotation}},
-	}, {
-		name:  "bad spec.loadBalancerIP",
-		pools: []PoolConfig{pub},
-		steps: []step{{alloc: makeService("ns", "a", withLBIP("192.0.2.1,192.0.2.2")), wantErr: ErrBadAnnotation, wantMsg: []string{"spec.loadBalancerIP", AnnotationLoadBalancerIPs}}},
-	}, {
 		name:  "mapped address",
 		pools: []PoolConfig{pub},
-		steps: []step{{alloc: makeService("ns", "a", withIPs("::ffff:192.0.2.1")), wantErr: ErrBadAnnotation}},
+		steps: []step{{alloc: makeService("ns", "a", withIPs("::ffff:192.0.2.1")), wantErr: ErrInvalidRequest, wantMsg: []string{srcIPs, "::ffff:192.0.2.1"}}},
+	}, {
+		name:  "address with a zone",
+		pools: []PoolConfig{pub},
+		steps: []step{{alloc: makeService("ns", "a", withFamilies(single, v6s...), withIPs("2001:db8::1%eth0")), wantErr: ErrInvalidRequest}},
+	}, {
+		name:  "invalid address",
+		pools: []PoolConfig{pub},
+		steps: []step{{alloc: makeService("ns", "a", func(s *testService) { s.IPs = []netip.Addr{{}} }), wantErr: ErrInvalidRequest}},
+	}, {
+		name:  "three addresses",
+		pools: []PoolConfig{pub},
+		steps: []step{{alloc: makeService("ns", "a", withFamilies(prefer, v46...), withIPs("192.0.2.1,2001:db8::1,192.0.2.2")), wantErr: ErrInvalidRequest}},
 	}, {
 		name:  "two of one family",
 		pools: []PoolConfig{pub},
-		steps: []step{{alloc: makeService("ns", "a", withFamilies(prefer, v46...), withIPs("192.0.2.1,192.0.2.2")), wantErr: ErrBadAnnotation,
+		steps: []step{{alloc: makeService("ns", "a", withFamilies(prefer, v46...), withIPs("192.0.2.1,192.0.2.2")), wantErr: ErrInvalidRequest,
 			wantMsg: []string{"two IPv4 addresses (192.0.2.1, 192.0.2.2)"}}},
 	}, {
 		name:  "a family the Service does not have",
@@ -328,11 +347,11 @@ func TestAllocateRequestedAddresses(t *testing.T) {
 	}, {
 		name:  "no ipFamilies, SingleStack, two addresses",
 		pools: []PoolConfig{pub},
-		steps: []step{{alloc: makeService("ns", "a", withFamilies(""), withIPs("192.0.2.1,2001:db8::1")), wantErr: ErrBadAnnotation}},
+		steps: []step{{alloc: makeService("ns", "a", withFamilies(single), withIPs("192.0.2.1,2001:db8::1")), wantErr: ErrInvalidRequest}},
 	}, {
 		name:  "no ipFamilies: the address decides",
 		pools: []PoolConfig{pub},
-		steps: []step{{alloc: makeService("ns", "a", withFamilies(""), withIPs("2001:db8::1")), want: []string{"2001:db8::1"}}},
+		steps: []step{{alloc: makeService("ns", "a", withFamilies(single), withIPs("2001:db8::1")), want: []string{"2001:db8::1"}}},
 	}, {
 		name:  "outside every pool",
 		pools: []PoolConfig{pub},
@@ -381,21 +400,14 @@ func TestAllocateRequestedAddresses(t *testing.T) {
 			{alloc: makeService("ns", "a", withFamilies(single, v6s...), withIPs("2001:db8::5")), want: []string{"2001:db8::5"}},
 			{alloc: makeService("ns", "b", withFamilies(require, v46...), withIPs("192.0.2.5,2001:db8::5")), wantErr: ErrAddressTaken},
 		},
-	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { runSteps(t, tt.pools, tt.steps) })
-	}
+	}})
 }
 
 func TestAllocatePools(t *testing.T) {
 	first := PoolConfig{Name: "first", Addresses: []string{"192.0.2.0/31"}}
 	second := PoolConfig{Name: "second", Addresses: []string{"198.51.100.0/31"}}
 	manual := PoolConfig{Name: "manual", Addresses: []string{"203.0.113.0/31"}, AutoAssign: ptr(false)}
-	tests := []struct {
-		name  string
-		pools []PoolConfig
-		steps []step
-	}{{
+	runCases(t, []stepsCase{{
 		name:  "pools in configuration order, the next when one is full",
 		pools: []PoolConfig{first, second},
 		steps: []step{
@@ -476,22 +488,15 @@ func TestAllocatePools(t *testing.T) {
 		name:  "no pools",
 		pools: nil,
 		steps: []step{{alloc: makeService("ns", "a"), wantErr: ErrPoolNotAllowed, wantMsg: []string{"no pools are configured"}}},
-	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { runSteps(t, tt.pools, tt.steps) })
-	}
+	}})
 }
 
 func TestAllocateSharing(t *testing.T) {
 	pool := PoolConfig{Name: "p", Addresses: []string{"192.0.2.0/30", "2001:db8::/126"}}
-	dns := func(name, key string, ports ...string) *v1.Service {
+	dns := func(name, key string, ports ...string) *testService {
 		return makeService("ns", name, withIPs("192.0.2.1"), withShare(key), withPorts(ports...))
 	}
-	tests := []struct {
-		name  string
-		pools []PoolConfig
-		steps []step
-	}{{
+	runCases(t, []stepsCase{{
 		name:  "same key, other ports",
 		pools: []PoolConfig{pool},
 		steps: []step{
@@ -525,7 +530,7 @@ func TestAllocateSharing(t *testing.T) {
 		pools: []PoolConfig{pool},
 		steps: []step{
 			{alloc: dns("a", "dns", "53/TCP"), want: []string{"192.0.2.1"}},
-			{alloc: makeService("ns", "b", withIPs("192.0.2.1"), withPorts("80/TCP")), wantErr: ErrAddressTaken, wantMsg: []string{AnnotationAllowSharedIP + `="dns"`}},
+			{alloc: makeService("ns", "b", withIPs("192.0.2.1"), withPorts("80/TCP")), wantErr: ErrAddressTaken, wantMsg: []string{srcSharingKey + `="dns"`}},
 		},
 	}, {
 		name:  "another externalTrafficPolicy",
@@ -583,20 +588,13 @@ func TestAllocateSharing(t *testing.T) {
 			{release: "ns/b"},
 			{alloc: makeService("ns", "d", withFamilies(require, v46...)), want: []string{"192.0.2.0", "2001:db8::"}},
 		},
-	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { runSteps(t, tt.pools, tt.steps) })
-	}
+	}})
 }
 
 func TestAllocateIdempotentAndChanges(t *testing.T) {
 	pool := PoolConfig{Name: "p", Addresses: []string{"192.0.2.0/29", "2001:db8::/125"}}
 	other := PoolConfig{Name: "q", Addresses: []string{"198.51.100.0/29"}}
-	tests := []struct {
-		name  string
-		pools []PoolConfig
-		steps []step
-	}{{
+	runCases(t, []stepsCase{{
 		name:  "a released lower address does not move a Service",
 		pools: []PoolConfig{pool},
 		steps: []step{
@@ -621,7 +619,7 @@ func TestAllocateIdempotentAndChanges(t *testing.T) {
 			{alloc: makeService("ns", "b"), want: []string{"192.0.2.1"}},
 			{alloc: makeService("ns", "b", withIPs("192.0.2.0")), wantErr: ErrAddressTaken},
 			{alloc: makeService("ns", "b", withIPs("203.0.113.1")), wantErr: ErrOutsidePools},
-			{alloc: makeService("ns", "b", withIPs("nonsense")), wantErr: ErrBadAnnotation},
+			{alloc: makeService("ns", "b", withIPs("192.0.2.2,192.0.2.3")), wantErr: ErrInvalidRequest},
 			{alloc: makeService("ns", "b"), want: []string{"192.0.2.1"}},
 		},
 	}, {
@@ -701,10 +699,7 @@ func TestAllocateIdempotentAndChanges(t *testing.T) {
 			{alloc: makeService("ns", "a"), want: []string{"192.0.2.0"}},
 			{alloc: makeService("ns", "b"), wantErr: ErrPoolNotAllowed},
 		},
-	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { runSteps(t, tt.pools, tt.steps) })
-	}
+	}})
 }
 
 func TestRelease(t *testing.T) {
@@ -738,11 +733,7 @@ func TestRelease(t *testing.T) {
 func TestSetPools(t *testing.T) {
 	wide := PoolConfig{Name: "p", Addresses: []string{"192.0.2.0/29", "2001:db8::/125"}}
 	narrow := PoolConfig{Name: "p", Addresses: []string{"192.0.2.0/30"}}
-	tests := []struct {
-		name  string
-		pools []PoolConfig
-		steps []step
-	}{{
+	runCases(t, []stepsCase{{
 		name:  "shrinking keeps the addresses outside, stale, and never hands them out",
 		pools: []PoolConfig{wide},
 		steps: []step{
@@ -786,8 +777,5 @@ func TestSetPools(t *testing.T) {
 			{alloc: makeService("ns", "a"), want: []string{"192.0.2.0"}},
 			{setPools: []PoolConfig{{Name: "x", Addresses: []string{"192.0.2.0/30"}}, {Name: "x", Addresses: []string{"198.51.100.0/30"}}}, wantErr: ErrInvalidPool},
 		},
-	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { runSteps(t, tt.pools, tt.steps) })
-	}
+	}})
 }

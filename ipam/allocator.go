@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	memdb "github.com/hashicorp/go-memdb"
-	v1 "k8s.io/api/core/v1"
 )
 
 // Allocator hands out load-balancer addresses from pools. It is safe for
@@ -57,8 +56,9 @@ type Assignment struct {
 
 // PoolStats is the usage of one family of one pool.
 type PoolStats struct {
-	Pool   string
-	Family v1.IPFamily
+	Pool string
+	// Family is "IPv4" or "IPv6".
+	Family string
 	// Total counts the addresses the pool may hand out (without .0 and .255
 	// when it avoids them). A big.Int, as a /64 has 2^64 of them.
 	Total *big.Int
@@ -183,8 +183,8 @@ func setPoolsTxn(txn *memdb.Txn, ix *indexes, pools []Pool) error {
 	return nil
 }
 
-// Release frees the addresses of a Service; an address shared with other
-// Services stays with them. Releasing a Service that holds nothing does
+// Release frees the addresses of a Service, the pending ones too; an
+// address shared with other Services stays with them. Releasing a Service that holds nothing does
 // nothing.
 func (a *Allocator) Release(namespace, name string) {
 	txn := a.write()
@@ -211,41 +211,55 @@ func releaseTxn(txn *memdb.Txn, ix *indexes, namespace, name string) (released b
 // none), holding the addresses row adds and freeing the ones it drops
 // unless another Service holds them still.
 func replaceServiceTxn(txn *memdb.Txn, ix *indexes, old, row *serviceRow) error {
-	var oldAddrs, newAddrs []netip.Addr
+	var oldHeld, newHeld []netip.Addr
 	if old != nil {
-		oldAddrs = old.addrs
+		oldHeld = old.held()
 		if err := deleteServiceTxn(txn, ix, old); err != nil {
 			return err
 		}
 	}
 	if row != nil {
-		newAddrs = row.addrs
+		newHeld = row.held()
 	}
-	for _, a := range oldAddrs {
-		if slices.Contains(newAddrs, a) {
-			continue
-		}
-		if err := unholdIfLastTxn(txn, ix, a); err != nil {
-			return err
-		}
-	}
-	for _, a := range newAddrs {
-		if slices.Contains(oldAddrs, a) {
-			continue
-		}
-		if err := holdIfFirstTxn(txn, ix, a); err != nil {
-			return err
+	for _, a := range oldHeld {
+		if !slices.Contains(newHeld, a) {
+			if err := freeing.applyTxn(txn, ix, a); err != nil {
+				return err
+			}
 		}
 	}
-	if len(newAddrs) > 0 {
+	for _, a := range newHeld {
+		if !slices.Contains(oldHeld, a) {
+			if err := holding.applyTxn(txn, ix, a); err != nil {
+				return err
+			}
+		}
+	}
+	if len(newHeld) > 0 {
 		return insertServiceTxn(txn, ix, nil, row)
 	}
 	return nil
 }
 
-// holdIfFirstTxn takes a from its pool's free list, or marks it stale if it
-// is in no pool, unless some Service holds it already.
-func holdIfFirstTxn(txn *memdb.Txn, ix *indexes, a netip.Addr) error {
+// holdChange is what holding an address, or freeing it, does to the pool
+// bookkeeping: the first holder takes it from its pool's free list (or
+// marks it stale when it is in no pool), the last one gives it back (or
+// forgets it is stale).
+type holdChange struct {
+	verb  string // for errors
+	stale func(*memdb.Txn, netip.Addr) error
+	slot  func(ix *indexes, pool string, fam Family, s u128) error
+}
+
+var (
+	holding = holdChange{"holding", markStaleTxn, (*indexes).take}
+	freeing = holdChange{"freeing", unmarkStaleTxn, (*indexes).give}
+)
+
+// applyTxn makes the change for address a, unless some Service holds a (the
+// address index is up to date for every other Service): then it was
+// already taken, and stays so.
+func (c holdChange) applyTxn(txn *memdb.Txn, ix *indexes, a netip.Addr) error {
 	if ix.isHeld(a) {
 		return nil
 	}
@@ -254,35 +268,17 @@ func holdIfFirstTxn(txn *memdb.Txn, ix *indexes, a netip.Addr) error {
 		return err
 	}
 	if !loc.inPool() {
-		return markStaleTxn(txn, a)
+		return c.stale(txn, a)
 	}
-	if err := ix.take(loc.pool, familyOf(a), loc.slot); err != nil {
-		return fmt.Errorf("holding %s: %w", a, err)
-	}
-	return nil
-}
-
-// unholdIfLastTxn returns a to its pool's free list (or forgets it if it is
-// stale), unless some Service still holds it.
-func unholdIfLastTxn(txn *memdb.Txn, ix *indexes, a netip.Addr) error {
-	if ix.isHeld(a) {
-		return nil
-	}
-	loc, err := locateTxn(txn, a)
-	if err != nil {
-		return err
-	}
-	if !loc.inPool() {
-		return unmarkStaleTxn(txn, a)
-	}
-	if err := ix.give(loc.pool, familyOf(a), loc.slot); err != nil {
-		return fmt.Errorf("freeing %s: %w", a, err)
+	if err := c.slot(ix, loc.pool, familyOf(a), loc.slot); err != nil {
+		return fmt.Errorf("%s %s: %w", c.verb, a, err)
 	}
 	return nil
 }
 
-// Assigned returns the addresses a Service holds, its primary family first;
-// nil if it holds none.
+// Assigned returns the addresses a Service is assigned (what Allocate
+// returned), its primary family first; nil if it holds none. Its pending
+// addresses are not among them.
 func (a *Allocator) Assigned(namespace, name string) []netip.Addr {
 	row, err := serviceTxn(a.db.Txn(false), namespace, name)
 	if err != nil || row == nil {
@@ -291,8 +287,9 @@ func (a *Allocator) Assigned(namespace, name string) []netip.Addr {
 	return slices.Clone(row.addrs)
 }
 
-// Holders returns the Services that hold addr (several when it is shared),
-// in namespace/name order; nil if no one holds it.
+// Holders returns the Services that hold addr (several when it is shared;
+// a Service holding it pending counts), in namespace/name order; nil if no
+// one holds it.
 func (a *Allocator) Holders(addr netip.Addr) []Assignment {
 	// The holders live in the address index, which writers change in
 	// place: read it under the write lock.
@@ -359,7 +356,7 @@ func statsTxn(txn *memdb.Txn, ix *indexes) ([]PoolStats, error) {
 	}
 	var out []PoolStats
 	for _, p := range pools {
-		for _, fam := range []family{v4, v6} {
+		for _, fam := range []Family{IPv4, IPv6} {
 			if !p.offers(fam) {
 				continue
 			}
@@ -378,7 +375,7 @@ func statsTxn(txn *memdb.Txn, ix *indexes) ([]PoolStats, error) {
 				inUse = l.inUse
 			}
 			free := new(big.Int).Sub(total, new(big.Int).SetUint64(inUse))
-			out = append(out, PoolStats{Pool: p.Name, Family: fam.ipFamily(), Total: total, InUse: inUse, Free: free})
+			out = append(out, PoolStats{Pool: p.Name, Family: fam.String(), Total: total, InUse: inUse, Free: free})
 		}
 	}
 	return out, nil

@@ -6,8 +6,6 @@ import (
 	"net/netip"
 	"runtime"
 	"testing"
-
-	v1 "k8s.io/api/core/v1"
 )
 
 // Benchmarks of Allocate and Release with 1k, 100k and 1M addresses already
@@ -23,7 +21,7 @@ const benchChunk = 1000
 type benchPool struct {
 	name string
 	cfg  PoolConfig
-	fam  family
+	fam  Family
 	// base is the pool's first address.
 	base netip.Addr
 }
@@ -31,7 +29,7 @@ type benchPool struct {
 var benchPools = []benchPool{{
 	name: "ipv6-64",
 	cfg:  PoolConfig{Name: "bench", Addresses: []string{"2001:db8:0:1::/64"}},
-	fam:  v6,
+	fam:  IPv6,
 	base: netip.MustParseAddr("2001:db8:0:1::"),
 }, {
 	// No documentation range is a /12. 240.0.0.0/4 is reserved (RFC 1112,
@@ -39,13 +37,13 @@ var benchPools = []benchPool{{
 	// process.
 	name: "ipv4-12",
 	cfg:  PoolConfig{Name: "bench", Addresses: []string{"240.0.0.0/12"}},
-	fam:  v4,
+	fam:  IPv4,
 	base: netip.AddrFrom4([4]byte{240, 0, 0, 0}),
 }}
 
-func (p benchPool) service(name string) *v1.Service {
+func (p benchPool) service(name string) *testService {
 	svc := makeService("bench", name)
-	if p.fam == v6 {
+	if p.fam == IPv6 {
 		withFamilies(single, v6s...)(svc)
 	}
 	return svc
@@ -56,7 +54,7 @@ func (p benchPool) service(name string) *v1.Service {
 func (p benchPool) prefill(b *testing.B, n int) *Allocator {
 	b.Helper()
 	a := newAllocator(b, p.cfg)
-	req, err := newRequest(p.service("x"))
+	req, err := newRequest(&p.service("x").Request)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -112,7 +110,7 @@ func BenchmarkAllocator(b *testing.B) {
 // benchAllocate allocates to new Services, releasing them (untimed) every
 // benchChunk so that the store stays near its size.
 func benchAllocate(b *testing.B, a *Allocator, p benchPool) {
-	svcs := make([]*v1.Service, benchChunk)
+	svcs := make([]*testService, benchChunk)
 	for i := range svcs {
 		svcs[i] = p.service(fmt.Sprintf("new%04d", i))
 	}
@@ -120,7 +118,7 @@ func benchAllocate(b *testing.B, a *Allocator, p benchPool) {
 	b.ResetTimer()
 	k := 0
 	for i := 0; i < b.N; i++ {
-		if _, err := a.Allocate(svcs[k]); err != nil {
+		if _, err := a.Allocate(svcs[k].Request); err != nil {
 			b.Fatalf("Allocate(%s) = %v", svcs[k].Name, err)
 		}
 		k++
@@ -159,7 +157,7 @@ func benchRelease(b *testing.B, a *Allocator, p benchPool, n int) {
 		}
 		b.StopTimer()
 		for _, v := range victims {
-			if _, err := a.Allocate(p.service(v)); err != nil {
+			if _, err := a.Allocate(p.service(v).Request); err != nil {
 				b.Fatalf("Allocate(%s) = %v", v, err)
 			}
 		}
@@ -172,7 +170,7 @@ func benchRelease(b *testing.B, a *Allocator, p benchPool, n int) {
 // held rows already in the table. Allocate does this, plus the reads that
 // decide and the changes of the indexes beside the store.
 func benchFloor(b *testing.B, a *Allocator, p benchPool) {
-	req, err := newRequest(p.service("x"))
+	req, err := newRequest(&p.service("x").Request)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -182,7 +180,7 @@ func benchFloor(b *testing.B, a *Allocator, p benchPool) {
 		// Addresses past the held ones (the last 8k of the /12), which
 		// this benchmark never allocates.
 		addr := addrFromU128(p.fam, u128{base.hi, base.lo + 1_040_000 + uint64(i)})
-		rows[i] = &serviceRow{"bench", fmt.Sprintf("floor%04d", i), []netip.Addr{addr}, req.want, req.share}
+		rows[i] = &serviceRow{namespace: "bench", name: fmt.Sprintf("floor%04d", i), addrs: []netip.Addr{addr}, want: req.want, share: req.share}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -219,11 +217,11 @@ func benchFloor(b *testing.B, a *Allocator, p benchPool) {
 // allocation pays it, plus one node copy per level of the services index.
 func BenchmarkMemdbFloor(b *testing.B) {
 	a := newAllocator(b, benchPools[0].cfg)
-	req, err := newRequest(benchPools[0].service("x"))
+	req, err := newRequest(&benchPools[0].service("x").Request)
 	if err != nil {
 		b.Fatal(err)
 	}
-	row := &serviceRow{"bench", "floor", []netip.Addr{benchPools[0].base}, req.want, req.share}
+	row := &serviceRow{namespace: "bench", name: "floor", addrs: []netip.Addr{benchPools[0].base}, want: req.want, share: req.share}
 	b.ReportAllocs()
 	for b.Loop() {
 		txn := a.db.Txn(true)
@@ -254,20 +252,23 @@ func BenchmarkRestore(b *testing.B) {
 	// no order.
 	r := rand.New(rand.NewPCG(1, 2))
 	perm := r.Perm(n)
-	svcs := make([]*v1.Service, n)
+	svcs := make([]*testService, n)
 	base := u128FromAddr(p.base)
 	for i := range svcs {
 		svcs[i] = p.service(benchName(i))
 		withCreated(i % 1000)(svcs[i])
-		withStatus(addrFromU128(v6, u128{base.hi, base.lo + uint64(perm[i])}).String())(svcs[i])
+		svcs[i].Shown = []netip.Addr{addrFromU128(IPv6, u128{base.hi, base.lo + uint64(perm[i])})}
 	}
+	// The provider reads the claims from the Services before it calls
+	// Restore; parsing their status is not timed here.
+	cs := claims(svcs)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		a := newAllocator(b, p.cfg)
 		b.StartTimer()
-		report := a.Restore(svcs)
+		report := a.Restore(cs)
 		if len(report.Restored) != n {
 			b.Fatalf("Restore() restored %d, want %d", len(report.Restored), n)
 		}

@@ -1,5 +1,7 @@
 // Package ipam allocates load-balancer addresses from pools of IPv4 and
 // IPv6 addresses, and keeps every address a Service holds across restarts.
+// It knows Services by name and by what they ask (Request), in its own
+// terms: reading a Kubernetes Service is the provider's business.
 //
 // Users put Service addresses in DNS records and firewall rules, so the
 // allocator's promises are about never surprising them:
@@ -9,7 +11,9 @@
 //     thing: not when another Service goes, not when the pools change (an
 //     address left outside every pool is kept and reported stale), not
 //     when the controller restarts (Restore rebuilds the store from the
-//     Services' status before the first Allocate).
+//     Services' status before the first Allocate). An address its status
+//     shows stays its own after its request changed, until the status no
+//     longer shows it (pending.go).
 //   - Every call is atomic: a dual-stack Service gets both addresses or
 //     none, and a call that fails changes nothing.
 //   - Finding a free address never walks the pool: the free addresses are
@@ -20,8 +24,9 @@
 // (table_*.go), built by schema factories; each exported method opens one
 // transaction and hands it to unexported …Txn functions that compose.
 // Beside it, the free lists and the holders of each address are mutable
-// indexes derived from the services table (indexes.go), changed under the
-// Allocator's write lock and undone with the transaction when a call fails.
+// indexes derived from the services table (indexes.go, freelist.go,
+// treap.go), changed under the Allocator's write lock and undone with the
+// transaction when a call fails (undo.go).
 //
 // Errors wrap the sentinels of errors.go; see docs/ipam.md for the design,
 // the request rules and the benchmarks.

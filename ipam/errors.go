@@ -8,12 +8,13 @@ import "errors"
 // details (the address, the pool, the Service holding an address, the
 // colliding port), so it can go into the Event text unchanged.
 var (
-	// ErrBadAnnotation: an annotation or a spec field the request comes
-	// from cannot be understood: not an IP address, two addresses of one
-	// family, two addresses for a single-stack Service, an unknown
-	// spec.ipFamilyPolicy or spec.ipFamilies. (An annotation whose value is
-	// empty counts as absent.)
-	ErrBadAnnotation = errors.New("bad annotation")
+	// ErrInvalidRequest: a Request does not hold together: no name, an
+	// unknown family policy or family, two addresses of one family, two
+	// addresses for a single-stack Service, an address with a zone. The
+	// caller that reads requests from Services wraps it too for a value it
+	// cannot read (an annotation that is not an IP address), so that one
+	// Event reason covers both.
+	ErrInvalidRequest = errors.New("invalid request")
 
 	// ErrUnknownPool: the pool annotation names a pool the configuration
 	// does not have.
@@ -49,8 +50,8 @@ var (
 	// do not cover both.
 	ErrDualStackUnavailable = errors.New("dual-stack unavailable")
 
-	// ErrInvalidStatus: Restore found a status.loadBalancer.ingress entry it
-	// cannot restore: not an IP address, or a second address of one family.
+	// ErrInvalidStatus: Restore found a shown address it cannot restore: not
+	// a plain IP address, or a second address of one family.
 	ErrInvalidStatus = errors.New("invalid load balancer status")
 
 	// ErrInvalidPool: New or SetPools got pools that ParsePools would have

@@ -27,7 +27,7 @@ import (
 // poolFam names the free list of one family of one pool.
 type poolFam struct {
 	pool string
-	fam  family
+	fam  Family
 }
 
 // freeList is the free slots of one family of one pool, as a treap of
@@ -46,7 +46,7 @@ func (l *freeList) contains(s u128) bool {
 
 // list returns the free list of pool and fam, nil if the pool does not
 // offer fam.
-func (ix *indexes) list(pool string, fam family) *freeList {
+func (ix *indexes) list(pool string, fam Family) *freeList {
 	return ix.free[poolFam{pool, fam}]
 }
 
@@ -75,7 +75,7 @@ func (ix *indexes) addInUse(l *freeList, delta int) error {
 }
 
 // setList replaces the free list of pool and fam by l (nil: drops it).
-func (ix *indexes) setList(pool string, fam family, l *freeList) {
+func (ix *indexes) setList(pool string, fam Family, l *freeList) {
 	key := poolFam{pool, fam}
 	ix.undo = append(ix.undo, undoOp{kind: undoList, list: ix.free[key], key: key})
 	if l == nil {
@@ -87,7 +87,7 @@ func (ix *indexes) setList(pool string, fam family, l *freeList) {
 
 // lowest returns the lowest free slot of pool and fam; ok is false when
 // there is none.
-func (ix *indexes) lowest(pool string, fam family) (s u128, ok bool) {
+func (ix *indexes) lowest(pool string, fam Family) (s u128, ok bool) {
 	l := ix.list(pool, fam)
 	if l == nil || l.t.root == nil {
 		return u128{}, false
@@ -97,7 +97,7 @@ func (ix *indexes) lowest(pool string, fam family) (s u128, ok bool) {
 
 // take removes the free slot s of pool and fam from its interval, and
 // counts the address as held.
-func (ix *indexes) take(pool string, fam family, s u128) error {
+func (ix *indexes) take(pool string, fam Family, s u128) error {
 	l := ix.list(pool, fam)
 	if l == nil {
 		return fmt.Errorf("taking slot %v of pool %q: the pool has no free list for %s", s, pool, fam)
@@ -124,7 +124,7 @@ func (ix *indexes) take(pool string, fam family, s u128) error {
 
 // give returns slot s to the free list of pool and fam, merging it with the
 // intervals next to it, and counts the address as no longer held.
-func (ix *indexes) give(pool string, fam family, s u128) error {
+func (ix *indexes) give(pool string, fam Family, s u128) error {
 	l := ix.list(pool, fam)
 	if l == nil {
 		return fmt.Errorf("giving back slot %v of pool %q: the pool has no free list for %s", s, pool, fam)
@@ -159,7 +159,7 @@ func (ix *indexes) give(pool string, fam family, s u128) error {
 
 // dropPool drops the free lists of pool.
 func (ix *indexes) dropPool(pool string) {
-	for _, fam := range []family{v4, v6} {
+	for _, fam := range []Family{IPv4, IPv6} {
 		if ix.list(pool, fam) != nil {
 			ix.setList(pool, fam, nil)
 		}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -24,24 +23,64 @@ import (
 
 var epoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
-type svcOpt func(*v1.Service)
+// Where the tests' requests say their fields come from, as the provider
+// says it: error messages must quote them.
+const (
+	srcIPs        = "annotation baremetal-ccm.io/load-balancer-ips"
+	srcLBIP       = "spec.loadBalancerIP"
+	srcPool       = "annotation baremetal-ccm.io/pool"
+	srcSharingKey = "annotation baremetal-ccm.io/allow-shared-ip"
+)
 
-// makeService returns a LoadBalancer Service as the API server would store
-// it on an IPv4 cluster: SingleStack IPv4, one TCP port, created at epoch.
-func makeService(ns, name string, opts ...svcOpt) *v1.Service {
-	single := v1.IPFamilyPolicySingleStack
-	s := &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace:         ns,
-			Name:              name,
-			CreationTimestamp: metav1.NewTime(epoch),
+// testService is a Service as the allocator sees it: its request, when it
+// was created, and whether its request could be read (for Restore).
+type testService struct {
+	Request
+	created    time.Time
+	unreadable bool
+}
+
+func (s *testService) claim() Claim {
+	return Claim{Request: s.Request, Created: s.created, Unreadable: s.unreadable}
+}
+
+// clone returns a deep copy of s.
+func (s *testService) clone() *testService {
+	c := *s
+	c.Labels = maps.Clone(s.Labels)
+	c.Families = slices.Clone(s.Families)
+	c.IPs = slices.Clone(s.IPs)
+	c.Ports = slices.Clone(s.Ports)
+	c.PodSelector = maps.Clone(s.PodSelector)
+	c.Shown = slices.Clone(s.Shown)
+	return &c
+}
+
+// claims returns the claims of svcs, for Restore.
+func claims(svcs []*testService) []Claim {
+	out := make([]Claim, len(svcs))
+	for i, s := range svcs {
+		out[i] = s.claim()
+	}
+	return out
+}
+
+type svcOpt func(*testService)
+
+// makeService returns the request of a LoadBalancer Service as the API
+// server would store it on an IPv4 cluster: SingleStack IPv4, one TCP port,
+// created at epoch.
+func makeService(ns, name string, opts ...svcOpt) *testService {
+	s := &testService{
+		Request: Request{
+			Namespace: ns,
+			Name:      name,
+			Policy:    SingleStack,
+			Families:  []Family{IPv4},
+			Ports:     []Port{{80, "TCP"}},
+			Source:    Source{IPs: srcIPs, Pool: srcPool, SharingKey: srcSharingKey},
 		},
-		Spec: v1.ServiceSpec{
-			Type:           v1.ServiceTypeLoadBalancer,
-			IPFamilies:     []v1.IPFamily{v1.IPv4Protocol},
-			IPFamilyPolicy: &single,
-			Ports:          []v1.ServicePort{{Port: 80, Protocol: v1.ProtocolTCP}},
-		},
+		created: epoch,
 	}
 	for _, o := range opts {
 		o(s)
@@ -49,24 +88,36 @@ func makeService(ns, name string, opts ...svcOpt) *v1.Service {
 	return s
 }
 
-func annotate(key, value string) svcOpt {
-	return func(s *v1.Service) {
-		if s.Annotations == nil {
-			s.Annotations = map[string]string{}
-		}
-		s.Annotations[key] = value
+// parseAddrs parses a comma-separated list of addresses.
+func parseAddrs(list string) []netip.Addr {
+	if strings.TrimSpace(list) == "" {
+		return nil
 	}
+	var out []netip.Addr
+	for _, a := range strings.Split(list, ",") {
+		out = append(out, netip.MustParseAddr(strings.TrimSpace(a)))
+	}
+	return out
 }
 
-func withIPs(list string) svcOpt  { return annotate(AnnotationLoadBalancerIPs, list) }
-func withPool(name string) svcOpt { return annotate(AnnotationPool, name) }
-func withShare(key string) svcOpt { return annotate(AnnotationAllowSharedIP, key) }
-func withLBIP(ip string) svcOpt   { return func(s *v1.Service) { s.Spec.LoadBalancerIP = ip } }
+// withIPs requests the addresses of a comma-separated list.
+func withIPs(list string) svcOpt {
+	return func(s *testService) { s.IPs, s.Source.IPs = parseAddrs(list), srcIPs }
+}
+
+// withLBIP requests one address, as spec.loadBalancerIP does.
+func withLBIP(ip string) svcOpt {
+	return func(s *testService) { s.IPs, s.Source.IPs = parseAddrs(ip), srcLBIP }
+}
+
+func withPool(name string) svcOpt { return func(s *testService) { s.Pool = name } }
+func withShare(key string) svcOpt { return func(s *testService) { s.SharingKey = key } }
+func unreadable() svcOpt          { return func(s *testService) { s.unreadable = true } }
 func withCreated(min int) svcOpt {
-	return func(s *v1.Service) { s.CreationTimestamp = metav1.NewTime(epoch.Add(time.Duration(min) * time.Minute)) }
+	return func(s *testService) { s.created = epoch.Add(time.Duration(min) * time.Minute) }
 }
 func withLabels(kv ...string) svcOpt {
-	return func(s *v1.Service) {
+	return func(s *testService) {
 		s.Labels = map[string]string{}
 		for i := 0; i+1 < len(kv); i += 2 {
 			s.Labels[kv[i]] = kv[i+1]
@@ -74,58 +125,55 @@ func withLabels(kv ...string) svcOpt {
 	}
 }
 
-// withFamilies sets spec.ipFamilyPolicy ("" leaves it nil) and
-// spec.ipFamilies.
-func withFamilies(policy v1.IPFamilyPolicy, fams ...v1.IPFamily) svcOpt {
-	return func(s *v1.Service) {
-		s.Spec.IPFamilyPolicy = nil
-		if policy != "" {
-			s.Spec.IPFamilyPolicy = &policy
-		}
-		s.Spec.IPFamilies = fams
+// withFamilies sets the family policy and the families.
+func withFamilies(policy FamilyPolicy, fams ...Family) svcOpt {
+	return func(s *testService) {
+		s.Policy = policy
+		s.Families = fams
 	}
 }
 
 // withPorts sets the ports, each "53/UDP".
 func withPorts(ports ...string) svcOpt {
-	return func(s *v1.Service) {
-		s.Spec.Ports = nil
+	return func(s *testService) {
+		s.Ports = nil
 		for _, p := range ports {
 			var n int32
 			var proto string
 			if _, err := fmt.Sscanf(strings.Replace(p, "/", " ", 1), "%d %s", &n, &proto); err != nil {
 				panic(fmt.Sprintf("port %q: %v", p, err))
 			}
-			s.Spec.Ports = append(s.Spec.Ports, v1.ServicePort{Port: n, Protocol: v1.Protocol(proto)})
+			s.Ports = append(s.Ports, Port{n, proto})
 		}
 	}
 }
 
-// withLocal sets externalTrafficPolicy Local and the pod selector.
+// withLocal sets TrafficPolicyLocal and the pod selector.
 func withLocal(kv ...string) svcOpt {
-	return func(s *v1.Service) {
-		s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
-		s.Spec.Selector = map[string]string{}
+	return func(s *testService) {
+		s.TrafficPolicyLocal = true
+		s.PodSelector = map[string]string{}
 		for i := 0; i+1 < len(kv); i += 2 {
-			s.Spec.Selector[kv[i]] = kv[i+1]
+			s.PodSelector[kv[i]] = kv[i+1]
 		}
 	}
 }
 
+// withStatus sets the addresses the Service's status shows.
 func withStatus(ips ...string) svcOpt {
-	return func(s *v1.Service) {
-		s.Status.LoadBalancer.Ingress = nil
+	return func(s *testService) {
+		s.Shown = nil
 		for _, ip := range ips {
-			s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, v1.LoadBalancerIngress{IP: ip})
+			s.Shown = append(s.Shown, netip.MustParseAddr(ip))
 		}
 	}
 }
 
 var (
-	v4s = []v1.IPFamily{v1.IPv4Protocol}
-	v6s = []v1.IPFamily{v1.IPv6Protocol}
-	v46 = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
-	v64 = []v1.IPFamily{v1.IPv6Protocol, v1.IPv4Protocol}
+	v4s = []Family{IPv4}
+	v6s = []Family{IPv6}
+	v46 = []Family{IPv4, IPv6}
+	v64 = []Family{IPv6, IPv4}
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -179,7 +227,7 @@ func dump(t testing.TB, a *Allocator) []string {
 			case *rangeRow:
 				out = append(out, fmt.Sprintf("range %s %s-%s", r.pool, r.from, r.to))
 			case *serviceRow:
-				out = append(out, fmt.Sprintf("service %s %v %+v %+v", r, r.addrs, r.want, r.share))
+				out = append(out, fmt.Sprintf("service %s %v pending=%v %+v %+v", r, r.addrs, r.pending, r.want, r.share))
 			case *sharedRow:
 				out = append(out, fmt.Sprintf("shared %q %s %s", r.key, r.addr, r.holder))
 			case *staleRow:
@@ -215,7 +263,7 @@ func dumpFree(a *Allocator) []string {
 }
 
 // freeIntervals returns the free intervals of pool and fam, in order.
-func freeIntervals(a *Allocator, pool string, fam family) [][2]u128 {
+func freeIntervals(a *Allocator, pool string, fam Family) [][2]u128 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var out [][2]u128
@@ -241,7 +289,12 @@ func checkStore(t testing.TB, a *Allocator) {
 		if len(r.addrs) == 0 || len(r.addrs) > 2 || (len(r.addrs) == 2 && familyOf(r.addrs[0]) == familyOf(r.addrs[1])) {
 			t.Errorf("Service %s holds %v, want one or two addresses of distinct families", r, r.addrs)
 		}
-		for _, addr := range r.addrs {
+		for i, addr := range r.pending {
+			if slices.Contains(r.addrs, addr) || slices.Contains(r.pending[i+1:], addr) {
+				t.Errorf("Service %s holds %v and %v pending, want them disjoint and without repeats", r, r.addrs, r.pending)
+			}
+		}
+		for _, addr := range r.held() {
 			holders[addr] = append(holders[addr], r)
 		}
 	}
@@ -263,7 +316,7 @@ func checkStore(t testing.TB, a *Allocator) {
 	}
 	type pf struct {
 		pool string
-		fam  family
+		fam  Family
 	}
 	inUse := map[pf]uint64{}
 	for addr, hs := range holders {
@@ -310,7 +363,7 @@ func checkStore(t testing.TB, a *Allocator) {
 	}
 	var want []PoolStats
 	for _, p := range pools {
-		for _, fam := range []family{v4, v6} {
+		for _, fam := range []Family{IPv4, IPv6} {
 			if !p.offers(fam) {
 				continue
 			}
@@ -356,7 +409,7 @@ func checkStore(t testing.TB, a *Allocator) {
 			if got := new(big.Int).Add(free, new(big.Int).SetUint64(used)); got.Cmp(total) != 0 {
 				t.Errorf("pool %q %s: %v free + %d held = %v, want the %v addresses of the pool", p.Name, fam, free, used, got, total)
 			}
-			want = append(want, PoolStats{Pool: p.Name, Family: fam.ipFamily(), Total: total, InUse: used, Free: free})
+			want = append(want, PoolStats{Pool: p.Name, Family: fam.String(), Total: total, InUse: used, Free: free})
 		}
 	}
 	if diff := cmp.Diff(want, a.Stats(), compareBig); diff != "" {
@@ -424,7 +477,7 @@ func isHeld(a *Allocator, addr netip.Addr) bool {
 }
 
 // isFree reports whether slot s of pool and fam is free.
-func isFree(a *Allocator, pool string, fam family, s u128) (bool, error) {
+func isFree(a *Allocator, pool string, fam Family, s u128) (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	l := a.ix.list(pool, fam)

@@ -17,7 +17,7 @@ func TestIndexesRollback(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	ix := newIndexes()
 	// Slots are addresses: 0.0.0.0-0.0.0.63.
-	pool := &poolRow{Pool: Pool{Name: "p", Ranges: []netipx.IPRange{netipx.MustParseIPRange("0.0.0.0-0.0.0.63")}}, families: []family{v4}}
+	pool := &poolRow{Pool: Pool{Name: "p", Ranges: []netipx.IPRange{netipx.MustParseIPRange("0.0.0.0-0.0.0.63")}}, families: []Family{IPv4}}
 	rebuildFree(&ix, pool)
 	ix.commit()
 
@@ -40,20 +40,20 @@ func TestIndexesRollback(t *testing.T) {
 	rows := map[u128]*serviceRow{}
 	step := func() {
 		s := u128{0, uint64(r.IntN(64))}
-		l := ix.list("p", v4)
+		l := ix.list("p", IPv4)
 		switch {
 		case l != nil && r.IntN(20) == 0:
 			ix.dropPool("p")
 		case l == nil || r.IntN(20) == 0:
 			rebuildFree(&ix, pool)
 		case l.contains(s):
-			if ix.take("p", v4, s) == nil {
-				row := &serviceRow{namespace: "ns", name: s.String(), addrs: []netip.Addr{addrFromU128(v4, s)}}
+			if ix.take("p", IPv4, s) == nil {
+				row := &serviceRow{namespace: "ns", name: s.String(), addrs: []netip.Addr{addrFromU128(IPv4, s)}}
 				ix.addHolder(row)
 				rows[s] = row
 			}
 		case rows[s] != nil:
-			if ix.give("p", v4, s) == nil {
+			if ix.give("p", IPv4, s) == nil {
 				ix.removeHolder(rows[s])
 				delete(rows, s)
 			}

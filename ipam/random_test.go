@@ -15,7 +15,6 @@ import (
 
 	gocmp "github.com/google/go-cmp/cmp"
 	"go4.org/netipx"
-	v1 "k8s.io/api/core/v1"
 )
 
 // The randomized test and the fuzz target drive the Allocator with random
@@ -30,8 +29,10 @@ import (
 //   - Allocate of an unchanged Service returns what it returned before,
 //     whatever happened to other Services;
 //   - a new Service gets the lowest free address of the right pool;
-//   - Release frees exactly the addresses no one else holds, and Stats
-//     gains exactly those;
+//   - an address a Service's status shows stays held after its request
+//     changes, until Settle frees it;
+//   - Release and Settle free exactly the addresses no one else holds, and
+//     Stats gains exactly those;
 //   - SetPools moves nothing and reports exactly the held addresses outside
 //     the new pools;
 //   - a restart restores the store exactly; a restart from contested status
@@ -118,17 +119,17 @@ type randomRun struct {
 	last map[string]lastAlloc
 	// specs is, per Service, the Service its assignment was made for: by
 	// its last successful Allocate, or its Restore.
-	specs map[string]*v1.Service
+	specs map[string]*testService
 }
 
 type lastAlloc struct {
-	svc   *v1.Service
+	svc   *testService
 	addrs []netip.Addr
 }
 
 func (r *randomRun) pick(n int) int { return r.c.intn(n) }
 
-func (r *randomRun) randomService() *v1.Service {
+func (r *randomRun) randomService() *testService {
 	ns := []string{"ns1", "ns2"}[r.pick(2)]
 	i := r.pick(12)
 	svc := makeService(ns, fmt.Sprintf("s%d", i), withCreated(i%4))
@@ -141,11 +142,11 @@ func (r *randomRun) randomService() *v1.Service {
 	case 4:
 		withFamilies(prefer, v64...)(svc)
 	case 5:
-		withFamilies(require, [][]v1.IPFamily{v46, v64}[r.pick(2)]...)(svc)
+		withFamilies(require, [][]Family{v46, v64}[r.pick(2)]...)(svc)
 	case 6:
-		withFamilies("")(svc)
+		withFamilies(single)(svc)
 	case 7:
-		withFamilies([]v1.IPFamilyPolicy{prefer, require}[r.pick(2)])(svc)
+		withFamilies([]FamilyPolicy{prefer, require}[r.pick(2)])(svc)
 	}
 	if r.pick(4) == 0 {
 		list := randomAddrs[r.pick(len(randomAddrs))].String()
@@ -180,12 +181,14 @@ func (r *randomRun) run() {
 	r.pools = randomPoolSets[0]
 	r.a = newAllocator(r.t, r.pools...)
 	r.last = map[string]lastAlloc{}
-	r.specs = map[string]*v1.Service{}
+	r.specs = map[string]*testService{}
 	for step := 0; !r.c.exhausted(); step++ {
 		var what string
 		switch op := r.pick(20); {
-		case op < 12:
+		case op < 11:
 			what = r.allocate()
+		case op < 12:
+			what = r.settle()
 		case op < 16:
 			what = r.release()
 		case op < 18:
@@ -200,19 +203,25 @@ func (r *randomRun) run() {
 	}
 }
 
-var sentinels = []error{ErrBadAnnotation, ErrUnknownPool, ErrPoolNotAllowed, ErrOutsidePools, ErrWrongFamily,
+var sentinels = []error{ErrInvalidRequest, ErrUnknownPool, ErrPoolNotAllowed, ErrOutsidePools, ErrWrongFamily,
 	ErrAddressTaken, ErrSharingRefused, ErrExhausted, ErrDualStackUnavailable}
 
 func (r *randomRun) allocate() string {
 	t := r.t
 	svc := r.randomService()
 	key := svc.Namespace + "/" + svc.Name
-	what := fmt.Sprintf("Allocate(%s %v %v)", key, svc.Annotations, svc.Spec.IPFamilies)
+	what := fmt.Sprintf("Allocate(%s %+v)", key, svc.Request)
 	before := dump(t, r.a)
 	held := r.a.Assigned(svc.Namespace, svc.Name)
 	expect, expectOK := r.lowestFree(svc, held)
+	if r.pick(3) == 0 {
+		// The status shows what the Service holds: the next change
+		// must keep it held.
+		svc.Shown = heldBy(r.a, svc.Namespace, svc.Name)
+		what = fmt.Sprintf("Allocate(%s %+v)", key, svc.Request)
+	}
 
-	got, err := r.a.Allocate(svc)
+	got, err := r.a.Allocate(svc.Request)
 	if err != nil {
 		if !slices.ContainsFunc(sentinels, func(s error) bool { return errors.Is(err, s) }) {
 			t.Errorf("%s = %v, wraps no sentinel", what, err)
@@ -235,6 +244,11 @@ func (r *randomRun) allocate() string {
 	if expectOK && (len(got) == 0 || got[0] != expect) {
 		t.Errorf("%s, want %s first, the lowest free address", what, expect)
 	}
+	for _, addr := range svc.Shown {
+		if !isHeld(r.a, addr) {
+			t.Errorf("%s, but shown %s is free", what, addr)
+		}
+	}
 	r.last[key] = lastAlloc{svc, got}
 	r.specs[key] = svc
 	return what
@@ -243,10 +257,10 @@ func (r *randomRun) allocate() string {
 // lowestFree finds by brute force the address a Service holding nothing,
 // asking for one known family, no address and no sharing, must get: the
 // lowest free one of the first pool that serves it.
-func (r *randomRun) lowestFree(svc *v1.Service, held []netip.Addr) (netip.Addr, bool) {
-	req, err := newRequest(svc)
+func (r *randomRun) lowestFree(svc *testService, held []netip.Addr) (netip.Addr, bool) {
+	req, err := newRequest(&svc.Request)
 	if err != nil || len(held) > 0 || req.want.nips > 0 || req.want.nfams == 0 || req.share.key != "" ||
-		req.want.policy == v1.IPFamilyPolicyRequireDualStack {
+		req.want.policy == RequireDualStack {
 		return netip.Addr{}, false
 	}
 	fam := req.want.fams[0]
@@ -280,22 +294,59 @@ func (r *randomRun) release() string {
 	t := r.t
 	ns, name := []string{"ns1", "ns2"}[r.pick(2)], fmt.Sprintf("s%d", r.pick(12))
 	what := fmt.Sprintf("Release(%s/%s)", ns, name)
-	held := r.a.Assigned(ns, name)
+	held := heldBy(r.a, ns, name)
 	before := r.a.Stats()
-	var freed []netip.Addr
-	for _, addr := range held {
-		holders := holdersOf(r.a, addr)
-		if len(holders) == 1 {
-			freed = append(freed, addr)
-		}
-	}
+	freed := r.soleHeld(held)
 
 	r.a.Release(ns, name)
 	delete(r.last, ns+"/"+name)
 	delete(r.specs, ns+"/"+name)
-	if got := r.a.Assigned(ns, name); got != nil {
-		t.Errorf("%s, but Assigned() = %v", what, got)
+	if got := heldBy(r.a, ns, name); got != nil {
+		t.Errorf("%s, but the Service holds %v", what, got)
 	}
+	r.checkFreed(what, held, freed, before)
+	return fmt.Sprintf("%s freed %v of %v", what, freed, held)
+}
+
+// settle settles a Service whose status caught up with what it is
+// assigned: its pending addresses go.
+func (r *randomRun) settle() string {
+	t := r.t
+	ns, name := []string{"ns1", "ns2"}[r.pick(2)], fmt.Sprintf("s%d", r.pick(12))
+	assigned := r.a.Assigned(ns, name)
+	what := fmt.Sprintf("Settle(%s/%s, %v)", ns, name, assigned)
+	held := heldBy(r.a, ns, name)
+	pending := slices.DeleteFunc(slices.Clone(held), func(a netip.Addr) bool { return slices.Contains(assigned, a) })
+	before := r.a.Stats()
+	freed := r.soleHeld(pending)
+
+	got := r.a.Settle(ns, name, assigned)
+	if !slices.Equal(got, pending) {
+		t.Errorf("%s = %v, want the pending %v", what, got, pending)
+	}
+	if after := heldBy(r.a, ns, name); !slices.Equal(after, assigned) {
+		t.Errorf("%s: the Service holds %v, want %v", what, after, assigned)
+	}
+	r.checkFreed(what, pending, freed, before)
+	return fmt.Sprintf("%s freed %v of %v", what, freed, pending)
+}
+
+// soleHeld returns the addresses of held that one Service alone holds.
+func (r *randomRun) soleHeld(held []netip.Addr) []netip.Addr {
+	var sole []netip.Addr
+	for _, addr := range held {
+		if len(holdersOf(r.a, addr)) == 1 {
+			sole = append(sole, addr)
+		}
+	}
+	return sole
+}
+
+// checkFreed checks, after a Service dropped the addresses held, that
+// exactly freed became free, and that Stats (before: before the call)
+// gained exactly those.
+func (r *randomRun) checkFreed(what string, held, freed []netip.Addr, before []PoolStats) {
+	t := r.t
 	txn := r.a.db.Txn(false)
 	gained := map[string]int64{}
 	for _, addr := range held {
@@ -308,7 +359,7 @@ func (r *randomRun) release() string {
 			if free, _ := isFree(r.a, loc.pool, familyOf(addr), loc.slot); !free {
 				t.Errorf("%s: %s is not free after", what, addr)
 			}
-			gained[loc.pool+" "+string(familyOf(addr).ipFamily())]++
+			gained[loc.pool+" "+familyOf(addr).String()]++
 		}
 	}
 	after := r.a.Stats()
@@ -318,7 +369,15 @@ func (r *randomRun) release() string {
 			t.Errorf("%s: pool %s %s gained %v free addresses, want %d", what, after[i].Pool, after[i].Family, d, g)
 		}
 	}
-	return fmt.Sprintf("%s freed %v of %v", what, freed, held)
+}
+
+// heldBy returns what a Service holds, assigned and pending.
+func heldBy(a *Allocator, ns, name string) []netip.Addr {
+	row, err := serviceTxn(a.db.Txn(false), ns, name)
+	if err != nil || row == nil {
+		return nil
+	}
+	return slices.Clone(row.held())
 }
 
 func (r *randomRun) setPools() string {
@@ -336,9 +395,9 @@ func (r *randomRun) setPools() string {
 		t.Errorf("%s moved assignments (-before +after):\n%s", what, diff)
 	}
 	var want []Assignment
-	for key, addrs := range before {
+	for key := range before {
 		ns, name, _ := cutKey(key)
-		for _, addr := range addrs {
+		for _, addr := range heldBy(r.a, ns, name) { // pending ones too
 			if !r.inPools(addr) {
 				want = append(want, Assignment{ns, name, addr})
 			}
@@ -370,23 +429,28 @@ func (r *randomRun) inPools(addr netip.Addr) bool {
 func (r *randomRun) restart(contested bool) string {
 	t := r.t
 	what := fmt.Sprintf("restart(contested=%v)", contested)
-	var svcs []*v1.Service
+	// The statuses caught up before the restart: nothing is pending, and
+	// the status of each Service shows what it holds.
 	for _, spec := range r.specs {
-		svc := spec.DeepCopy()
-		withStatus(strs(r.a.Assigned(svc.Namespace, svc.Name))...)(svc)
+		r.a.Settle(spec.Namespace, spec.Name, r.a.Assigned(spec.Namespace, spec.Name))
+	}
+	var svcs []*testService
+	for _, spec := range r.specs {
+		svc := spec.clone()
+		svc.Shown = r.a.Assigned(svc.Namespace, svc.Name)
 		svcs = append(svcs, svc)
 	}
-	slices.SortFunc(svcs, func(x, y *v1.Service) int { return cmp.Compare(x.Namespace+"/"+x.Name, y.Namespace+"/"+y.Name) })
+	slices.SortFunc(svcs, func(x, y *testService) int { return cmp.Compare(x.Namespace+"/"+x.Name, y.Namespace+"/"+y.Name) })
 	if contested {
 		for i := 0; i < 3 && len(svcs) > 0; i++ {
 			svc := svcs[r.pick(len(svcs))]
-			svc.Status.LoadBalancer.Ingress = append(svc.Status.LoadBalancer.Ingress, v1.LoadBalancerIngress{IP: randomAddrs[r.pick(len(randomAddrs))].String()})
+			svc.Shown = append(svc.Shown, randomAddrs[r.pick(len(randomAddrs))])
 			withCreated(r.pick(4))(svc)
 		}
 	}
 
 	b := newAllocator(t, r.pools...)
-	report := b.Restore(svcs)
+	report := b.Restore(claims(svcs))
 	if !contested {
 		if len(report.Rejected) > 0 {
 			t.Errorf("%s rejected %v", what, report.Rejected)
@@ -411,18 +475,18 @@ func (r *randomRun) restart(contested bool) string {
 	r.a = b
 	r.last = map[string]lastAlloc{}
 	for _, svc := range svcs {
-		withStatus()(svc)
+		svc.Shown = nil
 		r.specs[svc.Namespace+"/"+svc.Name] = svc
 	}
 	return what
 }
 
 // older reports whether x was created before y (then namespace/name).
-func older(x, y *v1.Service) bool {
-	return cmp.Or(x.CreationTimestamp.Compare(y.CreationTimestamp.Time), cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Name, y.Name)) < 0
+func older(x, y *testService) bool {
+	return cmp.Or(x.created.Compare(y.created), cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Name, y.Name)) < 0
 }
 
-func findService(svcs []*v1.Service, ns, name string) *v1.Service {
+func findService(svcs []*testService, ns, name string) *testService {
 	for _, s := range svcs {
 		if s.Namespace == ns && s.Name == name {
 			return s

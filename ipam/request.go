@@ -5,29 +5,109 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
-	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
-// The annotations a Service uses to ask for addresses.
+// Request is what a Service asks of the allocator, in the allocator's own
+// terms: the caller reads it from wherever its Services keep it (the
+// provider reads a Kubernetes Service's spec and annotations), and the
+// allocator checks that it holds together (see Allocate for the rules).
+type Request struct {
+	// Namespace and Name identify the Service.
+	Namespace, Name string
+	// Labels are the Service's own labels, which a pool's serviceSelector
+	// matches.
+	Labels map[string]string
+
+	// Policy says whether the Service wants one family or both.
+	Policy FamilyPolicy
+	// Families are the Service's families, primary first: one or two
+	// distinct ones. SingleStack uses the first only; RequireDualStack with
+	// one adds the other. Empty: the chosen pool decides.
+	Families []Family
+	// IPs are the exact addresses asked for, at most one per family, each of
+	// a family of Families (when given). Empty: the allocator chooses.
+	IPs []netip.Addr
+	// Pool names the pool to allocate from; "": the first pool with
+	// autoAssign that serves the Service.
+	Pool string
+
+	// SharingKey lets Services with the same key hold the same address when
+	// they use no Port in common and have the same traffic policy (and, for
+	// TrafficPolicyLocal, the same PodSelector). "": the Service does not
+	// share.
+	SharingKey string
+	// Ports are the ports and protocols the Service uses; the order does not
+	// matter.
+	Ports []Port
+	// TrafficPolicyLocal: only nodes with a ready endpoint of the Service
+	// carry its traffic (Kubernetes' externalTrafficPolicy Local).
+	TrafficPolicyLocal bool
+	// PodSelector selects the Service's pods; it matters for sharing with
+	// TrafficPolicyLocal only: sharers must select the same pods, or one of
+	// them would be announced from nodes without its endpoints.
+	PodSelector map[string]string
+
+	// Shown are the addresses that clients see for the Service now (the
+	// Service's status). An address the Service holds and shows stays held
+	// by it after the request changes, until it is no longer shown (see
+	// Settle): clients still use it, so no other Service may get it.
+	Shown []netip.Addr
+
+	// Source names, for error messages, where the caller read some fields,
+	// so that an error tells the user what to change.
+	Source Source
+}
+
+// Source names where a Request's fields came from, in words an error
+// message can quote: "annotation example.io/pool", "spec.loadBalancerIP".
+// An empty field reads as the Request field's name.
+type Source struct {
+	IPs, Pool, SharingKey string
+}
+
+func (s Source) ips() string        { return cmp.Or(s.IPs, "Request.IPs") }
+func (s Source) pool() string       { return cmp.Or(s.Pool, "Request.Pool") }
+func (s Source) sharingKey() string { return cmp.Or(s.SharingKey, "Request.SharingKey") }
+
+// FamilyPolicy says how many families a Service wants.
+type FamilyPolicy uint8
+
+// The family policies, as Kubernetes names them.
 const (
-	// AnnotationLoadBalancerIPs requests exact addresses: a comma-separated
-	// list, at most one per family, each inside a pool the Service may use.
-	// It replaces the deprecated spec.loadBalancerIP, which is read only
-	// when the annotation is absent.
-	AnnotationLoadBalancerIPs = "baremetal-ccm.io/load-balancer-ips"
-	// AnnotationPool names the pool to allocate from. A pool with
-	// autoAssign false serves only Services that name it (or one of its
-	// addresses).
-	AnnotationPool = "baremetal-ccm.io/pool"
-	// AnnotationAllowSharedIP is a sharing key: Services with the same key
-	// may hold the same address, provided they use no port and protocol in
-	// common and have the same externalTrafficPolicy (and, for Local, the
-	// same pod selector).
-	AnnotationAllowSharedIP = "baremetal-ccm.io/allow-shared-ip"
+	// SingleStack: one address, of the first family.
+	SingleStack FamilyPolicy = iota
+	// PreferDualStack: both families when the pool offers both, else one.
+	PreferDualStack
+	// RequireDualStack: both families, or ErrDualStackUnavailable.
+	RequireDualStack
 )
+
+func (p FamilyPolicy) String() string {
+	switch p {
+	case SingleStack:
+		return "SingleStack"
+	case PreferDualStack:
+		return "PreferDualStack"
+	case RequireDualStack:
+		return "RequireDualStack"
+	}
+	return fmt.Sprintf("FamilyPolicy(%d)", uint8(p))
+}
+
+// Port is a port and protocol a Service uses: two sharers may not use the
+// same one.
+type Port struct {
+	Number   int32
+	Protocol string // "TCP", "UDP", "SCTP"
+}
+
+func (p Port) String() string { return fmt.Sprintf("%d/%s", p.Number, p.Protocol) }
+
+func comparePorts(a, b Port) int {
+	return cmp.Or(cmp.Compare(a.Number, b.Number), cmp.Compare(a.Protocol, b.Protocol))
+}
 
 // want is the address part of a request: what a Service asks for. A
 // Service that holds addresses and asks for the same thing again gets them
@@ -38,16 +118,14 @@ type want struct {
 	// match what the Service asks for: it never equals a request, so the
 	// next Allocate plans anew (keeping what still fits).
 	valid  bool
-	policy v1.IPFamilyPolicy
-	// fams are the families from spec.ipFamilies, primary first, cut to one
-	// for SingleStack; nfams is 0 when spec.ipFamilies is empty and the
-	// pool decides.
-	fams  [2]family
+	policy FamilyPolicy
+	// fams are the requested families, primary first, cut to one for
+	// SingleStack; nfams is 0 when none were given and the pool decides.
+	fams  [2]Family
 	nfams int
 	// ips are the requested addresses, in the order of fams.
 	ips  [2]netip.Addr
 	nips int
-	// pool is the pool annotation.
 	pool string
 }
 
@@ -58,7 +136,7 @@ func (w want) String() string {
 	return fmt.Sprintf("{%s %v ips=%v pool=%q}", w.policy, w.fams[:w.nfams], w.ips[:w.nips], w.pool)
 }
 
-func (w *want) families() []family  { return w.fams[:w.nfams] }
+func (w *want) families() []Family  { return w.fams[:w.nfams] }
 func (w *want) addrs() []netip.Addr { return w.ips[:w.nips] }
 
 // order sorts addrs (one per family) in the Service's family order, the
@@ -75,20 +153,28 @@ func (w *want) order(addrs []netip.Addr) []netip.Addr {
 // dualStack reports whether the Service wants both families, and whether
 // it must have them.
 func (w *want) dualStack() (wanted, required bool) {
-	return w.policy != v1.IPFamilyPolicySingleStack, w.policy == v1.IPFamilyPolicyRequireDualStack
+	return w.policy != SingleStack, w.policy == RequireDualStack
 }
 
 // sharing is the part of a request that decides whom a Service may share an
 // address with.
 type sharing struct {
-	key   string      // AnnotationAllowSharedIP; "" does not share
-	ports []portProto // sorted
-	local bool        // externalTrafficPolicy: Local
-	// selector is the Service's pod selector, for Local: with Local, only
-	// nodes with a ready endpoint announce the address, so sharers must
-	// select the same pods or one of them would be announced from nodes
-	// without its endpoints.
+	key   string // "" does not share
+	ports []Port // sorted, without repeats
+	local bool   // TrafficPolicyLocal
+	// selector is the pod selector in canonical form, for local only.
 	selector string
+}
+
+func newSharing(r *Request) sharing {
+	s := sharing{key: r.SharingKey, local: r.TrafficPolicyLocal}
+	s.ports = slices.Clone(r.Ports)
+	slices.SortFunc(s.ports, comparePorts)
+	s.ports = slices.Compact(s.ports)
+	if s.local {
+		s.selector = labels.Set(r.PodSelector).String()
+	}
+	return s
 }
 
 func (s sharing) equal(o sharing) bool {
@@ -97,28 +183,22 @@ func (s sharing) equal(o sharing) bool {
 
 func (s sharing) policy() string {
 	if s.local {
-		return string(v1.ServiceExternalTrafficPolicyLocal)
+		return "Local"
 	}
-	return string(v1.ServiceExternalTrafficPolicyCluster)
+	return "Cluster"
 }
 
-type portProto struct {
-	port  int32
-	proto v1.Protocol
-}
-
-func (p portProto) String() string { return fmt.Sprintf("%d/%s", p.port, p.proto) }
-
-// conflict returns why a Service with sharing s (named svc) may not hold
-// address a alongside holder, which holds it with sharing h; nil if it may.
-func (s sharing) conflict(svc string, a netip.Addr, holder string, h sharing) error {
+// conflict returns why a Service with sharing s (named svc, its sharing key
+// read from keySource) may not hold address a alongside holder, which holds
+// it with sharing h; nil if it may.
+func (s sharing) conflict(svc, keySource string, a netip.Addr, holder string, h sharing) error {
 	switch {
 	case h.key == "":
-		return fmt.Errorf("address %s is held by Service %s, which does not share it (no %s annotation): %w",
-			a, holder, AnnotationAllowSharedIP, ErrAddressTaken)
+		return fmt.Errorf("address %s is held by Service %s, which does not share it (no %s): %w",
+			a, holder, keySource, ErrAddressTaken)
 	case s.key == "":
-		return fmt.Errorf("address %s is held by Service %s, which shares it only with Services annotated %s=%q: %w",
-			a, holder, AnnotationAllowSharedIP, h.key, ErrAddressTaken)
+		return fmt.Errorf("address %s is held by Service %s, which shares it only with Services with %s=%q: %w",
+			a, holder, keySource, h.key, ErrAddressTaken)
 	case s.key != h.key:
 		return fmt.Errorf("address %s is held by Service %s with sharing key %q, not %q: %w",
 			a, holder, h.key, s.key, ErrAddressTaken)
@@ -137,136 +217,100 @@ func (s sharing) conflict(svc string, a netip.Addr, holder string, h sharing) er
 	return nil
 }
 
-func comparePorts(a, b portProto) int {
-	return cmp.Or(cmp.Compare(a.port, b.port), cmp.Compare(a.proto, b.proto))
-}
-
-// request is what a Service asks of the allocator.
+// request is a Request checked and put in the allocator's form.
 type request struct {
 	namespace, name string
 	labels          labels.Set
 	want            want
 	share           sharing
+	shown           []netip.Addr
+	src             Source
 }
 
 func (r *request) String() string { return r.namespace + "/" + r.name }
 
-// newRequest derives the request from a Service. Its errors say which field
-// or annotation is wrong and how.
-func newRequest(svc *v1.Service) (*request, error) {
-	r := &request{namespace: svc.Namespace, name: svc.Name, labels: labels.Set(svc.Labels)}
+// conflict returns why the Service of r may not hold a alongside holder h.
+func (r *request) conflict(a netip.Addr, h *serviceRow) error {
+	return r.share.conflict(r.String(), r.src.sharingKey(), a, h.String(), h.share)
+}
+
+// newRequest checks a Request and puts it in the allocator's form. Its
+// errors say which field is wrong and how; a request that does not hold
+// together wraps ErrInvalidRequest, ErrWrongFamily or
+// ErrDualStackUnavailable.
+func newRequest(in *Request) (*request, error) {
+	r := &request{
+		namespace: in.Namespace, name: in.Name, labels: labels.Set(in.Labels),
+		share: newSharing(in), shown: in.Shown, src: in.Source,
+	}
+	if in.Name == "" {
+		return nil, fmt.Errorf("a request needs the Service's name (namespace %q): %w", in.Namespace, ErrInvalidRequest)
+	}
 	w := &r.want
 	w.valid = true
-
-	w.policy = v1.IPFamilyPolicySingleStack
-	if p := svc.Spec.IPFamilyPolicy; p != nil {
-		switch *p {
-		case v1.IPFamilyPolicySingleStack, v1.IPFamilyPolicyPreferDualStack, v1.IPFamilyPolicyRequireDualStack:
-			w.policy = *p
-		default:
-			return nil, fmt.Errorf("spec.ipFamilyPolicy %q of Service %s is not SingleStack, PreferDualStack or RequireDualStack: %w", *p, r, ErrBadAnnotation)
-		}
+	w.policy = in.Policy
+	if w.policy > RequireDualStack {
+		return nil, fmt.Errorf("family policy %s of Service %s is not SingleStack, PreferDualStack or RequireDualStack: %w", w.policy, r, ErrInvalidRequest)
 	}
-	for i, f := range svc.Spec.IPFamilies {
-		fam, ok := familyFromIPFamily(f)
-		if !ok || i >= 2 || slices.Contains(w.families(), fam) {
-			return nil, fmt.Errorf("spec.ipFamilies %v of Service %s is not one or two distinct families of IPv4, IPv6: %w", svc.Spec.IPFamilies, r, ErrBadAnnotation)
+	if len(in.Families) > 2 {
+		return nil, fmt.Errorf("families %v of Service %s are not one or two distinct families of IPv4, IPv6: %w", in.Families, r, ErrInvalidRequest)
+	}
+	for _, fam := range in.Families {
+		if !fam.valid() || slices.Contains(w.families(), fam) {
+			return nil, fmt.Errorf("families %v of Service %s are not one or two distinct families of IPv4, IPv6: %w", in.Families, r, ErrInvalidRequest)
 		}
-		w.fams[i] = fam
+		w.fams[w.nfams] = fam
 		w.nfams++
 	}
-	if w.policy == v1.IPFamilyPolicySingleStack && w.nfams > 1 {
+	if w.policy == SingleStack && w.nfams > 1 {
 		w.nfams = 1
 	}
-	if w.policy == v1.IPFamilyPolicyRequireDualStack && w.nfams == 1 {
-		w.fams[1] = other(w.fams[0])
+	if w.policy == RequireDualStack && w.nfams == 1 {
+		w.fams[1] = w.fams[0].other()
 		w.nfams = 2
 	}
-
-	if err := parseRequestedIPs(r, svc); err != nil {
+	if err := r.setIPs(in.IPs); err != nil {
 		return nil, err
 	}
-	w.pool = strings.TrimSpace(svc.Annotations[AnnotationPool])
-
-	r.share = newSharing(svc)
+	w.pool = in.Pool
 	return r, nil
 }
 
-// newSharing derives whom a Service may share an address with.
-func newSharing(svc *v1.Service) sharing {
-	var s sharing
-	s.key = strings.TrimSpace(svc.Annotations[AnnotationAllowSharedIP])
-	for _, p := range svc.Spec.Ports {
-		proto := p.Protocol
-		if proto == "" {
-			proto = v1.ProtocolTCP
+// setIPs checks the requested addresses against the families and puts them
+// in r.want, in family order.
+func (r *request) setIPs(ips []netip.Addr) error {
+	w, src := &r.want, r.src.ips()
+	if len(ips) > 2 {
+		return fmt.Errorf("%s of Service %s requests %d addresses (%v); at most one per family: %w", src, r, len(ips), ips, ErrInvalidRequest)
+	}
+	for i, a := range ips {
+		if !a.IsValid() || a.Zone() != "" || a.Is4In6() {
+			return fmt.Errorf("%s of Service %s: %q is not a plain IPv4 or IPv6 address: %w", src, r, a, ErrInvalidRequest)
 		}
-		s.ports = append(s.ports, portProto{p.Port, proto})
-	}
-	slices.SortFunc(s.ports, comparePorts)
-	s.ports = slices.Compact(s.ports)
-	if svc.Spec.ExternalTrafficPolicy == v1.ServiceExternalTrafficPolicyLocal {
-		s.local = true
-		s.selector = labels.Set(svc.Spec.Selector).String()
-	}
-	return s
-}
-
-func other(f family) family {
-	if f == v4 {
-		return v6
-	}
-	return v4
-}
-
-// parseRequestedIPs reads the load-balancer-ips annotation, or else
-// spec.loadBalancerIP, into r.want.
-func parseRequestedIPs(r *request, svc *v1.Service) error {
-	w := &r.want
-	src, list := "annotation "+AnnotationLoadBalancerIPs, strings.TrimSpace(svc.Annotations[AnnotationLoadBalancerIPs])
-	if list == "" {
-		src, list = "spec.loadBalancerIP", strings.TrimSpace(svc.Spec.LoadBalancerIP)
-		if strings.Contains(list, ",") {
-			return fmt.Errorf("%s %q of Service %s holds one address; list several in annotation %s: %w", src, list, r, AnnotationLoadBalancerIPs, ErrBadAnnotation)
+		if i == 1 && familyOf(a) == familyOf(ips[0]) {
+			return fmt.Errorf("%s of Service %s requests two %s addresses (%s, %s); at most one per family: %w", src, r, familyOf(a), ips[0], a, ErrInvalidRequest)
 		}
 	}
-	if list == "" {
+	if len(ips) == 0 {
 		return nil
-	}
-	var ips []netip.Addr
-	for _, s := range strings.Split(list, ",") {
-		s = strings.TrimSpace(s)
-		a, err := netip.ParseAddr(s)
-		switch {
-		case err != nil:
-			return fmt.Errorf("%s of Service %s: %q is not an IP address: %w", src, r, s, ErrBadAnnotation)
-		case a.Zone() != "" || a.Is4In6():
-			return fmt.Errorf("%s of Service %s: %q is not a plain IPv4 or IPv6 address: %w", src, r, s, ErrBadAnnotation)
-		}
-		for _, b := range ips {
-			if familyOf(a) == familyOf(b) {
-				return fmt.Errorf("%s of Service %s requests two %s addresses (%s, %s); at most one per family: %w", src, r, familyOf(a), b, a, ErrBadAnnotation)
-			}
-		}
-		ips = append(ips, a)
 	}
 	_, required := w.dualStack()
 	if w.nfams == 0 {
-		if w.policy == v1.IPFamilyPolicySingleStack && len(ips) > 1 {
-			return fmt.Errorf("%s of Service %s requests %d addresses, but the Service is single-stack: %w", src, r, len(ips), ErrBadAnnotation)
+		if w.policy == SingleStack && len(ips) > 1 {
+			return fmt.Errorf("%s of Service %s requests %d addresses, but the Service is single-stack: %w", src, r, len(ips), ErrInvalidRequest)
 		}
 	} else {
 		for _, a := range ips {
 			if !slices.Contains(w.families(), familyOf(a)) {
-				return fmt.Errorf("%s of Service %s requests %s address %s, but the Service's families are %v (spec.ipFamilies, spec.ipFamilyPolicy %s): %w",
+				return fmt.Errorf("%s of Service %s requests %s address %s, but the Service's families are %v (%s): %w",
 					src, r, familyOf(a), a, w.families(), w.policy, ErrWrongFamily)
 			}
 		}
-		w.order(ips)
 	}
 	if required && len(ips) < 2 {
 		return fmt.Errorf("%s of Service %s requests only %s, but the Service is RequireDualStack; request one address per family: %w", src, r, ips[0], ErrDualStackUnavailable)
 	}
 	w.nips = copy(w.ips[:], ips)
+	w.order(w.ips[:w.nips])
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	v1 "k8s.io/api/core/v1"
 )
 
 func TestRestore(t *testing.T) {
@@ -21,7 +20,7 @@ func TestRestore(t *testing.T) {
 	tests := []struct {
 		name         string
 		pools        []PoolConfig
-		svcs         []*v1.Service
+		svcs         []*testService
 		wantAssigned map[string][]string
 		wantStale    []string
 		wantRejected []rejected
@@ -30,11 +29,10 @@ func TestRestore(t *testing.T) {
 	}{{
 		name:  "status is restored and Allocate keeps it",
 		pools: []PoolConfig{pool},
-		svcs: []*v1.Service{
+		svcs: []*testService{
 			makeService("ns", "a", withStatus("192.0.2.5")),
 			makeService("ns", "b", withFamilies(require, v64...), withStatus("192.0.2.3", "2001:db8::7")),
 			makeService("ns", "pending"),
-			makeService("ns", "hostname", withStatus("")),
 		},
 		wantAssigned: map[string][]string{"ns/a": {"192.0.2.5"}, "ns/b": {"2001:db8::7", "192.0.2.3"}},
 		then: []step{
@@ -46,7 +44,7 @@ func TestRestore(t *testing.T) {
 	}, {
 		name:  "the older Service keeps a contested address",
 		pools: []PoolConfig{pool},
-		svcs: []*v1.Service{
+		svcs: []*testService{
 			makeService("ns", "young", withCreated(10), withStatus("192.0.2.5")),
 			makeService("ns", "old", withCreated(5), withStatus("192.0.2.5")),
 		},
@@ -59,7 +57,7 @@ func TestRestore(t *testing.T) {
 	}, {
 		name:  "equal ages: namespace, then name decide",
 		pools: []PoolConfig{pool},
-		svcs: []*v1.Service{
+		svcs: []*testService{
 			makeService("b", "a", withStatus("192.0.2.5")),
 			makeService("a", "z", withStatus("192.0.2.5")),
 			makeService("a", "y", withStatus("192.0.2.5")),
@@ -69,7 +67,7 @@ func TestRestore(t *testing.T) {
 	}, {
 		name:  "Services that may share keep a shared address",
 		pools: []PoolConfig{pool},
-		svcs: []*v1.Service{
+		svcs: []*testService{
 			makeService("ns", "tcp", withShare("dns"), withPorts("53/TCP"), withStatus("192.0.2.5")),
 			makeService("ns", "udp", withShare("dns"), withPorts("53/UDP"), withStatus("192.0.2.5")),
 			makeService("ns", "clash", withCreated(1), withShare("dns"), withPorts("53/UDP"), withStatus("192.0.2.5")),
@@ -79,7 +77,7 @@ func TestRestore(t *testing.T) {
 	}, {
 		name:  "a dual-stack Service losing one family keeps the other and gets a fresh one",
 		pools: []PoolConfig{pool},
-		svcs: []*v1.Service{
+		svcs: []*testService{
 			makeService("ns", "old", withStatus("192.0.2.5")),
 			makeService("ns", "young", withCreated(1), withFamilies(require, v46...), withStatus("192.0.2.5", "2001:db8::5")),
 		},
@@ -91,7 +89,7 @@ func TestRestore(t *testing.T) {
 	}, {
 		name:  "addresses outside every pool are kept and reported stale",
 		pools: []PoolConfig{pool},
-		svcs: []*v1.Service{
+		svcs: []*testService{
 			makeService("ns", "a", withStatus("203.0.113.9")),
 			makeService("ns", "b", withStatus("192.0.2.1")),
 		},
@@ -106,7 +104,7 @@ func TestRestore(t *testing.T) {
 	}, {
 		name:  "a stale address is never shared with a newcomer",
 		pools: []PoolConfig{pool},
-		svcs: []*v1.Service{
+		svcs: []*testService{
 			makeService("ns", "a", withShare("k"), withPorts("80/TCP"), withStatus("203.0.113.9")),
 		},
 		wantAssigned: map[string][]string{"ns/a": {"203.0.113.9"}},
@@ -117,24 +115,30 @@ func TestRestore(t *testing.T) {
 	}, {
 		name:  "entries that are not addresses, and second addresses of a family",
 		pools: []PoolConfig{pool},
-		svcs: []*v1.Service{
-			makeService("ns", "a", withStatus("lb.example", "192.0.2.1", "192.0.2.1", "192.0.2.2")),
+		svcs: []*testService{
+			makeService("ns", "a", func(s *testService) {
+				s.Shown = append([]netip.Addr{{}, netip.MustParseAddr("2001:db8::9%eth0"), netip.MustParseAddr("::ffff:192.0.2.4")},
+					parseAddrs("192.0.2.1,192.0.2.1,192.0.2.2")...)
+			}),
 		},
 		wantAssigned: map[string][]string{"ns/a": {"192.0.2.1"}},
-		wantRejected: []rejected{{"ns/a", "lb.example", ErrInvalidStatus}, {"ns/a", "192.0.2.2", ErrInvalidStatus}},
+		wantRejected: []rejected{
+			{"ns/a", "invalid IP", ErrInvalidStatus}, {"ns/a", "2001:db8::9%eth0", ErrInvalidStatus},
+			{"ns/a", "::ffff:192.0.2.4", ErrInvalidStatus}, {"ns/a", "192.0.2.2", ErrInvalidStatus},
+		},
 	}, {
 		name:  "a status that no longer matches the spec is planned anew at the next Allocate",
 		pools: []PoolConfig{pool},
-		svcs: []*v1.Service{
+		svcs: []*testService{
 			makeService("ns", "moved", withIPs("192.0.2.6"), withStatus("192.0.2.1")),
 			makeService("ns", "grown", withFamilies(require, v46...), withStatus("192.0.2.2")),
-			makeService("ns", "bad", withIPs("nonsense"), withStatus("192.0.2.3")),
+			makeService("ns", "bad", unreadable(), withStatus("192.0.2.3")),
 		},
 		wantAssigned: map[string][]string{"ns/moved": {"192.0.2.1"}, "ns/grown": {"192.0.2.2"}, "ns/bad": {"192.0.2.3"}},
 		then: []step{
 			{alloc: makeService("ns", "moved", withIPs("192.0.2.6")), want: []string{"192.0.2.6"}},
 			{alloc: makeService("ns", "grown", withFamilies(require, v46...)), want: []string{"192.0.2.2", "2001:db8::"}},
-			{alloc: makeService("ns", "bad", withIPs("nonsense")), wantErr: ErrBadAnnotation},
+			{alloc: makeService("ns", "bad", withIPs("192.0.2.1,192.0.2.2")), wantErr: ErrInvalidRequest},
 			{alloc: makeService("ns", "bad"), want: []string{"192.0.2.3"}},
 			{alloc: makeService("ns", "next"), want: []string{"192.0.2.0"}},
 			{alloc: makeService("ns", "next2"), want: []string{"192.0.2.1"}},
@@ -142,7 +146,7 @@ func TestRestore(t *testing.T) {
 	}, {
 		name:  "avoided addresses held by a status are stale",
 		pools: []PoolConfig{{Name: "b", Addresses: []string{"192.0.2.0/30"}, AvoidBuggyIPs: true}},
-		svcs: []*v1.Service{
+		svcs: []*testService{
 			makeService("ns", "a", withStatus("192.0.2.0")),
 		},
 		wantAssigned: map[string][]string{"ns/a": {"192.0.2.0"}},
@@ -154,7 +158,7 @@ func TestRestore(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := newAllocator(t, tt.pools...)
-			report := a.Restore(tt.svcs)
+			report := a.Restore(claims(tt.svcs))
 
 			got := map[string][]string{}
 			for k, v := range assignedAll(t, a) {
@@ -203,13 +207,13 @@ func TestRestore(t *testing.T) {
 // A Service the store knows keeps what it holds; its status is not read.
 func TestRestoreKnownService(t *testing.T) {
 	a := newAllocator(t, PoolConfig{Name: "p", Addresses: []string{"192.0.2.0/29"}})
-	if _, err := a.Allocate(makeService("ns", "a")); err != nil {
+	if _, err := a.Allocate(makeService("ns", "a").Request); err != nil {
 		t.Fatal(err)
 	}
-	report := a.Restore([]*v1.Service{
+	report := a.Restore(claims([]*testService{
 		makeService("ns", "a", withStatus("192.0.2.5")),
 		makeService("ns", "b", withCreated(-10), withStatus("192.0.2.0")),
-	})
+	}))
 	if got := strs(a.Assigned("ns", "a")); !cmp.Equal(got, []string{"192.0.2.0"}) {
 		t.Errorf("Assigned(ns/a) = %v, want [192.0.2.0]", got)
 	}
@@ -227,13 +231,13 @@ func TestRestoreRoundTrip(t *testing.T) {
 		{Name: "q", Addresses: []string{"198.51.100.0/30"}},
 	}
 	a := newAllocator(t, pools...)
-	var svcs []*v1.Service
+	var svcs []*testService
 	for i := range 20 {
 		svc := makeService("ns", fmt.Sprintf("s%02d", i), withCreated(i), withShare("k"), withPorts(fmt.Sprintf("%d/TCP", i%3)))
 		if i%2 == 1 {
 			withFamilies(prefer, v64...)(svc)
 		}
-		got, err := a.Allocate(svc)
+		got, err := a.Allocate(svc.Request)
 		if err != nil {
 			t.Fatalf("Allocate(%s) = %v", svc.Name, err)
 		}
@@ -246,7 +250,7 @@ func TestRestoreRoundTrip(t *testing.T) {
 	}
 
 	b := newAllocator(t, pools...)
-	report := b.Restore(svcs)
+	report := b.Restore(claims(svcs))
 	if len(report.Rejected) > 0 || len(report.Stale) > 0 {
 		t.Errorf("Restore() = %+v, want neither rejected nor stale", report)
 	}
@@ -261,21 +265,21 @@ func TestStats(t *testing.T) {
 		PoolConfig{Name: "big", Addresses: []string{"2001:db8::/64", "2001:db8:1::/64", "203.0.113.0/24"}, AvoidBuggyIPs: true},
 		PoolConfig{Name: "small", Addresses: []string{"192.0.2.0/24"}},
 	)
-	for _, svc := range []*v1.Service{
+	for _, svc := range []*testService{
 		makeService("ns", "a", withFamilies(require, v46...)),
 		makeService("ns", "b", withShare("k"), withIPs("192.0.2.9"), withPorts("80/TCP")),
 		makeService("ns", "c", withShare("k"), withIPs("192.0.2.9"), withPorts("443/TCP")),
 	} {
-		if _, err := a.Allocate(svc); err != nil {
+		if _, err := a.Allocate(svc.Request); err != nil {
 			t.Fatalf("Allocate(%s) = %v", svc.Name, err)
 		}
 	}
 	two64 := new(big.Int).Lsh(big.NewInt(1), 64)
 	two65 := new(big.Int).Lsh(big.NewInt(1), 65)
 	want := []PoolStats{
-		{Pool: "big", Family: v1.IPv4Protocol, Total: big.NewInt(254), InUse: 1, Free: big.NewInt(253)},
-		{Pool: "big", Family: v1.IPv6Protocol, Total: two65, InUse: 1, Free: new(big.Int).Sub(two65, big.NewInt(1))},
-		{Pool: "small", Family: v1.IPv4Protocol, Total: big.NewInt(256), InUse: 1, Free: big.NewInt(255)},
+		{Pool: "big", Family: "IPv4", Total: big.NewInt(254), InUse: 1, Free: big.NewInt(253)},
+		{Pool: "big", Family: "IPv6", Total: two65, InUse: 1, Free: new(big.Int).Sub(two65, big.NewInt(1))},
+		{Pool: "small", Family: "IPv4", Total: big.NewInt(256), InUse: 1, Free: big.NewInt(255)},
 	}
 	if diff := cmp.Diff(want, a.Stats(), compareBig); diff != "" {
 		t.Errorf("Stats() differs (-want +got):\n%s", diff)
@@ -294,7 +298,7 @@ func TestConcurrentAllocate(t *testing.T) {
 	for i := range 64 {
 		wg.Go(func() {
 			svc := makeService("ns", fmt.Sprintf("s%d", i), withFamilies(require, v46...))
-			results[i], errs[i] = a.Allocate(svc)
+			results[i], errs[i] = a.Allocate(svc.Request)
 			if i%4 == 0 {
 				a.Release("ns", svc.Name)
 				results[i] = nil

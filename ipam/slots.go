@@ -6,8 +6,6 @@ import (
 	"math/big"
 	"math/bits"
 	"net/netip"
-
-	v1 "k8s.io/api/core/v1"
 )
 
 // The free lists do not count in addresses but in slots: the positions of
@@ -76,8 +74,8 @@ func u128FromAddr(a netip.Addr) u128 {
 	return u128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
 }
 
-func addrFromU128(fam family, u u128) netip.Addr {
-	if fam == v4 {
+func addrFromU128(fam Family, u u128) netip.Addr {
+	if fam == IPv4 {
 		var b [4]byte
 		binary.BigEndian.PutUint32(b[:], uint32(u.lo))
 		return netip.AddrFrom4(b)
@@ -85,59 +83,63 @@ func addrFromU128(fam family, u u128) netip.Addr {
 	return netip.AddrFrom16(u.bytes())
 }
 
-// family is an address family as stored in the index keys: its value sorts
-// IPv4 before IPv6.
-type family byte
+// Family is an address family. Its value is what the index keys store,
+// and sorts IPv4 before IPv6.
+type Family byte
 
+// The address families.
 const (
-	v4 family = 4
-	v6 family = 6
+	IPv4 Family = 4
+	IPv6 Family = 6
 )
 
-func familyOf(a netip.Addr) family {
+func familyOf(a netip.Addr) Family {
 	if a.Is4() {
-		return v4
+		return IPv4
 	}
-	return v6
+	return IPv6
 }
 
 // index is 0 for IPv4 and 1 for IPv6, for per-family arrays.
-func (f family) index() int {
-	if f == v4 {
+func (f Family) index() int {
+	if f == IPv4 {
 		return 0
 	}
 	return 1
 }
 
-func (f family) String() string { return string(f.ipFamily()) }
+// valid reports whether f is IPv4 or IPv6.
+func (f Family) valid() bool { return f == IPv4 || f == IPv6 }
 
-func (f family) ipFamily() v1.IPFamily {
-	if f == v4 {
-		return v1.IPv4Protocol
+// String returns "IPv4" or "IPv6", as Kubernetes spells families.
+func (f Family) String() string {
+	switch f {
+	case IPv4:
+		return "IPv4"
+	case IPv6:
+		return "IPv6"
 	}
-	return v1.IPv6Protocol
+	return fmt.Sprintf("Family(%d)", byte(f))
 }
 
-func familyFromIPFamily(f v1.IPFamily) (family, bool) {
-	switch f {
-	case v1.IPv4Protocol:
-		return v4, true
-	case v1.IPv6Protocol:
-		return v6, true
+// other returns the other family.
+func (f Family) other() Family {
+	if f == IPv4 {
+		return IPv6
 	}
-	return 0, false
+	return IPv4
 }
 
 // slotMap numbers the addresses of one family of one pool.
 type slotMap struct {
-	fam family
+	fam Family
 	// skipBuggy: an IPv4 pool with avoidBuggyIPs, whose slots leave out the
 	// addresses ending in .0 and .255.
 	skipBuggy bool
 }
 
-func newSlotMap(fam family, avoidBuggyIPs bool) slotMap {
-	return slotMap{fam: fam, skipBuggy: avoidBuggyIPs && fam == v4}
+func newSlotMap(fam Family, avoidBuggyIPs bool) slotMap {
+	return slotMap{fam: fam, skipBuggy: avoidBuggyIPs && fam == IPv4}
 }
 
 // isBuggy reports whether a is an IPv4 address ending in .0 or .255. Such
@@ -173,7 +175,7 @@ func (m slotMap) addr(s u128) netip.Addr {
 	if !m.skipBuggy {
 		return addrFromU128(m.fam, s)
 	}
-	return addrFromU128(v4, u128{0, (s.lo/254)<<8 | (s.lo%254 + 1)})
+	return addrFromU128(IPv4, u128{0, (s.lo/254)<<8 | (s.lo%254 + 1)})
 }
 
 // slotRange returns the slots of the addresses in [from, to]; ok is false
@@ -201,8 +203,8 @@ func (m slotMap) slotRange(from, to netip.Addr) (first, last u128, ok bool) {
 	if f > t || f > 0xffffffff {
 		return u128{}, u128{}, false
 	}
-	first, _ = m.slot(addrFromU128(v4, u128{0, f}))
-	last, _ = m.slot(addrFromU128(v4, u128{0, t}))
+	first, _ = m.slot(addrFromU128(IPv4, u128{0, f}))
+	last, _ = m.slot(addrFromU128(IPv4, u128{0, t}))
 	return first, last, true
 }
 

@@ -42,7 +42,7 @@ func TestSlotsRoundTrip(t *testing.T) {
 // Slots of an avoidBuggyIPs pool have no gaps: x.254 and the next /24's .1
 // are neighbours, so a free interval may run across /24 boundaries.
 func TestSlotsAvoidBuggyAreContiguous(t *testing.T) {
-	m := newSlotMap(v4, true)
+	m := newSlotMap(IPv4, true)
 	a := netip.MustParseAddr("192.0.2.254")
 	s, _ := m.slot(a)
 	next := a.Next().Next().Next() // past .255 and .0

@@ -20,7 +20,7 @@ type poolRow struct {
 	// this order when a Service names neither pool nor address.
 	order int
 	// families the pool offers, in the order of their first range.
-	families []family
+	families []Family
 }
 
 func newPoolRow(p Pool, order int) *poolRow {
@@ -35,7 +35,7 @@ func newPoolRow(p Pool, order int) *poolRow {
 	return row
 }
 
-func (p *poolRow) offers(f family) bool { return slices.Contains(p.families, f) }
+func (p *poolRow) offers(f Family) bool { return slices.Contains(p.families, f) }
 
 // sameAddresses reports whether p and q hand out the same slots, so that a
 // reload keeps p's free list as it is.

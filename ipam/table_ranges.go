@@ -18,7 +18,7 @@ type rangeRow struct {
 	from, to      netip.Addr
 }
 
-func rangeKey(fam family, to u128) []byte {
+func rangeKey(fam Family, to u128) []byte {
 	return appendU128Key([]byte{byte(fam)}, to)
 }
 

@@ -64,7 +64,7 @@ func sharedTableSchema() *memdb.TableSchema {
 						if err != nil {
 							return nil, err
 						}
-						fam, err := arg[family](args, 1)
+						fam, err := arg[Family](args, 1)
 						return append(lengthKey(key), byte(fam)), err
 					},
 				},
@@ -79,7 +79,7 @@ func shareTxn(txn *memdb.Txn, row *serviceRow) error {
 	if row.share.key == "" {
 		return nil
 	}
-	for _, a := range row.addrs {
+	for _, a := range row.held() {
 		if err := txn.Insert(tableShared, &sharedRow{row.share.key, a, row}); err != nil {
 			return fmt.Errorf("recording %s shared by Service %s: %w", a, row, err)
 		}
@@ -92,7 +92,7 @@ func unshareTxn(txn *memdb.Txn, row *serviceRow) error {
 	if row.share.key == "" {
 		return nil
 	}
-	for _, a := range row.addrs {
+	for _, a := range row.held() {
 		if _, err := txn.DeleteAll(tableShared, indexID, row.share.key, a, row.namespace, row.name); err != nil {
 			return fmt.Errorf("dropping %s shared by Service %s: %w", a, row, err)
 		}
@@ -102,7 +102,7 @@ func unshareTxn(txn *memdb.Txn, row *serviceRow) error {
 
 // sharedAddrsTxn calls fn, in address order, for the addresses of family
 // fam held under sharing key until fn returns false.
-func sharedAddrsTxn(txn *memdb.Txn, key string, fam family, fn func(netip.Addr) (more bool, err error)) error {
+func sharedAddrsTxn(txn *memdb.Txn, key string, fam Family, fn func(netip.Addr) (more bool, err error)) error {
 	it, err := txn.Get(tableShared, indexID+"_prefix", key, fam)
 	if err != nil {
 		return fmt.Errorf("listing the addresses shared under key %q: %w", key, err)

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	cloudprovider "k8s.io/cloud-provider"
+	"k8s.io/klog/v2"
 
 	"github.com/baremetal-ccm/baremetal-ccm/ipam"
 	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
@@ -84,6 +85,7 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 		mayAnnounce: c.pools.contains,
 		warn:        c.events,
 	})
+	_, _ = factory.Core().V1().Services().Informer().AddEventHandler(statusSettler{c: c, log: klog.FromContext(ctx)})
 	nodeInf := factory.Core().V1().Nodes()
 	c.nodes = nodeInf.Lister()
 	_, _ = nodeInf.Informer().AddEventHandler(nodeTargets{c})

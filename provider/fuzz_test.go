@@ -39,9 +39,9 @@ func startFuzzEnv(tb testing.TB) *fuzzEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
 	sp, err := bgp.NewSpeaker(ctx, bgp.Config{
-		ASN:      64512,
-		RouterID: netip.MustParseAddr("198.51.100.1"),
-		Peers:    []bgp.Peer{{Name: "tor-a", Address: netip.MustParseAddr(router.Address), Port: uint16(router.Port), ASN: router.ASN}},
+		ASN:            64512,
+		RouterID:       netip.MustParseAddr("198.51.100.1"),
+		Peers:          []bgp.Peer{{Name: "tor-a", Address: netip.MustParseAddr(router.Address), Port: uint16(router.Port), ASN: router.ASN}},
 		ExportPrefixes: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:100::/64")},
 	})
 	if err != nil {

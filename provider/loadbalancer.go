@@ -33,7 +33,7 @@ var allocationReasons = []struct {
 	reason string
 	retry  bool
 }{
-	{ipam.ErrBadAnnotation, "InvalidAnnotation", false},
+	{ipam.ErrInvalidRequest, "InvalidAnnotation", false},
 	{ipam.ErrUnknownPool, "UnknownPool", false},
 	{ipam.ErrPoolNotAllowed, "PoolNotAllowed", false},
 	{ipam.ErrOutsidePools, "AddressOutsidePools", false},
@@ -67,7 +67,7 @@ func (c *cloud) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1.Servic
 	logger := klog.FromContext(ctx).WithValues("service", klog.KObj(svc))
 	ctx = klog.NewContext(ctx, logger)
 
-	if svc.Spec.LoadBalancerClass != nil {
+	if !service.Ours(svc) {
 		return nil, cloudprovider.ImplementedElsewhere
 	}
 	if len(c.config().Pools) == 0 {
@@ -78,7 +78,11 @@ func (c *cloud) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1.Servic
 		c.events.event(svc, v1.EventTypeWarning, "InvalidAnnotation", err.Error())
 		return nil, err
 	}
-	addrs, err := c.alloc.Allocate(svc)
+	req, err := service.AllocationRequest(svc)
+	if err != nil {
+		return nil, c.allocationFailed(svc, err)
+	}
+	addrs, err := c.alloc.Allocate(req)
 	if err != nil {
 		return nil, c.allocationFailed(svc, err)
 	}

@@ -9,6 +9,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	cloudprovider "k8s.io/cloud-provider"
 	"k8s.io/klog/v2"
+
+	"github.com/baremetal-ccm/baremetal-ccm/ipam"
+	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
 )
 
 // Initialize runs on the elected leader only, once it has won, before the
@@ -45,13 +48,15 @@ func (c *cloud) restore(ctx context.Context) error {
 		return fmt.Errorf("listing services: %w", err)
 	}
 	var ours []*v1.Service
+	var claims []ipam.Claim
 	for i := range list.Items {
 		s := &list.Items[i]
-		if s.Spec.Type == v1.ServiceTypeLoadBalancer && s.Spec.LoadBalancerClass == nil {
+		if service.Ours(s) {
 			ours = append(ours, s)
+			claims = append(claims, service.Claim(s))
 		}
 	}
-	report := c.alloc.Restore(ours)
+	report := c.alloc.Restore(claims)
 	byKey := map[string]*v1.Service{}
 	for _, s := range ours {
 		byKey[s.Namespace+"/"+s.Name] = s

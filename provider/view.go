@@ -9,6 +9,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/baremetal-ccm/baremetal-ccm/ipam"
 	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
 	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
 )
@@ -158,13 +159,24 @@ func (a *announcer) holdersOf(vip netip.Addr) ([]*v1.Service, error) {
 	return out, nil
 }
 
-// addressesOf returns a Service's VIPs: what the allocator holds for it on
-// the leader, else what its status says.
+// addressesOf returns a Service's VIPs: on the leader, what the allocator
+// assigned it, and what its status still shows that the allocator holds
+// for it (an address a changed request replaced stays announced until the
+// status moves on, see ipam's Settle); elsewhere, what its status says.
 func (a *announcer) addressesOf(s *v1.Service) []netip.Addr {
-	if addrs := a.alloc.Assigned(s.Namespace, s.Name); addrs != nil {
-		return addrs
+	assigned := a.alloc.Assigned(s.Namespace, s.Name)
+	if assigned == nil {
+		return service.StatusAddrs(s)
 	}
-	return service.StatusAddrs(s)
+	addrs := slices.Clone(assigned)
+	for _, ip := range service.StatusAddrs(s) {
+		if !slices.Contains(addrs, ip) && slices.ContainsFunc(a.alloc.Holders(ip), func(h ipam.Assignment) bool {
+			return h.Namespace == s.Namespace && h.Name == s.Name
+		}) {
+			addrs = append(addrs, ip)
+		}
+	}
+	return addrs
 }
 
 func olderService(a, b *v1.Service) bool {
