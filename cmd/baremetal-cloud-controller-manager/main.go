@@ -86,40 +86,8 @@ func run() int {
 
 	provider.RegisterMetrics()
 
-	// loaded is the cloud config as checked before anything started.
-	var loaded *config.Config
-	initCloud := func(cc *cloudcontrollerconfig.CompletedConfig) cloudprovider.Interface {
-		// Logging is configured by now (not yet when the file was
-		// checked): say what in the file is probably not meant.
-		for _, w := range loaded.Warnings {
-			klog.FromContext(ctx).Info("Warning: "+w, "cloudConfig", cc.ComponentConfig.KubeCloudShared.CloudProvider.CloudConfigFile)
-		}
-		shared := cc.ComponentConfig.KubeCloudShared.CloudProvider
-		// Every replica announces, so every replica needs its own client
-		// now, not only the leader once it has won.
-		client, err := kubernetes.NewForConfig(restclient.AddUserAgent(cc.Kubeconfig, "baremetal-ccm"))
-		if err != nil {
-			klog.FromContext(ctx).Error(err, "Cannot build a client")
-			klog.FlushAndExit(klog.ExitFlushTimeout, 1)
-		}
-		cloud, err := provider.New(ctx, provider.Options{
-			ConfigFile:     shared.CloudConfigFile,
-			ReloadInterval: ours.configReloadInterval,
-			Client:         client,
-			RouterID:       ours.bgpRouterID,
-			BGPAPIAddress:  ours.bgpAPIAddress,
-			// The cloud's own metrics, on the secure /metrics.
-			RegisterCollector: legacyregistry.CustomMustRegister,
-		})
-		if err != nil {
-			// Validated before; the file changed in between.
-			klog.FromContext(ctx).Error(err, "Cannot start the cloud provider")
-			klog.FlushAndExit(klog.ExitFlushTimeout, 1)
-		}
-		return cloud
-	}
-
-	cmd := app.NewCloudControllerManagerCommand(ccmOptions, initCloud, app.DefaultInitFuncConstructors, names.CCMControllerAliases(), fss, ctx.Done())
+	st := &starter{ctx: ctx, options: ccmOptions, ours: &ours}
+	cmd := app.NewCloudControllerManagerCommand(ccmOptions, st.initCloud, app.DefaultInitFuncConstructors, names.CCMControllerAliases(), fss, ctx.Done())
 	cmd.Use = "baremetal-cloud-controller-manager"
 	cmd.Long += "\n\nTo check a cloud config file without starting anything:\n  baremetal-cloud-controller-manager validate --cloud-config FILE"
 	cmd.AddCommand(newValidateCommand())
@@ -132,28 +100,74 @@ func run() int {
 		}
 		return upstreamRun(c, args) // --version=raw: printed there
 	}
-	// Check the cloud config before anything else starts, so that a bad file
-	// fails the process with every problem listed and no controller running.
-	cmd.PreRunE = func(c *cobra.Command, _ []string) error {
-		if ok, _ := versionRequested(c); ok {
-			return nil // needs no config
-		}
-		shared := ccmOptions.KubeCloudShared.CloudProvider
-		if shared.Name != provider.Name {
-			return fmt.Errorf("--cloud-provider=%q: this binary serves only %q", shared.Name, provider.Name)
-		}
-		if shared.CloudConfigFile == "" {
-			return fmt.Errorf("--cloud-config is required: the path of the %s cloud config file", provider.Name)
-		}
-		cfg, err := config.Load(shared.CloudConfigFile)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "invalid cloud config: %v\n", err)
-			return errors.New("invalid cloud config (see above); nothing was started")
-		}
-		loaded = cfg
-		return ours.validate()
-	}
+	cmd.PreRunE = st.checkBeforeStart
 	return cli.Run(cmd)
+}
+
+// starter holds what the command's hooks share: the config checked
+// before anything started, for the cloud to be built from.
+type starter struct {
+	ctx     context.Context
+	options *options.CloudControllerManagerOptions
+	ours    *ourFlags
+	// loaded is the cloud config as checked before anything started.
+	loaded *config.Config
+}
+
+// checkBeforeStart checks the cloud config before anything else starts,
+// so that a bad file fails the process with every problem listed and no
+// controller running.
+func (st *starter) checkBeforeStart(c *cobra.Command, _ []string) error {
+	if ok, _ := versionRequested(c); ok {
+		return nil // needs no config
+	}
+	shared := st.options.KubeCloudShared.CloudProvider
+	if shared.Name != provider.Name {
+		return fmt.Errorf("--cloud-provider=%q: this binary serves only %q", shared.Name, provider.Name)
+	}
+	if shared.CloudConfigFile == "" {
+		return fmt.Errorf("--cloud-config is required: the path of the %s cloud config file", provider.Name)
+	}
+	cfg, err := config.Load(shared.CloudConfigFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "invalid cloud config: %v\n", err)
+		return errors.New("invalid cloud config (see above); nothing was started")
+	}
+	st.loaded = cfg
+	return st.ours.validate()
+}
+
+// initCloud builds the cloud on every replica, leader or not.
+func (st *starter) initCloud(cc *cloudcontrollerconfig.CompletedConfig) cloudprovider.Interface {
+	ctx := st.ctx
+	shared := cc.ComponentConfig.KubeCloudShared.CloudProvider
+	// Logging is configured by now (not yet when the file was checked):
+	// say what in the file is probably not meant.
+	for _, w := range st.loaded.Warnings {
+		klog.FromContext(ctx).Info("Warning: "+w, "cloudConfig", shared.CloudConfigFile)
+	}
+	// Every replica announces, so every replica needs its own client now,
+	// not only the leader once it has won.
+	client, err := kubernetes.NewForConfig(restclient.AddUserAgent(cc.Kubeconfig, "baremetal-ccm"))
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Cannot build a client")
+		klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+	}
+	cloud, err := provider.New(ctx, provider.Options{
+		ConfigFile:     shared.CloudConfigFile,
+		ReloadInterval: st.ours.configReloadInterval,
+		Client:         client,
+		RouterID:       st.ours.bgpRouterID,
+		BGPAPIAddress:  st.ours.bgpAPIAddress,
+		// The cloud's own metrics, on the secure /metrics.
+		RegisterCollector: legacyregistry.CustomMustRegister,
+	})
+	if err != nil {
+		// Validated before; the file changed in between.
+		klog.FromContext(ctx).Error(err, "Cannot start the cloud provider")
+		klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+	}
+	return cloud
 }
 
 type ourFlags struct {
