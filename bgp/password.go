@@ -2,10 +2,10 @@ package bgp
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
-	"io"
-	"os"
-	"syscall"
+
+	"github.com/baremetal-ccm/baremetal-ccm/internal/boundedfile"
 )
 
 func readPasswords(peers []Peer) (map[string]string, error) {
@@ -23,31 +23,24 @@ func readPasswords(peers []Peer) (map[string]string, error) {
 	return out, nil
 }
 
-// maxPasswordFileRead is the most readPassword reads: the longest secret
-// with a trailing CRLF, and one byte more to tell that it is too long.
-const maxPasswordFileRead = maxMD5KeyLen + 2 + 1
+// maxPasswordFileSize is the longest password file: the longest secret
+// with a trailing CRLF.
+const maxPasswordFileSize = maxMD5KeyLen + 2
 
 // readPassword returns the TCP MD5 secret in file. A single trailing
 // newline (as written by echo or many editors) is not part of the secret.
-// Only a regular file is read (symbolic links, as in a mounted Secret, are
-// followed), and at most maxPasswordFileRead bytes of it: the file is
-// opened without blocking, so a FIFO cannot hang the caller, and its type
-// is checked on the opened file, so it cannot change in between.
+// Only a regular file is read, and no more of it than a secret can take
+// (boundedfile.Read): a FIFO cannot hang the caller, nor a huge file fill
+// its memory.
 func readPassword(file string) (string, error) {
-	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return "", fmt.Errorf("cannot read the password file: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("cannot read the password file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("the password file is a %s, want a regular file", fileKind(fi.Mode()))
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxPasswordFileRead))
-	if err != nil {
+	b, err := boundedfile.Read(file, maxPasswordFileSize)
+	var nre *boundedfile.NotRegularError
+	switch {
+	case errors.As(err, &nre):
+		return "", fmt.Errorf("the password file is a %s, want a regular file", nre.Kind)
+	case errors.Is(err, boundedfile.ErrTooLarge):
+		return "", fmt.Errorf("the password is longer than %d bytes, the most TCP MD5 allows", maxMD5KeyLen)
+	case err != nil:
 		return "", fmt.Errorf("cannot read the password file: %w", err)
 	}
 	b = bytes.TrimSuffix(b, []byte("\n"))
@@ -59,18 +52,4 @@ func readPassword(file string) (string, error) {
 		return "", fmt.Errorf("the password is longer than %d bytes, the most TCP MD5 allows", maxMD5KeyLen)
 	}
 	return string(b), nil
-}
-
-func fileKind(m os.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "directory"
-	case m&os.ModeNamedPipe != 0:
-		return "named pipe (FIFO)"
-	case m&os.ModeSocket != 0:
-		return "socket"
-	case m&os.ModeDevice != 0:
-		return "device"
-	}
-	return "special file"
 }
