@@ -67,7 +67,8 @@ fi
 nexthops() { ip -n "$1" route show "$VIP4" | grep -c nexthop || true; }
 routed() {
 	for n in a1 a2 a3 b1 b2 b3; do
-		ip -n "${PREFIX}$n" addr show dev lo | grep -q "inet $VIP4/32" || return 1
+		# Not "| grep -q": under pipefail its early exit fails the pipe.
+		[[ $(ip -n "${PREFIX}$n" addr show dev lo) == *"inet $VIP4/32 "* ]] || return 1
 	done
 	[[ $(nexthops ${PREFIX}tor-a) -eq 3 && $(nexthops ${PREFIX}tor-b) -eq 3 && $(nexthops ${PREFIX}client) -eq 2 ]]
 }

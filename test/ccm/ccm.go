@@ -5,10 +5,12 @@ package ccm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,8 +26,15 @@ var (
 	buildErr  error
 )
 
-// Build compiles the binary once per test process, into a temporary
-// directory, with the flags the Makefile and the Dockerfile use.
+// binDirPrefix starts the name of the directory each test process builds
+// the binary into; its pid ends it.
+const binDirPrefix = "bmccm-ccm-pid-"
+
+// Build compiles the binary once per test process, into a directory of the
+// temporary directory named after the process, with the flags the Makefile
+// and the Dockerfile use. A test process cannot remove the directory when
+// it ends, so Build first removes those of test processes that have ended:
+// the machine keeps at most one per running (or last) test process.
 func Build() (string, error) {
 	buildOnce.Do(func() {
 		root, err := controlplane.RepoRoot()
@@ -33,8 +42,9 @@ func Build() (string, error) {
 			buildErr = err
 			return
 		}
-		dir, err := os.MkdirTemp("", "bmccm-bin-")
-		if err != nil {
+		removeEndedBuilds()
+		dir := filepath.Join(os.TempDir(), binDirPrefix+strconv.Itoa(os.Getpid()))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			buildErr = err
 			return
 		}
@@ -47,6 +57,21 @@ func Build() (string, error) {
 		}
 	})
 	return binary, buildErr
+}
+
+// removeEndedBuilds removes the build directories of test processes that
+// no longer run (their pid does not exist).
+func removeEndedBuilds() {
+	ents, _ := os.ReadDir(os.TempDir())
+	for _, e := range ents {
+		pid, err := strconv.Atoi(strings.TrimPrefix(e.Name(), binDirPrefix))
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), binDirPrefix) || err != nil || pid <= 0 {
+			continue
+		}
+		if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+		}
+	}
 }
 
 // Options configure one CCM process.
