@@ -137,18 +137,7 @@ func (p *process) stop() {
 	if p.conn != nil {
 		_ = p.conn.Close()
 	}
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(stopGrace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	fabric.Terminate(p.cmd.Process, p.done, stopGrace)
 }
 
 func tail(b []byte, n int) string {

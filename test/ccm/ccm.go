@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
+	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
 )
 
 var (
@@ -168,17 +169,7 @@ func (p *Process) Kill() {
 
 // Stop sends SIGTERM, and SIGKILL if it has not ended in 10 s.
 func (p *Process) Stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.Kill()
-	}
+	fabric.Terminate(p.cmd.Process, p.done, 10*time.Second)
 }
 
 // Exited reports whether the process has ended.
