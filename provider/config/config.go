@@ -365,13 +365,8 @@ func validateMachines(in []MachineFile, cfg *Config, path *field.Path) (map[stri
 			if _, ok := cfg.Rack(mf.Rack); !ok {
 				errs = append(errs, field.Invalid(p.Child("rack"), mf.Rack, fmt.Sprintf("no such rack; known racks: %s", strings.Join(rackNames(cfg.Racks), ", "))))
 			}
-		} else {
-			for _, a := range m.Addresses {
-				if r, ok := cfg.RackOf(a); ok {
-					m.Rack = r.Name
-					break
-				}
-			}
+		} else if r, ok := cfg.rackOfAny(m.Addresses); ok {
+			m.Rack = r.Name
 		}
 		machines[m.Name] = m
 	}
