@@ -163,11 +163,12 @@ func TestMaxPrefixes(t *testing.T) {
 	}
 }
 
-// addRouterRoutes makes r announce n /32 routes of 10.0.0.0/8.
+// addRouterRoutes makes r announce n IPv6 routes of its own: /64s of
+// 2001:db8::/32 (documentation addresses), next hop 2001:db8::fe.
 func addRouterRoutes(t *testing.T, r *testRouter, n int) {
 	t.Helper()
 	ctx := context.Background()
-	nh := nextHopAny(nil, familyIPv4, r.addr)
+	nh := netip.MustParseAddr("2001:db8::fe")
 	var wg sync.WaitGroup
 	errs := make(chan error, reconcileWorkers)
 	for w := range reconcileWorkers {
@@ -175,10 +176,10 @@ func addRouterRoutes(t *testing.T, r *testRouter, n int) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += reconcileWorkers {
-				a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-				nlri := nlriAny(netip.PrefixFrom(a, 32))
+				a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})
+				nlri := nlriAny(netip.PrefixFrom(a, 64))
 				if _, err := r.srv.bgp.AddPath(ctx, &api.AddPathRequest{Path: &api.Path{
-					Family: familyIPv4, Nlri: nlri, Pattrs: []*anypb.Any{originIGP, nh},
+					Family: familyIPv6, Nlri: nlri, Pattrs: []*anypb.Any{originIGP, nextHopAny(nlri, familyIPv6, nh)},
 				}}); err != nil {
 					errs <- err
 					return
