@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -78,25 +79,13 @@ func TestAnnouncerDuplicateNodeAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"198.51.100.11@rack-a", "198.51.100.12@rack-a"}
-	if got := sp.hops()["203.0.113.1"]; !equalStrings(got, want) {
+	if got := sp.hops()["203.0.113.1"]; !slices.Equal(got, want) {
 		t.Errorf("next hops %v, want %v", got, want)
 	}
 	warn := a.warn.(*fakeWarner)
 	if _, ok := warn.active["Node/rogue/"+reasonDuplicateNodeAddress]; !ok || len(warn.active) != 1 {
 		t.Errorf("warnings %v, want one %s on Node rogue", warn.active, reasonDuplicateNodeAddress)
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // failingSpeaker fails every SetAll and records when.

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,7 +69,7 @@ func TestFailedAnnounceKeepsShownAddress(t *testing.T) {
 	if _, err := c.EnsureLoadBalancer(ctx, "cluster", b, nil); err == nil || !strings.Contains(err.Error(), old.String()) {
 		t.Fatalf("Ensure(b) asking for a's shown address = %v, want it refused", err)
 	}
-	if got := c.announcer.addressesOf(a); !containsAddr(got, old) {
+	if got := c.announcer.addressesOf(a); !slices.Contains(got, old) {
 		t.Errorf("a's addresses to announce = %v, want %s kept while the status shows it", got, old)
 	}
 
@@ -97,13 +98,4 @@ func TestFailedAnnounceKeepsShownAddress(t *testing.T) {
 	if _, err := c.EnsureLoadBalancer(ctx, "cluster", b, nil); err != nil {
 		t.Fatalf("Ensure(b) once the address is free: %v", err)
 	}
-}
-
-func containsAddr(addrs []netip.Addr, a netip.Addr) bool {
-	for _, x := range addrs {
-		if x == a {
-			return true
-		}
-	}
-	return false
 }

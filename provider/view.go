@@ -56,13 +56,16 @@ func (a *announcer) view(ctx context.Context, o *override, scope []netip.Addr) (
 		if err != nil {
 			return nil, fmt.Errorf("listing services: %w", err)
 		}
-		ours := slices.DeleteFunc(svcs, func(s *v1.Service) bool { return !service.Announceable(s) })
-		a.warnUnannounceable(ours)
-		for _, s := range ours {
+		for _, s := range svcs {
+			if !service.Announceable(s) {
+				continue
+			}
+			addrs := a.addressesOf(s)
+			a.warnUnannounceable(s, addrs)
 			if isOverride(s) {
 				continue
 			}
-			for _, ip := range a.addressesOf(s) {
+			for _, ip := range addrs {
 				add(s, ip)
 			}
 		}
@@ -104,27 +107,26 @@ func (a *announcer) dropUnannounceable(v *view) {
 	}
 }
 
-// warnUnannounceable puts a Warning on each Service whose status, or
-// allocation, has an address that may not be announced, once per change,
+// warnUnannounceable puts a Warning on a Service whose status, or
+// allocation (addrs, from addressesOf), has an address that may not be
+// announced, once per change,
 // and clears it when there is none. The leader announces what its
 // allocator holds, so a forged status address is never announced there,
 // but it is reported all the same.
-func (a *announcer) warnUnannounceable(svcs []*v1.Service) {
-	for _, s := range svcs {
-		var bad []netip.Addr
-		for _, ip := range append(service.StatusAddrs(s), a.addressesOf(s)...) {
-			if !a.mayAnnounce(ip) && !slices.Contains(bad, ip) {
-				bad = append(bad, ip)
-			}
+func (a *announcer) warnUnannounceable(s *v1.Service, addrs []netip.Addr) {
+	var bad []netip.Addr
+	for _, ip := range append(service.StatusAddrs(s), addrs...) {
+		if !a.mayAnnounce(ip) && !slices.Contains(bad, ip) {
+			bad = append(bad, ip)
 		}
-		if len(bad) == 0 {
-			a.warn.clear(serviceRef(s), reasonAddressNotAnnounced)
-			continue
-		}
-		slices.SortFunc(bad, netip.Addr.Compare)
-		a.warn.warnOnce(serviceRef(s), reasonAddressNotAnnounced,
-			fmt.Sprintf("address %v in the status is in no address pool of the cloud config: not announced", bad))
 	}
+	if len(bad) == 0 {
+		a.warn.clear(serviceRef(s), reasonAddressNotAnnounced)
+		return
+	}
+	slices.SortFunc(bad, netip.Addr.Compare)
+	a.warn.warnOnce(serviceRef(s), reasonAddressNotAnnounced,
+		fmt.Sprintf("address %v in the status is in no address pool of the cloud config: not announced", bad))
 }
 
 // holdersOf returns the Services whose addresses (see addressesOf) include
