@@ -89,7 +89,6 @@ func (p *Proc) LogTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-
 // New returns an unstarted process running argv with output appended to log.
 func New(name, log string, argv ...string) *Proc {
 	return &Proc{Name: name, Log: log, argv: argv}
