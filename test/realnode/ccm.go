@@ -6,6 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // CloudConfig is the lab's cloud config: its racks, its pool, a peer per
@@ -23,7 +27,7 @@ func (c *Cluster) CloudConfig() string {
 		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    asn: %d\n    rack: %s\n    ebgpMultihop: %d\n    passwordFile: /etc/baremetal-ccm-bgp/%s\n",
 			r.torName(), gateway(r.RackPlan), r.ASN, r.Name, multihopTTL, r.torName())
 	}
-	b.WriteString("healthCheck:\n  enabled: true\n  port: 10256\n  path: /healthz\n  interval: 300ms\n  timeout: 200ms\n  unhealthyThreshold: 2\n  healthyThreshold: 2\n")
+	b.WriteString("healthCheck:\n  enabled: true\n  port: 10256\n  path: /healthz\n  interval: 500ms\n  timeout: 400ms\n  unhealthyThreshold: 2\n  healthyThreshold: 2\n")
 	return b.String()
 }
 
@@ -94,4 +98,50 @@ func (c *Cluster) InstallCCM(ctx context.Context, tag string) error {
 // Kubectl runs kubectl with the cluster's admin kubeconfig.
 func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
 	return runCmd(ctx, append([]string{filepath.Join(c.Opts.K8sBinDir, "kubectl"), "--kubeconfig", c.Kubeconfig}, args...)...)
+}
+
+// ccmSelector selects the CCM's pods.
+const ccmSelector = "app.kubernetes.io/name=baremetal-cloud-controller-manager"
+
+// WaitCCMRolledOut waits until every CCM pod runs the DaemonSet's
+// current template and is available.
+func (c *Cluster) WaitCCMRolledOut(ctx context.Context) error {
+	return waitFor(ctx, 10*time.Minute, func() error {
+		d, err := c.Kube.AppsV1().DaemonSets("kube-system").Get(ctx, "baremetal-cloud-controller-manager", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		s := d.Status
+		if s.ObservedGeneration < d.Generation || s.UpdatedNumberScheduled != s.DesiredNumberScheduled || s.NumberAvailable != s.DesiredNumberScheduled {
+			return fmt.Errorf("CCM rollout: %d of %d updated, %d available", s.UpdatedNumberScheduled, s.DesiredNumberScheduled, s.NumberAvailable)
+		}
+		return nil
+	})
+}
+
+// CCMLeaderPod returns the name of the CCM pod holding the leader lease:
+// the lease's holder is "<hostname>_<id>", and a host-network pod's
+// hostname is its node's.
+func (c *Cluster) CCMLeaderPod(ctx context.Context) (string, error) {
+	var pod string
+	err := waitFor(ctx, 2*time.Minute, func() error {
+		l, err := c.Kube.CoordinationV1().Leases("kube-system").Get(ctx, "cloud-controller-manager", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		holder := ptr.Deref(l.Spec.HolderIdentity, "")
+		node, _, _ := strings.Cut(holder, "_")
+		pods, err := c.Kube.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: ccmSelector})
+		if err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			if p.Spec.NodeName == node && p.DeletionTimestamp == nil {
+				pod = p.Name
+				return nil
+			}
+		}
+		return fmt.Errorf("no CCM pod on %q, the lease holder's node", node)
+	})
+	return pod, err
 }

@@ -49,8 +49,13 @@ type Options struct {
 	// Images are the OCI archives every node imports: kubeadm's images,
 	// the CCM's and the workload's (test/images).
 	Images []string
+	// ProbeBinary is test/agent/cmd/lbprobe (default: built into Dir/bin).
+	ProbeBinary string
 	// CCMTag is the CCM image tag installed first.
 	CCMTag string
+	// KeepOnFailure leaves a cluster that failed to come up as it is, for
+	// a look at its logs and state; the caller takes it down ([Cleanup]).
+	KeepOnFailure bool
 	// Logf reports progress (default: nothing).
 	Logf func(format string, args ...any)
 }
@@ -73,10 +78,11 @@ type Cluster struct {
 	Kube       kubernetes.Interface
 	CCMTag     string
 
-	repo      string
-	passwords map[string]string
-	mu        sync.Mutex
-	procs     []*proc.Proc
+	repo        string
+	probeBinary string
+	passwords   map[string]string
+	mu          sync.Mutex
+	procs       []*proc.Proc
 }
 
 // Up builds the cluster: the network, the ToRs, the nodes' containerd,
@@ -104,9 +110,19 @@ func Up(ctx context.Context, o Options) (c *Cluster, err error) {
 	c = &Cluster{Opts: o, repo: repo}
 	defer func() {
 		if err != nil {
-			_ = c.Down()
+			err = fmt.Errorf("%w\n%s", err, c.LogTails(15))
+			if !o.KeepOnFailure {
+				_ = c.Down()
+			}
 		}
 	}()
+	c.probeBinary = o.ProbeBinary
+	if c.probeBinary == "" {
+		c.probeBinary = filepath.Join(o.Dir, "bin", "lbprobe")
+		if err := lab.BuildBinary(ctx, repo, "./test/agent/cmd/lbprobe", c.probeBinary); err != nil {
+			return c, err
+		}
+	}
 	start := time.Now()
 	o.logf("building the network (prefix %s)", o.Prefix)
 	if err := c.buildNetwork(ctx); err != nil {
@@ -249,6 +265,43 @@ func nodeReady(n *v1.Node) bool {
 		}
 	}
 	return false
+}
+
+// LogTails returns the last n lines of every process's log: what a
+// failure report needs.
+func (c *Cluster) LogTails(n int) string {
+	var b strings.Builder
+	for _, p := range c.allProcs() {
+		fmt.Fprintf(&b, "--- %s (%s)\n%s\n", p.Name, p.Log, p.LogTail(n))
+	}
+	return b.String()
+}
+
+// Restart restarts the whole cluster as a power cycle would: every
+// node's processes (kubelet, pods with the control plane and the CCM,
+// containerd, shims) are killed, then containerd and the kubelets start
+// again; the kubelets start the static pods and the rest follows.
+func (c *Cluster) Restart(ctx context.Context) error {
+	for _, n := range c.Nodes {
+		n.Kubelet.Kill()
+	}
+	if err := parallel(c.Nodes, func(n *Node) error {
+		if err := killCgroupProcs(n.CgroupRoot()); err != nil {
+			return err
+		}
+		n.Containerd.Kill()
+		n.killShims()
+		return nil
+	}); err != nil {
+		return err
+	}
+	c.Opts.logf("cluster stopped; starting containerd and the kubelets")
+	return parallel(c.Nodes, func(n *Node) error {
+		if err := n.StartContainerd(ctx); err != nil {
+			return err
+		}
+		return n.Kubelet.Start()
+	})
 }
 
 // Node returns the node named name.

@@ -237,7 +237,7 @@ var kubeadmIgnoredPreflight = []string{
 // kubeadm has written its configuration, as systemd would; it returns
 // kubeadm's output.
 func (c *Cluster) kubeadm(ctx context.Context, n *Node, name string, args ...string) (string, error) {
-	p := c.newProc(n.Name+"-kubeadm-"+name, n.Command(append([]string{filepath.Join(c.Opts.K8sBinDir, "kubeadm")}, args...)...)...)
+	p := c.newProc(n.Name+"-kubeadm-"+name, n.Command(append([]string{"env", c.pathEnv(), filepath.Join(c.Opts.K8sBinDir, "kubeadm")}, args...)...)...)
 	if err := p.Start(); err != nil {
 		return "", err
 	}
@@ -334,6 +334,12 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 		}
 		return join(n)
 	})
+}
+
+// pathEnv puts the Kubernetes binaries on PATH, where kubeadm looks for
+// the kubelet (a package manager would have put it in /usr/bin).
+func (c *Cluster) pathEnv() string {
+	return "PATH=" + c.Opts.K8sBinDir + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 }
 
 // waitFor polls f with the lab's generous bound.

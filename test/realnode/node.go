@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
@@ -67,9 +68,16 @@ func (n *Node) CgroupRoot() string { return "/" + n.cluster.Opts.Prefix + n.Name
 func (n *Node) mountScript() string {
 	var b strings.Builder
 	b.WriteString("set -e\n")
+	// A machine has a hostname of its own: the kubelet registers under
+	// it, and host-network pods (the CCM) see it.
+	fmt.Fprintf(&b, "hostname %q\n", n.Name)
 	fmt.Fprintf(&b, "mount -t tmpfs -o mode=0755 tmpfs /run\nmkdir -p /run/netns /run/containerd /run/xtables\n")
 	fmt.Fprintf(&b, "mount --bind %q /var/lib\nmount --bind %q /var/log\n", n.path("varlib"), n.path("varlog"))
 	fmt.Fprintf(&b, "mount -t overlay overlay -o lowerdir=/etc,upperdir=%s,workdir=%s /etc\n", n.path("etc"), n.path("etc-work"))
+	// The machines' names resolve, as a data centre's DNS would have them.
+	for _, o := range n.cluster.Nodes {
+		fmt.Fprintf(&b, "echo %q >> /etc/hosts\n", o.Addr.String()+" "+o.Name)
+	}
 	for k := range kernelTunables {
 		fmt.Fprintf(&b, "mount --bind %q /proc/sys/%s\n", n.path("sysctl", strings.ReplaceAll(k, "/", ".")), k)
 	}
@@ -102,7 +110,7 @@ func (n *Node) prepare(ctx context.Context) error {
 	}
 	n.holder = n.cluster.newProc(n.Name+"-mounts",
 		"nsenter", "--net=/run/netns/"+n.NS.Name, "--",
-		"unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", n.mountScript())
+		"unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", n.mountScript())
 	if err := n.holder.Start(); err != nil {
 		return err
 	}
@@ -122,7 +130,7 @@ func (n *Node) prepare(ctx context.Context) error {
 // Command returns argv to run inside the node (its network and mount
 // namespaces).
 func (n *Node) Command(args ...string) []string {
-	return append([]string{"nsenter", "--target", strconv.Itoa(n.holder.PID()), "--mount", "--net", "--"}, args...)
+	return append([]string{"nsenter", "--target", strconv.Itoa(n.holder.PID()), "--mount", "--uts", "--net", "--"}, args...)
 }
 
 // Exec runs a command inside the node and returns its combined output.
@@ -258,6 +266,20 @@ func (n *Node) StartKubelet(ctx context.Context) error {
 	}
 	n.Kubelet = n.cluster.newProc(n.Name+"-kubelet", n.Command(args...)...)
 	return n.Kubelet.Start()
+}
+
+// killShims kills the processes left in the node's namespaces but its
+// mount holder: the runc shims, which outlive containerd.
+func (n *Node) killShims() {
+	out, err := runCmd(context.Background(), "ip", "netns", "pids", n.NS.Name)
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid != n.holder.PID() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 // stop ends the node: the kubelet, every process in the node's cgroups
