@@ -37,11 +37,13 @@ func main() {
   image  %s
   digest %s (OCI manifest)
 
-Load it into a node's containerd (kubelet's namespace is k8s.io):
+Load it into a node's containerd (the kubelet's namespace is k8s.io):
   ctr -n k8s.io images import %s
-Push it to a registry:
-  crane push %s %s
+Push it to a registry (the same config and layer either way):
   skopeo copy oci-archive:%s docker://%s
+      keeps this OCI manifest and its digest
+  crane push %s %s
+      writes a Docker v2 manifest instead, so another digest
 `, *out, *ref, digest, *out, *out, *ref, *out, *ref)
 }
 
