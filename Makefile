@@ -2,23 +2,31 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/baremetal-cloud-controller-manager
-# The same flags as the Dockerfile: a static, reproducible binary.
-GOFLAGS_BUILD := -trimpath -ldflags="-s -w"
+# The same build line as the Dockerfile's RUN (test/deploy checks that
+# `make -n build` and the Dockerfile agree): a static, reproducible binary.
+GOFLAGS_BUILD := -trimpath
 # The version `build` stamps into the binary (--version, /version, the build
 # info metric): `git describe`, made to start with vX.Y.Z as component-base needs.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed -E '/^v[0-9]+\.[0-9]+\.[0-9]+/!s/^/v0.0.0-g/' | grep . || echo v0.0.0-dev)
-# build passes them in its own -ldflags, which replaces GOFLAGS_BUILD's.
 LDFLAGS_VERSION = -X main.version=$(VERSION) -X k8s.io/component-base/version.gitVersion=$(VERSION)
+# `make image`: the CCM image as an archive, without Docker (docs/images.md).
+IMAGE ?= ghcr.io/baremetal-ccm/baremetal-cloud-controller-manager:$(VERSION)
+IMAGE_ARCHIVE := bin/baremetal-cloud-controller-manager-image.tar
 STATICCHECK_VERSION := v0.8.2
 # Generous: the whole suite takes a fraction of this on 2 cores.
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build test unit lint k8s-bins demo demo-down bench-ipam bench-bgp bench-e2e clean
+.PHONY: all build image test unit lint k8s-bins demo demo-down bench-ipam bench-bgp bench-e2e clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags="-s -w $(LDFLAGS_VERSION)" -o $(BIN) ./cmd/baremetal-cloud-controller-manager
+
+# The binary `build` wrote, in an image made without Docker or a registry:
+# one archive for ctr, crane and skopeo. It prints how to load or push it.
+image: build
+	$(GO) run ./hack/image -binary $(BIN) -ref $(IMAGE) -o $(IMAGE_ARCHIVE)
 
 # kube-apiserver, kubeadm and kubectl from the Kubernetes source, cached
 # outside the repository ($$BMCCM_CACHE, default ~/.cache/baremetal-ccm).
@@ -26,9 +34,11 @@ k8s-bins:
 	@hack/build-k8s.sh
 
 # Every test CI runs: unit tests, integration tests against the real
-# kube-apiserver, and the FRR/network-namespace tests (as root).
+# kube-apiserver, and the FRR/network-namespace tests (as root). containerd
+# and etcd v3.7 are the real-node lab's (hack/build-containerd.sh,
+# hack/build-etcd.sh).
 test: build
-	BMCCM_K8S_BIN=$$(hack/build-k8s.sh) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	BMCCM_K8S_BIN=$$(hack/build-k8s.sh) BMCCM_CONTAINERD_BIN=$$(hack/build-containerd.sh) BMCCM_ETCD_BIN=$$(hack/build-etcd.sh) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # Tests that need neither root nor the control plane binaries.
 unit:

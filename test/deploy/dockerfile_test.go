@@ -14,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/baremetal-ccm/baremetal-ccm/internal/ccmimage"
+	"github.com/baremetal-ccm/baremetal-ccm/internal/ociimage"
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -108,20 +111,55 @@ type buildCommand struct {
 	output    string // the -o argument
 }
 
-func dockerfileBuild(t *testing.T, instrs []instruction) buildCommand {
+// argReference is a use of a build argument in a RUN line: ${NAME}.
+var argReference = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// dockerfileBuild is the Dockerfile's one RUN line with go build, its
+// ${ARG}s replaced as `docker build --build-arg NAME=value` would replace
+// them: from buildArgs, else the ARG's default. An ARG used but not
+// declared before the RUN line is an error, as Docker leaves it empty.
+func dockerfileBuild(t *testing.T, instrs []instruction, buildArgs map[string]string) buildCommand {
 	t.Helper()
 	var runs []string
+	declared := map[string]string{}
 	for _, in := range instrs {
-		if in.cmd == "RUN" && strings.Contains(in.args, "go build") {
-			runs = append(runs, in.args)
+		switch {
+		case in.cmd == "FROM":
+			clear(declared) // ARGs are per stage
+		case in.cmd == "ARG":
+			name, def, _ := strings.Cut(in.args, "=")
+			declared[name] = def
+			if v, ok := buildArgs[name]; ok {
+				declared[name] = v
+			}
+		case in.cmd == "RUN" && strings.Contains(in.args, "go build"):
+			var undeclared []string
+			runs = append(runs, argReference.ReplaceAllStringFunc(in.args, func(ref string) string {
+				name := argReference.FindStringSubmatch(ref)[1]
+				v, ok := declared[name]
+				if !ok {
+					undeclared = append(undeclared, name)
+				}
+				return v
+			}))
+			if len(undeclared) > 0 {
+				t.Fatalf("Dockerfile RUN %s uses %q, not declared by an ARG of its stage", in.args, undeclared)
+			}
 		}
 	}
 	if len(runs) != 1 {
 		t.Fatalf("Dockerfile: %d RUN instructions with go build, want 1: %q", len(runs), runs)
 	}
-	words, err := shellWords(runs[0])
+	return parseBuildLine(t, "Dockerfile RUN", runs[0])
+}
+
+// parseBuildLine splits a go build command line into its environment,
+// argv and -o argument.
+func parseBuildLine(t *testing.T, what, line string) buildCommand {
+	t.Helper()
+	words, err := shellWords(line)
 	if err != nil {
-		t.Fatalf("Dockerfile RUN %s: %v", runs[0], err)
+		t.Fatalf("%s %s: %v", what, line, err)
 	}
 	var b buildCommand
 	for len(words) > 0 && envAssignment.MatchString(words[0]) {
@@ -137,36 +175,46 @@ func dockerfileBuild(t *testing.T, instrs []instruction) buildCommand {
 	return b
 }
 
+// testVersion is the version the test stamps, as
+// `docker build --build-arg VERSION=...` and `make build VERSION=...` do.
+const testVersion = "v9.8.7-dockerfile-test"
+
 // TestDockerfileBuild runs the Dockerfile's go build as written (into a
 // temporary directory instead of /out) and checks what the image relies on:
-// a static, stripped, path-free binary that starts. It also checks the
-// Dockerfile against the Makefile's flags and the manifests' image.
+// a static, stripped, path-free binary that starts and reports the version
+// it was given. It also checks that the Dockerfile and `make image` cannot
+// drift apart: `make -n build` prints the Dockerfile's build line, `make
+// image` puts that binary in its image, and the image has the Dockerfile's
+// entrypoint, user and the manifests' repository.
 func TestDockerfileBuild(t *testing.T) {
 	data, err := os.ReadFile(repoPath(t, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	instrs := parseDockerfile(string(data))
-	b := dockerfileBuild(t, instrs)
+	b := dockerfileBuild(t, instrs, map[string]string{"VERSION": testVersion})
+	mk := makeBuild(t)
 
-	var froms, entrypoints, copies []string
+	var froms, entrypoints, copies, users []string
 	for _, in := range instrs {
 		switch in.cmd {
 		case "FROM":
 			froms = append(froms, in.args)
 		case "ENTRYPOINT":
 			entrypoints = append(entrypoints, in.args)
+		case "USER":
+			users = append(users, in.args)
 		case "COPY":
 			if strings.HasPrefix(in.args, "--from=") {
 				copies = append(copies, in.args)
 			}
 		}
 	}
-	makefile, err := os.ReadFile(repoPath(t, "Makefile"))
-	if err != nil {
-		t.Fatal(err)
+	// The Makefile's line with its -o replaced by the Dockerfile's.
+	mkArgv := slices.Clone(mk.argv)
+	if i := slices.Index(mkArgv, mk.output); i >= 0 && mk.output != "" {
+		mkArgv[i] = b.output
 	}
-	makeFlags := regexp.MustCompile(`(?m)^GOFLAGS_BUILD\s*:=\s*(.*)$`).FindSubmatch(makefile)
 
 	for _, tc := range []struct {
 		what      string
@@ -174,11 +222,14 @@ func TestDockerfileBuild(t *testing.T) {
 	}{
 		{"stages", froms, []string{"golang:1.26 AS build", "gcr.io/distroless/static-debian12:nonroot"}},
 		{"build environment", b.env, []string{"CGO_ENABLED=0"}},
-		{"build command", strings.Join(b.argv, " "), "go build -trimpath -ldflags=-s -w -o /out/baremetal-cloud-controller-manager ./cmd/baremetal-cloud-controller-manager"},
-		{"copy into the final stage", copies, []string{"--from=build " + b.output + " /baremetal-cloud-controller-manager"}},
-		{"entrypoint", entrypoints, []string{`["/baremetal-cloud-controller-manager"]`}},
-		{"Makefile's GOFLAGS_BUILD is in the Dockerfile's RUN", makeFlags != nil && strings.Contains(string(data), string(bytes.TrimSpace(makeFlags[1]))), true},
+		{"build command", strings.Join(b.argv, " "), "go build -trimpath -ldflags=-s -w -X main.version=" + testVersion + " -X k8s.io/component-base/version.gitVersion=" + testVersion + " -o /out/baremetal-cloud-controller-manager ./cmd/baremetal-cloud-controller-manager"},
+		{"build environment of `make -n build`", mk.env, b.env},
+		{"build command of `make -n build` (its -o aside)", mkArgv, b.argv},
+		{"copy into the final stage", copies, []string{"--from=build " + b.output + " " + ccmimage.Binary}},
+		{"entrypoint (make image's too)", entrypoints, []string{`["` + ccmimage.Binary + `"]`}},
+		{"user (make image's too)", users, []string{ccmimage.User}},
 		{"the Dockerfile names the manifests' image", strings.Contains(string(data), image), true},
+		{"make image's repository is the manifests'", strings.HasPrefix(image, ccmimage.Repository+":"), true},
 	} {
 		if fmt.Sprint(tc.got) != fmt.Sprint(tc.want) {
 			t.Errorf("Dockerfile %s:\n got %q\nwant %q", tc.what, tc.got, tc.want)
@@ -236,6 +287,23 @@ func TestDockerfileBuild(t *testing.T) {
 		t.Errorf("binary holds the build directory %s: -trimpath did not apply", root)
 	}
 
+	version, err := exec.CommandContext(ctx, out, "--version").CombinedOutput()
+	if want := "baremetal-cloud-controller-manager " + testVersion + "\n"; err != nil || string(version) != want {
+		t.Errorf("%s --version = %q, %v; want %q", out, version, err, want)
+	}
+	// make image's image of this binary: what the Dockerfile's final
+	// stage holds.
+	spec, err := ccmimage.Spec(out, testVersion)
+	if err != nil {
+		t.Fatalf("make image's image of the Dockerfile's binary: %v", err)
+	}
+	if got, want := spec.Config.Entrypoint, []string{ccmimage.Binary}; !slices.Equal(got, want) {
+		t.Errorf("make image's entrypoint %q, want %q", got, want)
+	}
+	if i := slices.IndexFunc(spec.Files, func(f ociimage.File) bool { return f.Path == ccmimage.Binary }); i < 0 || spec.Files[i].Source != out {
+		t.Errorf("make image's image does not hold the binary at %s", ccmimage.Binary)
+	}
+
 	help, err := exec.CommandContext(ctx, out, "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s --help: %v\n%s", out, err, help)
@@ -245,4 +313,49 @@ func TestDockerfileBuild(t *testing.T) {
 			t.Errorf("--help does not list %s", flag)
 		}
 	}
+}
+
+// makeBuild is the go build line `make image` runs (through its build
+// prerequisite), as `make -n` prints it with VERSION=testVersion; and it
+// checks that `make image` packs that line's output.
+func makeBuild(t *testing.T) buildCommand {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "make", "-s", "-n", "-B", "image", "VERSION="+testVersion, "GO=go")
+	cmd.Dir = repoPath(t, ".")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("make -n image: %v", err)
+	}
+	var builds, images []string
+	for _, line := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.Contains(line, "go build") && strings.Contains(line, "./cmd/baremetal-cloud-controller-manager"):
+			builds = append(builds, line)
+		case strings.Contains(line, "go run ./hack/image"):
+			images = append(images, line)
+		}
+	}
+	if len(builds) != 1 || len(images) != 1 {
+		t.Fatalf("make -n image: want one go build of the CCM and one go run ./hack/image, got:\n%s", out)
+	}
+	b := parseBuildLine(t, "make -n image", builds[0])
+	img, err := shellWords(images[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	flagValue := func(name string) string {
+		if i := slices.Index(img, name); i >= 0 && i+1 < len(img) {
+			return img[i+1]
+		}
+		return ""
+	}
+	if got := flagValue("-binary"); got != b.output {
+		t.Errorf("make image packs %q, want what its build wrote, %q", got, b.output)
+	}
+	if got, want := flagValue("-ref"), ccmimage.Reference(testVersion); got != want {
+		t.Errorf("make image's reference %q, want %q", got, want)
+	}
+	return b
 }
