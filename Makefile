@@ -16,7 +16,7 @@ STATICCHECK_VERSION := v0.8.2
 # Generous: the whole suite takes a fraction of this on 2 cores.
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build image test unit lint k8s-bins demo demo-down bench-ipam bench-bgp bench-e2e clean
+.PHONY: all build image test unit lint k8s-bins demo demo-down demo-cluster demo-cluster-down bench-ipam bench-bgp bench-e2e clean
 
 all: build
 
@@ -59,6 +59,16 @@ demo:
 
 demo-down:
 	@hack/demo.sh down
+
+# As root: the real thing. A kubeadm cluster of real kubelets, containerd and
+# kube-proxy in three racks behind FRR ToRs, the CCM as the DaemonSet of
+# manifests/ from an image built here, 6 pods behind a LoadBalancer Service
+# and 100 requests (docs/real-cluster.md). Minutes; make demo is the quick one.
+demo-cluster:
+	@hack/demo-cluster.sh
+
+demo-cluster-down:
+	@hack/demo-cluster.sh down
 
 # Benchmarks whose figures are recorded in docs/ (see docs/benchmarks.md).
 bench-ipam:

@@ -75,7 +75,9 @@ func CaptureHostState(ctx context.Context, prefix string) (HostState, error) {
 	for _, m := range mounts {
 		ents, _ := os.ReadDir(m)
 		for _, e := range ents {
-			if e.IsDir() && strings.HasPrefix(e.Name(), prefix) {
+			// Every top-level cgroup, not only the lab's: a runtime
+			// left to its defaults would make its own (k8s.io).
+			if e.IsDir() {
 				s.Sections["cgroups"] = append(s.Sections["cgroups"], filepath.Join(m, e.Name()))
 			}
 		}

@@ -268,6 +268,27 @@ func (n *Node) StartKubelet(ctx context.Context) error {
 	return n.Kubelet.Start()
 }
 
+// KillProcesses kills the node's processes named comm (a container's
+// program, found in the node's cgroups).
+func (n *Node) KillProcesses(comm string) error {
+	pids, err := cgroupPIDs(n.CgroupRoot())
+	if err != nil {
+		return err
+	}
+	found := 0
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err == nil && strings.TrimSpace(string(b)) == comm {
+			found++
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if found == 0 {
+		return fmt.Errorf("%s: no %s process", n.Name, comm)
+	}
+	return nil
+}
+
 // killShims kills the processes left in the node's namespaces but its
 // mount holder: the runc shims, which outlive containerd.
 func (n *Node) killShims() {
