@@ -18,6 +18,13 @@ type NextHop struct {
 	// Rack is the node's rack: routers with a rack get only paths via
 	// nodes of their rack. Empty: only routers without a rack get it.
 	Rack string
+	// Share, when not 0, is this node's share of the VIP's traffic
+	// relative to the other next hops' (weighted ECMP): the path carries
+	// the link-bandwidth extended community, Share × LinkBandwidthUnit
+	// bytes per second, at most MaxShare units (see linkbandwidth.go).
+	// 0: no community, and routers spread the traffic equally. Either
+	// every next hop of a VIP has a share or none has.
+	Share uint32
 }
 
 // Advertisement is the desired state of one VIP.
@@ -92,7 +99,10 @@ func normalize(adv Advertisement, asn uint32, exportPrefixes []netip.Prefix) (Ad
 			continue
 		}
 		seen[nh] = true
-		out.NextHops = append(out.NextHops, NextHop{Node: h.Node, Addr: nh, Rack: h.Rack})
+		out.NextHops = append(out.NextHops, NextHop{Node: h.Node, Addr: nh, Rack: h.Rack, Share: min(h.Share, MaxShare)})
+	}
+	if err := checkShares(out.NextHops); err != nil {
+		return bad("%v", err)
 	}
 	slices.SortFunc(out.NextHops, func(x, y NextHop) int { return cmp.Compare(x.Node, y.Node) })
 	for i := 1; i < len(out.NextHops); i++ {

@@ -37,6 +37,11 @@ type ConfigFile struct {
 	// MaxPathsPerPrefix is the ADD-PATH send-max and the cap on next hops
 	// per VIP per router (default 16, at most 255).
 	MaxPathsPerPrefix *int32 `json:"maxPathsPerPrefix,omitempty"`
+	// WeightedECMP sends, on each path of an externalTrafficPolicy: Local
+	// Service, the link-bandwidth extended community in proportion to the
+	// node's ready endpoints, so that routers which honour it weight
+	// their ECMP (default true; docs/weighted-ecmp.md).
+	WeightedECMP *bool `json:"weightedECMP,omitempty"`
 	// Peers are the routers to peer with.
 	Peers []PeerFile `json:"peers,omitempty"`
 }
@@ -94,6 +99,10 @@ type Config struct {
 	GracefulRestart   GracefulRestart
 	MaxPathsPerPrefix int
 	Peers             []Peer
+	// WeightedECMP is bgp.weightedECMP: the provider gives the next hops
+	// of Local Services shares (NextHop.Share). The speaker itself sends
+	// whatever shares it is given.
+	WeightedECMP bool
 	// APIAddress, when valid, serves the embedded GoBGP's gRPC API there
 	// so that operators can use the gobgp CLI. It must be a loopback
 	// address; it is set from a command-line flag, not the config file.
@@ -143,6 +152,10 @@ func (c *ConfigFile) Parse(path *field.Path) (Config, field.ErrorList) {
 		KeepaliveTime:     DefaultKeepaliveTime,
 		GracefulRestart:   GracefulRestart{Enabled: true, RestartTime: DefaultRestartTime},
 		MaxPathsPerPrefix: DefaultMaxPathsPerPrefix,
+		WeightedECMP:      DefaultWeightedECMP,
+	}
+	if c.WeightedECMP != nil {
+		cfg.WeightedECMP = *c.WeightedECMP
 	}
 	errs := c.parseGlobal(path, &cfg)
 	errs = append(errs, c.parseTimers(path, &cfg)...)

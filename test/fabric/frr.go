@@ -236,6 +236,11 @@ type BGPPath struct {
 	Community *struct {
 		String string `json:"string"`
 	} `json:"community"`
+	// ExtendedCommunity is nil without extended communities; FRR shows
+	// a link-bandwidth one as "LB:64512:125000 (1.000 Mbps)".
+	ExtendedCommunity *struct {
+		String string `json:"string"`
+	} `json:"extendedCommunity"`
 }
 
 // BGPPaths returns FRR's paths for prefix (for example
