@@ -267,3 +267,21 @@ func (f *FRR) BGPPaths(ctx context.Context, prefix string) ([]BGPPath, error) {
 func NewFRR(ns *Namespace, dir, bgpdConf string) (*FRR, error) {
 	return startFRR(ns, dir, bgpdConf)
 }
+
+// UpdatesReceived returns how many BGP UPDATE messages FRR has received
+// from neighbor ("messageStats.updatesRecv").
+func (f *FRR) UpdatesReceived(ctx context.Context, neighbor string) (int, error) {
+	var out map[string]struct {
+		MessageStats struct {
+			UpdatesRecv int `json:"updatesRecv"`
+		} `json:"messageStats"`
+	}
+	if err := f.VtyshJSON(ctx, "show bgp neighbors "+neighbor+" json", &out); err != nil {
+		return 0, err
+	}
+	n, ok := out[neighbor]
+	if !ok {
+		return 0, fmt.Errorf("FRR does not know neighbor %s", neighbor)
+	}
+	return n.MessageStats.UpdatesRecv, nil
+}
