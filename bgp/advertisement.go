@@ -44,6 +44,10 @@ type Advertisement struct {
 	// LocalPref is sent to iBGP routers; 0 leaves it unset (GoBGP then
 	// sends 100). eBGP routers never receive LOCAL_PREF.
 	LocalPref uint32
+	// TransitiveLinkBandwidth sends the next hops' shares as the
+	// transitive link-bandwidth community (type 0x00) rather than the
+	// non-transitive one (0x40). See linkbandwidth.go.
+	TransitiveLinkBandwidth bool
 }
 
 // ErrInvalidAdvertisement is wrapped by the errors about advertisements
@@ -78,7 +82,7 @@ func normalize(adv Advertisement, asn uint32, exportPrefixes []netip.Prefix) (Ad
 	if err := CheckAttributes(asn, adv.Communities, adv.LargeCommunities); err != nil {
 		return Advertisement{}, nil, fmt.Errorf("%w %s: %w", ErrInvalidAdvertisement, p, err)
 	}
-	out := Advertisement{Prefix: p, LocalPref: adv.LocalPref}
+	out := Advertisement{Prefix: p, LocalPref: adv.LocalPref, TransitiveLinkBandwidth: adv.TransitiveLinkBandwidth}
 
 	out.NextHops = make([]NextHop, 0, len(adv.NextHops))
 	var dropped []NextHop
@@ -147,7 +151,7 @@ func compareLarge(x, y LargeCommunity) int {
 // sameAttributes reports whether a and b carry the same path attributes
 // (everything but the next hops). Both are normalized.
 func sameAttributes(a, b *Advertisement) bool {
-	return a.LocalPref == b.LocalPref &&
+	return a.LocalPref == b.LocalPref && a.TransitiveLinkBandwidth == b.TransitiveLinkBandwidth &&
 		slices.Equal(a.Communities, b.Communities) &&
 		slices.Equal(a.LargeCommunities, b.LargeCommunities)
 }

@@ -70,7 +70,7 @@ func (r *tor) linkBandwidths(t *testing.T, prefix netip.Prefix) map[string]strin
 // TestFRRWeightedECMP: FRR as the ToR turns the shares into kernel
 // next-hop weights in their ratio, for IPv4 and IPv6 VIPs; one node's
 // share changing changes the weights; next hops without shares get equal
-// weights and no community; a ToR told to ignore the community
+// weights and no community; the transitive form is weighted alike; a ToR told to ignore the community
 // ("bgp bestpath bandwidth ignore") installs plain ECMP.
 func TestFRRWeightedECMP(t *testing.T) {
 	checkNoLeaks(t)
@@ -118,6 +118,13 @@ func TestFRRWeightedECMP(t *testing.T) {
 		}
 	}
 	t.Logf("no shares -> IPv4 weights %s", fabric.FormatWeights(w4))
+
+	// The transitive form (type 0x00) is weighted too.
+	if err := s.Announce(ctx, Advertisement{Prefix: vip4, NextHops: sharedHops(n4, 1, 2, 3), TransitiveLinkBandwidth: true}); err != nil {
+		t.Fatal(err)
+	}
+	w4 = r.waitWeights(t, vip4, ratio(n4, 1, 2, 3))
+	t.Logf("1:2:3, transitive -> IPv4 weights %s", fabric.FormatWeights(w4))
 }
 
 // TestFRRIgnoresLinkBandwidth: a router that ignores the community gets

@@ -8,13 +8,15 @@ import "fmt"
 // VIP's route with next-hop weights in proportion to the values; routers
 // that ignore it spread the traffic equally, as without it.
 //
-// The community is the non-transitive two-octet-AS-specific type 0x40,
-// sub-type 0x04, with our ASN (AS_TRANS 23456 for a four-octet ASN) and
-// the bandwidth as an IEEE 754 single-precision float of bytes per
-// second. Non-transitive, because the value means something only to the
-// ToR choosing among the nodes: routers do not pass it on to other ASes
-// (FRR strips it towards eBGP peers). A ToR that wants its upstream to
-// weight the racks sets its own value (see docs/weighted-ecmp.md).
+// The community is the two-octet-AS-specific sub-type 0x04 with our ASN
+// (AS_TRANS 23456 for a four-octet ASN) and the bandwidth as an IEEE 754
+// single-precision float of bytes per second; non-transitive (type 0x40)
+// unless Advertisement.TransitiveLinkBandwidth asks for type 0x00.
+// Non-transitive by default, because the value means something only to
+// the ToR choosing among the nodes: routers do not pass it on to other
+// ASes (FRR strips it towards eBGP peers). A ToR that wants its upstream
+// to weight the racks sets its own value (see docs/weighted-ecmp.md).
+// The transitive form is for the FRR releases that weight by it alone.
 
 // DefaultWeightedECMP is bgp.weightedECMP's default: on. Routers that
 // ignore the community spread equally as before, Cluster Services never
@@ -35,6 +37,9 @@ const (
 	// shares up to 1,073 exactly, larger ones within one part in 2^24.
 	MaxShare = 30_000
 )
+
+// linkBandwidthSubType is the community's sub-type.
+const linkBandwidthSubType = 0x04
 
 // linkBandwidth returns the community's bandwidth for share: bytes per
 // second.

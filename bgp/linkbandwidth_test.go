@@ -36,11 +36,11 @@ func extendedCommunities(t *testing.T, p *routePath) []byte {
 }
 
 // linkBandwidthWire is the attribute with one link-bandwidth community:
-// flags optional+transitive (0xC0), type 16, length 8, then type 0x40
-// (non-transitive two-octet AS specific), sub-type 0x04, the AS and the
-// IEEE float of bytes per second.
-func linkBandwidthWire(as uint16, bytesPerSecond float32) []byte {
-	b := []byte{0xC0, 16, 8, 0x40, 0x04, 0, 0, 0, 0, 0, 0}
+// flags optional+transitive (0xC0), type 16, length 8, then the type
+// (0x40 non-transitive or 0x00 transitive two-octet AS specific),
+// sub-type 0x04, the AS and the IEEE float of bytes per second.
+func linkBandwidthWire(typ byte, as uint16, bytesPerSecond float32) []byte {
+	b := []byte{0xC0, 16, 8, typ, 0x04, 0, 0, 0, 0, 0, 0}
 	binary.BigEndian.PutUint16(b[5:7], as)
 	binary.BigEndian.PutUint32(b[7:11], math.Float32bits(bytesPerSecond))
 	return b
@@ -48,26 +48,30 @@ func linkBandwidthWire(as uint16, bytesPerSecond float32) []byte {
 
 // TestLinkBandwidthWire: a path with a share carries exactly one
 // link-bandwidth community of share × 125,000 bytes/s with our ASN
-// (AS_TRANS for a four-octet one), capped at MaxShare; a path without a
-// share carries no extended community at all.
+// (AS_TRANS for a four-octet one), capped at MaxShare, non-transitive
+// unless asked otherwise; a path without a share carries no extended
+// community at all.
 func TestLinkBandwidthWire(t *testing.T) {
 	prefix := netip.MustParsePrefix("203.0.113.10/32")
 	nh := netip.MustParseAddr("198.51.100.11")
 	for _, tc := range []struct {
-		name  string
-		asn   uint32
-		share uint32
-		want  []byte
+		name       string
+		asn        uint32
+		share      uint32
+		transitive bool
+		want       []byte
 	}{
-		{"no share", 64512, 0, nil},
-		{"one endpoint", 64512, 1, linkBandwidthWire(64512, 125_000)},
-		{"three endpoints", 64512, 3, linkBandwidthWire(64512, 375_000)},
-		{"four-octet ASN", 4_200_000_000, 2, linkBandwidthWire(23456, 250_000)},
-		{"MaxShare", 64512, MaxShare, linkBandwidthWire(64512, 3.75e9)},
-		{"above MaxShare", 64512, MaxShare + 1, linkBandwidthWire(64512, 3.75e9)},
+		{"no share", 64512, 0, false, nil},
+		{"no share, transitive", 64512, 0, true, nil},
+		{"one endpoint", 64512, 1, false, linkBandwidthWire(0x40, 64512, 125_000)},
+		{"three endpoints", 64512, 3, false, linkBandwidthWire(0x40, 64512, 375_000)},
+		{"three endpoints, transitive", 64512, 3, true, linkBandwidthWire(0x00, 64512, 375_000)},
+		{"four-octet ASN", 4_200_000_000, 2, false, linkBandwidthWire(0x40, 23456, 250_000)},
+		{"MaxShare", 64512, MaxShare, false, linkBandwidthWire(0x40, 64512, 3.75e9)},
+		{"above MaxShare, transitive", 64512, MaxShare + 1, true, linkBandwidthWire(0x00, 64512, 3.75e9)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := &routePath{Attrs: &pathAttributes{ASN: tc.asn, Prefix: prefix}, ID: 1, NextHop: nh, Share: tc.share}
+			p := &routePath{Attrs: &pathAttributes{ASN: tc.asn, Prefix: prefix, TransitiveLB: tc.transitive}, ID: 1, NextHop: nh, Share: tc.share}
 			if got := extendedCommunities(t, p); !bytes.Equal(got, tc.want) {
 				t.Errorf("extended communities of a path with share %d = % x, want % x", tc.share, got, tc.want)
 			}
@@ -143,8 +147,9 @@ func TestReconcileShares(t *testing.T) {
 	s, fr := startFakeSpeaker(t, Config{Peers: []Peer{fakePeer("tor", "192.0.2.101", "")}})
 	r := fr.last()
 	prefix := netip.MustParsePrefix("203.0.113.20/32")
+	transitive := false
 	adv := func(shares ...uint32) Advertisement {
-		a := Advertisement{Prefix: prefix}
+		a := Advertisement{Prefix: prefix, TransitiveLinkBandwidth: transitive}
 		for i, sh := range shares {
 			h := nh(string(rune('a'+i)), "198.51.100."+string(rune('1'+i)), "")
 			h.Share = sh
@@ -163,17 +168,20 @@ func TestReconcileShares(t *testing.T) {
 	}
 	r.takeOps()
 	steps := []struct {
-		name    string
-		shares  []uint32
-		wantOps map[string]int
+		name       string
+		shares     []uint32
+		transitive bool
+		wantOps    map[string]int
 	}{
-		{"announce 1:2:3", []uint32{1, 2, 3}, map[string]int{"addPath": 3}},
-		{"same shares", []uint32{1, 2, 3}, map[string]int{}},
-		{"one node scales 1 -> 3", []uint32{3, 2, 3}, map[string]int{"addPath": 1}},
-		{"opt-out", []uint32{0, 0, 0}, map[string]int{"addPath": 3}},
-		{"still none", []uint32{0, 0, 0}, map[string]int{}},
+		{"announce 1:2:3", []uint32{1, 2, 3}, false, map[string]int{"addPath": 3}},
+		{"same shares", []uint32{1, 2, 3}, false, map[string]int{}},
+		{"one node scales 1 -> 3", []uint32{3, 2, 3}, false, map[string]int{"addPath": 1}},
+		{"transitive", []uint32{3, 2, 3}, true, map[string]int{"addPath": 3}},
+		{"opt-out", []uint32{0, 0, 0}, true, map[string]int{"addPath": 3}},
+		{"still none", []uint32{0, 0, 0}, true, map[string]int{}},
 	}
 	for _, st := range steps {
+		transitive = st.transitive
 		ids := pathIDs(r, prefix)
 		if err := s.Announce(ctx, adv(st.shares...)); err != nil {
 			t.Fatalf("%s: Announce() = %v", st.name, err)

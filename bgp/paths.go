@@ -222,6 +222,7 @@ func (v *vipState) attributes(asn uint32) *pathAttributes {
 			Communities:      v.adv.Communities,
 			LargeCommunities: v.adv.LargeCommunities,
 			LocalPref:        v.adv.LocalPref,
+			TransitiveLB:     v.adv.TransitiveLinkBandwidth,
 		}
 	}
 	return v.attrs

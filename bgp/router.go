@@ -105,6 +105,9 @@ type pathAttributes struct {
 	Communities      []Community
 	LargeCommunities []LargeCommunity
 	LocalPref        uint32 // 0: not set
+	// TransitiveLB: the link-bandwidth community of the paths with a
+	// share is transitive.
+	TransitiveLB bool
 
 	// cache is the router's own encoding of these attributes, built on
 	// first use. Only the goroutine that reconciles the VIP touches it.

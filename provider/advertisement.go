@@ -33,7 +33,8 @@ func (v *view) advertisement(vip netip.Addr, health healthView, endpointCounts f
 			local[n] += count
 		}
 	}
-	weighted := weightedECMP(v.cfg.BGP.WeightedECMP, holders)
+	weighted := weightedECMP(v.cfg.BGP.WeightedECMP.Enabled, holders)
+	adv.TransitiveLinkBandwidth = weighted && v.cfg.BGP.WeightedECMP.Transitive
 	var healthy, all []bgp.NextHop
 	for _, c := range v.candidates {
 		if local != nil && local[c.name] == 0 {

@@ -110,7 +110,7 @@ func weightedConfig(t *testing.T, weighted string) *config.Config {
 	t.Helper()
 	yaml := announcerConfig + "bgp:\n  asn: 64512\n"
 	if weighted != "" {
-		yaml += "  weightedECMP: " + weighted + "\n"
+		yaml += "  weightedECMP: {" + weighted + "}\n"
 	}
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
@@ -119,16 +119,21 @@ func weightedConfig(t *testing.T, weighted string) *config.Config {
 	return cfg
 }
 
-// shares returns "address=share" of every next hop per VIP.
+// shares returns "address=share" of every next hop per VIP ("VIP
+// transitive" when the VIP asks for the transitive community).
 func (f *fakeSpeaker) shares() map[string][]string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := map[string][]string{}
 	for p, a := range f.advs {
-		for _, h := range a.NextHops {
-			out[p.Addr().String()] = append(out[p.Addr().String()], fmt.Sprintf("%s=%d", h.Addr, h.Share))
+		key := p.Addr().String()
+		if a.TransitiveLinkBandwidth {
+			key += " transitive"
 		}
-		slices.Sort(out[p.Addr().String()])
+		for _, h := range a.NextHops {
+			out[key] = append(out[key], fmt.Sprintf("%s=%d", h.Addr, h.Share))
+		}
+		slices.Sort(out[key])
 	}
 	return out
 }
@@ -155,7 +160,7 @@ func TestAnnouncerShares(t *testing.T) {
 		slices.Concat(podsOn("w", "a1", 1), podsOn("ww", "a2", 2), podsOn("www", "a3", 3))...)
 	for _, tc := range []struct {
 		name     string
-		weighted string // bgp.weightedECMP; empty: the default
+		weighted string // bgp.weightedECMP's fields; empty: the defaults
 		objs     []runtime.Object
 		want     map[string][]string
 	}{
@@ -174,13 +179,25 @@ func TestAnnouncerShares(t *testing.T) {
 			},
 		},
 		{
+			name:     "local, transitive",
+			weighted: "transitive: true",
+			objs:     []runtime.Object{local("web", "203.0.113.1"), webPods},
+			want:     map[string][]string{"203.0.113.1 transitive": {"198.51.100.11=1", "198.51.100.12=2", "198.51.100.13=3"}},
+		},
+		{
+			name:     "cluster, transitive configured: no shares, not transitive",
+			weighted: "transitive: true",
+			objs:     []runtime.Object{lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1"), webPods},
+			want:     map[string][]string{"203.0.113.1": {"198.51.100.11=0", "198.51.100.12=0", "198.51.100.13=0"}},
+		},
+		{
 			name: "cluster: no shares",
 			objs: []runtime.Object{lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1"), webPods},
 			want: map[string][]string{"203.0.113.1": {"198.51.100.11=0", "198.51.100.12=0", "198.51.100.13=0"}},
 		},
 		{
-			name:     "bgp.weightedECMP false: no shares",
-			weighted: "false",
+			name:     "bgp.weightedECMP.enabled false: no shares",
+			weighted: "enabled: false",
 			objs:     []runtime.Object{local("web", "203.0.113.1"), webPods},
 			want:     map[string][]string{"203.0.113.1": {"198.51.100.11=0", "198.51.100.12=0", "198.51.100.13=0"}},
 		},
