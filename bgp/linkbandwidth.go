@@ -31,9 +31,9 @@ const (
 	// router shows a share of n as n Mbps.
 	LinkBandwidthUnit = 125_000
 	// MaxShare bounds NextHop.Share: a larger one is sent as MaxShare.
-	// MaxShare × LinkBandwidthUnit = 3.75e9 bytes/s stays below 2^32,
-	// the bytes per second that FRR before 10.0 converts the float to
-	// (a larger float would overflow that conversion). A float32 holds
+	// MaxShare × LinkBandwidthUnit = 3.75e9 bytes/s stays below 2^32:
+	// FRR up to 10.1 converts the float to a 32-bit integer of bytes per
+	// second, which a larger float would overflow. A float32 holds
 	// shares up to 1,073 exactly, larger ones within one part in 2^24.
 	MaxShare = 30_000
 )

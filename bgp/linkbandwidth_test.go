@@ -82,8 +82,8 @@ func TestLinkBandwidthWire(t *testing.T) {
 // TestLinkBandwidthExact: shares up to 1,073 are sent exactly (a float32
 // holds share × 125,000 without rounding while share × 15,625 < 2^24);
 // larger ones are off by at most one part in 2^24, which no router's
-// weights resolve. The largest stays below 2^32 bytes/s, which FRR
-// before 10.0 converts the float to.
+// weights resolve. The largest stays below 2^32 bytes/s: FRR up to 10.1
+// converts the float to a 32-bit integer.
 func TestLinkBandwidthExact(t *testing.T) {
 	for share := uint32(1); share <= MaxShare; share++ {
 		got, want := float64(linkBandwidth(share)), float64(share)*LinkBandwidthUnit
