@@ -6,7 +6,9 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	v1 "k8s.io/api/core/v1"
@@ -248,3 +250,67 @@ func TestAnnouncerShares(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// countingSpeaker counts SetAll calls.
+type countingSpeaker struct {
+	*fakeSpeaker
+	setAll atomic.Int32
+}
+
+func (c *countingSpeaker) SetAll(ctx context.Context, advs []bgp.Advertisement) error {
+	c.setAll.Add(1)
+	return c.fakeSpeaker.SetAll(ctx, advs)
+}
+
+// TestEndpointBurstCoalesced: fifty EndpointSlice changes in a row leave
+// one sync queued, and that one sync hands the speaker the last counts.
+func TestEndpointBurstCoalesced(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client := fake.NewClientset(
+		node("a1", []string{"198.51.100.11"}), node("a2", []string{"198.51.100.12"}),
+		lbService("web", v1.ServiceExternalTrafficPolicyLocal, "203.0.113.1"),
+		slice("web", "web-1", discoveryv1.AddressTypeIPv4, podsOn("w", "a1", 1)...),
+	)
+	sp := &countingSpeaker{fakeSpeaker: &fakeSpeaker{advs: map[netip.Prefix]bgp.Advertisement{}}}
+	factory := informers.NewSharedInformerFactory(client, 0)
+	a := newAnnouncer(factory, testDeps(weightedConfig(t, ""), sp, fakeAllocations(nil), fakeHealth{}))
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	// The informers' initial events queued the one key already.
+	const burst = 50
+	for i := 1; i <= burst; i++ {
+		s := slice("web", "web-1", discoveryv1.AddressTypeIPv4, slices.Concat(podsOn("w", "a1", 1+i%3), podsOn("v", "a2", i))...)
+		if _, err := client.DiscoveryV1().EndpointSlices("default").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait until the cache has the last version (a1: 1+50%3 = 3, a2: 50).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		eps, err := a.slices.EndpointSlices("default").Get("web-1")
+		if err == nil && len(eps.Endpoints) == 3+burst {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the informer did not see the last update: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := a.queue.Len(); n != 1 {
+		t.Fatalf("after %d changes the queue holds %d syncs, want 1", burst, n)
+	}
+	if !a.processNext(ctx) {
+		t.Fatal("the queue was shut down")
+	}
+	if n := a.queue.Len(); n != 0 {
+		t.Errorf("after one sync %d more are queued, want none", n)
+	}
+	if got := sp.setAll.Load(); got != 1 {
+		t.Errorf("SetAll called %d times, want 1", got)
+	}
+	want := map[string][]string{"203.0.113.1": {"198.51.100.11=3", "198.51.100.12=50"}}
+	if diff := cmp.Diff(want, sp.shares()); diff != "" {
+		t.Errorf("shares after the burst (-want +got):\n%s", diff)
+	}
+}
