@@ -493,6 +493,9 @@ func (l *Lab) buildFabric(ctx context.Context) error {
 	return os.MkdirAll(filepath.Join(o.Dir, "nodes"), 0o755)
 }
 
+// torConf is a ToR's bgpd.conf. Weighted ECMP needs nothing more than
+// maximum-paths: FRR weights the multipaths by their link-bandwidth
+// communities by default (docs/weighted-ecmp.md).
 func (l *Lab) torConf(r *Rack) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n timers bgp %d %d\n",
