@@ -25,6 +25,9 @@ type Proc struct {
 
 // Start starts the process (again).
 func (p *Proc) Start() error {
+	if p.Running() {
+		return fmt.Errorf("%s runs already (pid %d)", p.Name, p.PID())
+	}
 	out, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err

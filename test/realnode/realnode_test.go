@@ -59,6 +59,7 @@ func TestRealCluster(t *testing.T) {
 	t.Run("ClusterTrafficReachesEveryRack", w.clusterTraffic)
 	t.Run("LocalPathsFollowEndpoints", w.localPolicy)
 	t.Run("MultihopRackCarriesItsNodes", w.multihopRack)
+	t.Run("WeightedECMPFollowsEndpoints", w.weightedECMP)
 	t.Run("NodeFailure", w.nodeFailure)
 	t.Run("RollingUpdateOfTheCCM", w.rollingUpdate)
 	t.Run("LeaderPodDeleted", w.leaderDeleted)
@@ -282,7 +283,11 @@ func (w *world) nodeFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	victim.Kubelet.Stop()
-	t.Cleanup(func() { _ = victim.Kubelet.Start() })
+	t.Cleanup(func() {
+		if !victim.Kubelet.Running() {
+			_ = victim.Kubelet.Start()
+		}
+	})
 	if err := victim.KillProcesses("kube-proxy"); err != nil {
 		t.Fatal(err)
 	}

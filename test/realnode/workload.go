@@ -248,7 +248,12 @@ func URL(vip netip.Addr) string {
 // ProbeCmd is a loop of count requests from the client namespace, each
 // on a new connection, interval apart, each bounded by timeout.
 func (c *Cluster) ProbeCmd(ctx context.Context, url string, count int, interval, timeout time.Duration) *exec.Cmd {
-	args := []string{"netns", "exec", c.Client.Name, c.probeBinary, "--url=" + url, "--count=" + strconv.Itoa(count),
+	return c.ProbeCmdIn(ctx, c.Client, url, count, interval, timeout)
+}
+
+// ProbeCmdIn is ProbeCmd from namespace ns (a ToR, to see its own ECMP).
+func (c *Cluster) ProbeCmdIn(ctx context.Context, ns *fabric.Namespace, url string, count int, interval, timeout time.Duration) *exec.Cmd {
+	args := []string{"netns", "exec", ns.Name, c.probeBinary, "--url=" + url, "--count=" + strconv.Itoa(count),
 		"--interval=" + interval.String(), "--timeout=" + timeout.String()}
 	// lbprobe bounds itself: count requests, each within timeout.
 	return exec.CommandContext(ctx, "ip", args...)
@@ -365,4 +370,22 @@ func (r *ProbeRun) Wait() ([]Result, error) {
 		return rs, fmt.Errorf("lbprobe: %w", err)
 	}
 	return rs, nil
+}
+
+// ReadyEndpointCounts returns how many ready endpoints of the Service each
+// node holds, from its EndpointSlices.
+func (c *Cluster) ReadyEndpointCounts(ctx context.Context, namespace, name string) (map[string]int, error) {
+	l, err := c.Kube.DiscoveryV1().EndpointSlices(namespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	for _, s := range l.Items {
+		for _, e := range s.Endpoints {
+			if e.NodeName != nil && ptr.Deref(e.Conditions.Ready, false) {
+				counts[*e.NodeName]++
+			}
+		}
+	}
+	return counts, nil
 }
