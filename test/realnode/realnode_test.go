@@ -105,6 +105,9 @@ func (w *world) deployWeb(t *testing.T) {
 	if err := w.c.WaitDeploymentReady(w.ctx, ns, "web"); err != nil {
 		t.Fatal(err)
 	}
+	if err := w.c.WaitKubeProxyEndpoints(w.ctx, ns, "web", "http", len(w.c.Nodes)); err != nil {
+		t.Fatal(err)
+	}
 	vip, err := w.c.WaitExternalIP(w.ctx, ns, "web")
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +305,7 @@ func (w *world) nodeFailure(t *testing.T) {
 	t.Logf("%s's kubelet and kube-proxy stopped: its next hop left the ToRs after %s; %d of %d requests failed",
 		victim.Name, gone.Sub(stopped).Round(time.Millisecond), failed, len(rs))
 	if failed*100 > len(rs) {
-		t.Errorf("%d of %d requests failed, more than 1 %%", failed, len(rs))
+		t.Errorf("%d of %d requests failed, more than 1 %%:%s", failed, len(rs), FailedSummary(rs, 5))
 	}
 	if err := victim.Kubelet.Start(); err != nil {
 		t.Fatal(err)
@@ -379,7 +382,7 @@ func (w *world) rollingUpdate(t *testing.T) {
 	}
 	t.Logf("rolling update to lab-2 took %s; %d of %d requests failed", took.Round(time.Millisecond), Failed(rs), len(rs))
 	if f := Failed(rs); f > 0 {
-		t.Errorf("%d of %d requests failed during the rolling update", f, len(rs))
+		t.Errorf("%d of %d requests failed during the rolling update:%s", f, len(rs), FailedSummary(rs, 5))
 	}
 	checkSameAddresses(t, before, w.addresses(t))
 }
@@ -420,7 +423,7 @@ func (w *world) leaderDeleted(t *testing.T) {
 	}
 	t.Logf("leader pod %s deleted: a new Service got %s %s later; %d of %d requests failed", pod, vip, served.Round(time.Millisecond), Failed(rs), len(rs))
 	if f := Failed(rs); f > 0 {
-		t.Errorf("%d of %d requests failed after the leader's pod was deleted", f, len(rs))
+		t.Errorf("%d of %d requests failed after the leader's pod was deleted:%s", f, len(rs), FailedSummary(rs, 5))
 	}
 }
 
