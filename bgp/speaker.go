@@ -41,8 +41,9 @@ type Speaker struct {
 	cfg     Config
 	views   views
 	vips    map[netip.Prefix]*vipState
-	routes  map[netip.Prefix]*routeState // see routes.go
-	racks   map[string]uint32            // rack name -> marker index, allocated on first sight
+	racks   map[string]uint32 // rack name -> marker index, allocated on first sight
+	// routes are the routes to nodes (routes.go), under mu.
+	routes map[netip.Prefix]*routeState
 
 	// routerMu guards router against being stopped while Peers uses it.
 	// Writers also hold mu; nobody holds it across a call into the
