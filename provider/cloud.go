@@ -37,6 +37,8 @@ type cloud struct {
 	events    *events
 	nodes     corelisters.NodeLister
 	speakers  speakerSlot
+	// sessions stay closed until the first sync (sessions.go).
+	sessions sessionGate
 	// pools are the address ranges this process has had in force: the
 	// only addresses any replica announces.
 	pools poolHistory
@@ -100,6 +102,7 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 	go c.checker.Run(ctx)
 	go c.announcer.run(ctx)
 	go c.routeSync.run(ctx)
+	go c.openSessionsWhenSynced(ctx)
 	go func() {
 		<-ctx.Done()
 		c.reloadMu.Lock()

@@ -63,6 +63,9 @@ type routeSyncer struct {
 	// queue holds the one key syncKey, as the announcer's.
 	queue workqueue.TypedRateLimitingInterface[string]
 
+	// syncMu serialises syncs: the loop's, and the first one before the
+	// sessions open.
+	syncMu sync.Mutex
 	// mu guards the outcome of the latest sync; done is closed, and
 	// replaced, at the end of every sync, to wake those who wait for one.
 	mu       sync.Mutex
@@ -158,6 +161,8 @@ func (r *routeSyncer) processNext(ctx context.Context) bool {
 // sync hands the speaker the routes of every Node's pod CIDRs, and tells
 // the Nodes whose pod CIDRs it cannot route why.
 func (r *routeSyncer) sync(ctx context.Context) error {
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
 	cfg := r.config()
 	nodes, err := r.nodes.List(everything)
 	if err != nil {
@@ -189,12 +194,16 @@ func (r *routeSyncer) sync(ctx context.Context) error {
 		byKey[p.key] = p.msg
 	}
 	r.mu.Lock()
+	first := !r.synced
 	r.synced, r.problems, r.specOf, r.routed = true, byKey, specOf, routed
 	close(r.done)
 	r.done = make(chan struct{})
 	r.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("handing %d routes to the speaker: %w", len(routes), err)
+	}
+	if first {
+		klog.FromContext(ctx).Info("First route sync: the pod routes are in the speaker", "routes", len(routes), "notRouted", len(problems))
 	}
 	klog.FromContext(ctx).V(4).Info("Synced routes", "routes", len(routes), "notRouted", len(problems))
 	return nil
