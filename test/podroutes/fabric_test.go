@@ -2,7 +2,6 @@ package podroutes
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -10,6 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"go4.org/netipx"
+	"golang.org/x/sys/unix"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
@@ -34,6 +37,7 @@ var (
 
 type rack struct {
 	name       string
+	routes     *routeReader
 	asn        int
 	ns         *fabric.Namespace
 	frr        *fabric.FRR
@@ -112,6 +116,7 @@ func buildFabric(t *testing.T, prefix string, cp *controlplane.ControlPlane) *en
 		r := &rack{name: spec.name, asn: spec.asn, net4: netip.MustParsePrefix(spec.net4), net6: netip.MustParsePrefix(spec.net6),
 			core4: nth(core4Net, 1+i), core6: nth(core6Net, 1+i)}
 		r.ns = fabric.NewNamespace(t, prefix+"tor"+letter)
+		r.routes = newRouteReader(t, r.ns)
 		if _, err := r.ns.Exec(context.Background(), "sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"); err != nil {
 			t.Fatal(err)
 		}
@@ -233,35 +238,54 @@ func (e *env) start(c *replica) {
 	})
 }
 
-// kernelRoutes returns the BGP routes of the ToR's kernel table: each
-// destination with its gateways (an on-link IPv6 next hop may be a
-// link-local address).
-func kernelRoutes(ctx context.Context, ns *fabric.Namespace) (map[netip.Prefix][]netip.Addr, error) {
+// routeReader reads a ToR's kernel routes over netlink, in its namespace:
+// a read costs about a millisecond, where running ip costs tens under
+// load, so that the restart test can sample every 100 ms.
+type routeReader struct{ h *netlink.Handle }
+
+func newRouteReader(t *testing.T, ns *fabric.Namespace) *routeReader {
+	t.Helper()
+	nsh, err := netns.GetFromPath("/run/netns/" + ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsh.Close()
+	h, err := netlink.NewHandleAt(nsh)
+	if err != nil {
+		t.Fatalf("netlink in %s: %v", ns, err)
+	}
+	t.Cleanup(h.Close)
+	return &routeReader{h: h}
+}
+
+// bgpRoutes returns the BGP routes of the main table: each destination
+// with its gateways (an on-link IPv6 next hop may be a link-local
+// address).
+func (r *routeReader) bgpRoutes() (map[netip.Prefix][]netip.Addr, error) {
 	out := map[netip.Prefix][]netip.Addr{}
-	for _, fam := range []string{"-4", "-6"} {
-		b, err := ns.IP(ctx, "-j", fam, "route", "show", "proto", "bgp")
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := r.h.RouteListFiltered(fam, &netlink.Route{Protocol: unix.RTPROT_BGP}, netlink.RT_FILTER_PROTOCOL)
 		if err != nil {
 			return nil, err
 		}
-		if len(strings.TrimSpace(string(b))) == 0 {
-			continue
-		}
-		var routes []fabric.Route
-		if err := json.Unmarshal(b, &routes); err != nil {
-			return nil, fmt.Errorf("parsing ip -j route: %w: %s", err, b)
-		}
-		for _, r := range routes {
-			dst := r.Dst
-			if !strings.Contains(dst, "/") {
-				if a, err := netip.ParseAddr(dst); err == nil {
-					dst = netip.PrefixFrom(a, a.BitLen()).String()
-				}
-			}
-			p, err := netip.ParsePrefix(dst)
-			if err != nil {
+		for _, rt := range routes {
+			if rt.Dst == nil {
 				continue
 			}
-			out[p] = r.Gateways()
+			p, ok := netipx.FromStdIPNet(rt.Dst)
+			if !ok {
+				continue
+			}
+			var gws []netip.Addr
+			if a, ok := netip.AddrFromSlice(rt.Gw); ok {
+				gws = append(gws, a.Unmap())
+			}
+			for _, nh := range rt.MultiPath {
+				if a, ok := netip.AddrFromSlice(nh.Gw); ok {
+					gws = append(gws, a.Unmap())
+				}
+			}
+			out[p] = gws
 		}
 	}
 	return out, nil

@@ -9,6 +9,8 @@ package podroutes
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -47,7 +49,7 @@ const (
 
 func TestPodRoutesFabric(t *testing.T) {
 	fabric.Require(t, true)
-	controlplane.RequireTools(t, "etcd", "curl")
+	controlplane.RequireTools(t, "etcd")
 	if _, err := controlplane.BinDir(context.Background()); err != nil {
 		controlplane.Unavailable(t, "kube-apiserver: "+err.Error())
 	}
@@ -150,7 +152,7 @@ func (e *env) waitConverged(nodes []*node) {
 	want := e.expected(nodes)
 	err := fabric.Eventually(context.Background(), waitTimeout, 100*time.Millisecond, func() error {
 		for _, r := range e.racks {
-			got, err := kernelRoutes(context.Background(), r.ns)
+			got, err := r.routes.bgpRoutes()
 			if err != nil {
 				return err
 			}
@@ -191,10 +193,11 @@ func (e *env) podsReach(t *testing.T, ms []*node) {
 		from, to := ms[pair[0]], ms[pair[1]]
 		for _, fam := range []struct{ src, dst netip.Addr }{{from.podAddr4(), to.podAddr4()}, {from.podAddr6(), to.podAddr6()}} {
 			url := "http://" + netip.AddrPortFrom(fam.dst, 8080).String() + "/"
-			var out []byte
+			client := podClient(from.ns, fam.src)
+			var out string
 			err := fabric.Eventually(ctx, waitTimeout, 200*time.Millisecond, func() error {
 				var err error
-				out, err = from.ns.Exec(ctx, "curl", "-sS", "-g", "--max-time", "5", "--interface", fam.src.String(), url)
+				out, err = get(ctx, client, url)
 				return err
 			})
 			if err != nil {
@@ -203,13 +206,13 @@ func (e *env) podsReach(t *testing.T, ms []*node) {
 			}
 			// The answer names the pod, and the pod saw the source pod's
 			// own address: nothing on the way translated it.
-			if !strings.HasPrefix(string(out), "pod on "+to.name+", from ") || !strings.Contains(string(out), fam.src.String()) {
+			if !strings.HasPrefix(out, "pod on "+to.name+", from ") || !strings.Contains(out, fam.src.String()) {
 				t.Errorf("pod %s on %s got %q from %s, want an answer from %s that saw %s", fam.src, from.name, out, url, to.name, fam.src)
 			}
 		}
 	}
 	// No static route: the nodes know only their default routes; the
-	// ToRs' pod routes came over BGP (kernelRoutes reads proto bgp only).
+	// ToRs' pod routes came over BGP (bgpRoutes reads proto bgp only).
 	clusters := []netip.Prefix{netip.MustParsePrefix(cluster4), netip.MustParsePrefix(cluster6)}
 	for _, n := range ms {
 		for _, fam := range []string{"-4", "-6"} {
@@ -227,6 +230,33 @@ func (e *env) podsReach(t *testing.T, ms []*node) {
 	}
 }
 
+// podClient is an HTTP client that connects from src, a pod address in
+// ns.
+func podClient(ns *fabric.Namespace, src netip.Addr) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return fabric.DialIn(ctx, ns, src, addr)
+		},
+	}}
+}
+
+func get(ctx context.Context, c *http.Client, url string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
 // removeNodes deletes the Nodes of gone one at a time, measuring how long
 // until their pod routes have left both ToRs' kernel tables, and returns
 // the nodes left.
@@ -238,14 +268,14 @@ func (e *env) removeNodes(t *testing.T, nodes, gone []*node) []*node {
 		if err := e.cp.Client.CoreV1().Nodes().Delete(ctx, n.name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		err := fabric.Eventually(ctx, withdrawBound, 5*time.Millisecond, func() error {
+		err := fabric.Eventually(ctx, withdrawBound, 2*time.Millisecond, func() error {
 			for _, r := range e.racks {
+				routes, err := r.routes.bgpRoutes()
+				if err != nil {
+					return err
+				}
 				for _, p := range []netip.Prefix{n.pod4, n.pod6} {
-					routes, err := fabric.Routes(ctx, r.ns, p)
-					if err != nil {
-						return err
-					}
-					if len(routes) > 0 {
+					if _, ok := routes[p]; ok {
 						return fmt.Errorf("ToR of %s still routes %s", r.name, p)
 					}
 				}
@@ -294,7 +324,9 @@ type gap struct {
 type sampler struct {
 	mu      sync.Mutex
 	samples int
-	gaps    []gap
+	// maxSpacing is the longest time between two samples' starts.
+	maxSpacing time.Duration
+	gaps       []gap
 	errs    []error
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -308,14 +340,19 @@ func (e *env) startSampler(want map[*rack]map[netip.Prefix]netip.Addr) *sampler 
 		defer close(s.done)
 		tick := time.NewTicker(sampleEvery)
 		defer tick.Stop()
+		last := time.Now()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
 			}
+			s.mu.Lock()
+			s.maxSpacing = max(s.maxSpacing, time.Since(last))
+			s.mu.Unlock()
+			last = time.Now()
 			for _, r := range e.racks {
-				got, err := kernelRoutes(ctx, r.ns)
+				got, err := r.routes.bgpRoutes()
 				s.mu.Lock()
 				if err != nil {
 					if ctx.Err() == nil {
@@ -334,12 +371,12 @@ func (e *env) startSampler(want map[*rack]map[netip.Prefix]netip.Addr) *sampler 
 	return s
 }
 
-func (s *sampler) stop() (samples int, gaps []gap, errs []error) {
+func (s *sampler) stop() (samples int, maxSpacing time.Duration, gaps []gap, errs []error) {
 	s.cancel()
 	<-s.done
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.samples, s.gaps, s.errs
+	return s.samples, s.maxSpacing, s.gaps, s.errs
 }
 
 // restartKeepsRoutes restarts the replicas while sampling the ToRs' kernel
@@ -382,16 +419,26 @@ func (e *env) restartKeepsRoutes(t *testing.T, nodes []*node) {
 		// End-of-RIB ends the routers' graceful restart) only once its
 		// routes were in the speaker.
 		for _, c := range e.replicas {
-			log := c.proc.Log()
-			synced := strings.Index(log, "First route sync")
-			up := strings.Index(log, "BGP session established")
-			if synced < 0 || up < 0 || up < synced {
+			var synced, up int
+			// The log may lag the sessions: wait for both lines.
+			err := fabric.Eventually(context.Background(), waitTimeout, 100*time.Millisecond, func() error {
+				log := c.proc.Log()
+				synced, up = strings.Index(log, "First route sync"), strings.Index(log, "BGP session established")
+				if synced < 0 || up < 0 {
+					return fmt.Errorf("%s: log offsets of the first route sync %d, of the first session %d", c.name, synced, up)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			} else if up < synced {
 				t.Errorf("%s: a BGP session was established (log offset %d) before the first route sync (%d)", c.name, up, synced)
 			}
 		}
 	})
-	samples, gaps, errs := s.stop()
-	t.Logf("%d samples of both ToRs' kernel tables, every %s, %d with a pod route missing or wrong", samples, sampleEvery, len(gaps))
+	samples, spacing, gaps, errs := s.stop()
+	t.Logf("%d samples of both ToRs' kernel tables, every %s (at most %s apart), %d with a pod route missing or wrong (load average %s)",
+		samples, sampleEvery, spacing.Round(time.Millisecond), len(gaps), loadAverage())
 	for _, err := range errs {
 		t.Errorf("reading a ToR's kernel table: %v", err)
 	}
