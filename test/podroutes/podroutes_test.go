@@ -327,9 +327,9 @@ type sampler struct {
 	// maxSpacing is the longest time between two samples' starts.
 	maxSpacing time.Duration
 	gaps       []gap
-	errs    []error
-	cancel  context.CancelFunc
-	done    chan struct{}
+	errs       []error
+	cancel     context.CancelFunc
+	done       chan struct{}
 }
 
 func (e *env) startSampler(want map[*rack]map[netip.Prefix]netip.Addr) *sampler {
