@@ -2,7 +2,6 @@ package realnode
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"strconv"
 
@@ -130,24 +129,20 @@ func (c *Cluster) buildNetwork(ctx context.Context) error {
 	if c.Client, err = c.newNS(ctx, "client"); err != nil {
 		return err
 	}
-	if err := fabric.Sysctl(ctx, c.Client, "net.ipv4.fib_multipath_hash_policy=1"); err != nil {
+	// The client is also the spine that carries pod routes between racks.
+	if err := fabric.Sysctl(ctx, c.Client, "net.ipv4.fib_multipath_hash_policy=1", "net.ipv4.ip_forward=1"); err != nil {
 		return err
 	}
 	return attach(c.Client, "client", clientCoreAddr)
 }
 
-// routePodCIDR makes podCIDR reachable at node n: on its ToR via the node,
-// on the other ToRs via its ToR. Until the pod-route issue lands, the lab
-// configures these routes itself (docs/real-cluster.md).
-func (c *Cluster) routePodCIDR(ctx context.Context, n *Node, podCIDR netip.Prefix) error {
-	for _, r := range c.Racks {
-		via := n.Addr
-		if r != n.Rack {
-			via = n.Rack.Core
-		}
-		if _, err := r.NS.IP(ctx, "route", "replace", podCIDR.String(), "via", via.String()); err != nil {
-			return fmt.Errorf("%s: route %s via %s: %w", r.torName(), podCIDR, via, err)
-		}
+// PodRoutes returns the ToR's kernel next hops for podCIDR and the
+// protocol that installed the route ("bgp" when learnt from the CCM or
+// the spine).
+func (r *Rack) PodRoutes(ctx context.Context, podCIDR netip.Prefix) ([]netip.Addr, string, error) {
+	routes, err := fabric.Routes(ctx, r.NS, podCIDR)
+	if err != nil || len(routes) == 0 {
+		return nil, "", err
 	}
-	return nil
+	return routes[0].Gateways(), routes[0].Protocol, nil
 }

@@ -59,6 +59,7 @@ func TestRealCluster(t *testing.T) {
 	t.Run("ClusterTrafficReachesEveryRack", w.clusterTraffic)
 	t.Run("LocalPathsFollowEndpoints", w.localPolicy)
 	t.Run("MultihopRackCarriesItsNodes", w.multihopRack)
+	t.Run("PodRoutesFromTheCCM", w.podRoutes)
 	t.Run("WeightedECMPFollowsEndpoints", w.weightedECMP)
 	t.Run("NodeFailure", w.nodeFailure)
 	t.Run("RollingUpdateOfTheCCM", w.rollingUpdate)
@@ -269,6 +270,27 @@ func (w *world) multihopRack(t *testing.T) {
 	slices.SortFunc(got, netip.Addr.Compare)
 	if !slices.Equal(got, want) {
 		t.Errorf("%s routes %s via %v, want its nodes %v", rc.torName(), w.webVIP, got, want)
+	}
+}
+
+// podRoutes: the pod network is routed by the CCM (issue 15): each ToR
+// learnt every node's pod CIDR over BGP, its own rack's with the node as
+// next hop; no static pod route exists. Scenario 1's traffic crossed them.
+func (w *world) podRoutes(t *testing.T) {
+	for _, n := range w.c.Nodes {
+		for _, r := range w.c.Racks {
+			hops, proto, err := r.PodRoutes(w.ctx, n.PodCIDR)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if proto != "bgp" || len(hops) == 0 {
+				t.Errorf("%s: %s's pod CIDR %s: next hops %v by %q, want a BGP route", r.torName(), n.Name, n.PodCIDR, hops, proto)
+				continue
+			}
+			if r == n.Rack && !slices.Equal(hops, []netip.Addr{n.Addr}) {
+				t.Errorf("%s: %s's pod CIDR %s via %v, want the node %s", r.torName(), n.Name, n.PodCIDR, hops, n.Addr)
+			}
+		}
 	}
 }
 
