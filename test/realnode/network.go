@@ -54,8 +54,8 @@ func (c *Cluster) buildNetwork(ctx context.Context) error {
 		}
 		return fabric.AddAddress(ctx, ns, "core", a, CoreNet.Bits())
 	}
-	// The harness reaches the apiservers and kubelets from the root
-	// namespace through this link; its routes go when the link goes.
+	// The harness reaches the apiserver from the root namespace through
+	// this link; its route goes when the link goes.
 	hostLink := c.Opts.Prefix + "h"
 	if err := fabric.CreateVeth(ctx, hostLink, fabric.Root, "host", core); err != nil {
 		return err
@@ -76,9 +76,6 @@ func (c *Cluster) buildNetwork(ctx context.Context) error {
 			return err
 		}
 		if err := attach(r.NS, "tor"+rp.letter(), r.Core); err != nil {
-			return err
-		}
-		if _, err := fabric.Root.IP(ctx, "route", "add", rp.Net.String(), "via", r.Core.String(), "dev", hostLink); err != nil {
 			return err
 		}
 		if _, err := r.NS.IP(ctx, "link", "add", "rack", "type", "bridge", "mcast_snooping", "0"); err != nil {
@@ -114,6 +111,13 @@ func (c *Cluster) buildNetwork(ctx context.Context) error {
 				return err
 			}
 		}
+	}
+	// The harness reaches the apiserver at controlPlaneEndpoint, and only
+	// that, from the root namespace: one host route, so that the lab's
+	// racks never shadow addresses other tests put in the root namespace.
+	first := c.Nodes[0]
+	if _, err := fabric.Root.IP(ctx, "route", "add", first.Addr.String()+"/32", "via", first.Rack.Core.String(), "dev", hostLink); err != nil {
+		return err
 	}
 	// Every ToR reaches the other racks through their ToRs.
 	for _, r := range c.Racks {
