@@ -13,7 +13,6 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
@@ -103,12 +102,8 @@ type announcer struct {
 	// candidate failed its health check, to warn once per change.
 	failOpen map[netip.Addr]bool
 
-	// queue holds the one key syncKey: a trigger adds it at once, a failed
-	// sync adds it again with exponential backoff.
-	queue workqueue.TypedRateLimitingInterface[string]
+	*syncLoop
 }
-
-const syncKey = "all"
 
 // indexByVIP names the Services informer's index of status addresses.
 const indexByVIP = "vip"
@@ -142,10 +137,8 @@ func newAnnouncer(factory informers.SharedInformerFactory, deps announcerDeps) *
 		slices:        sliceInf.Lister(),
 		hasSynced:     []cache.InformerSynced{svcInf.Informer().HasSynced, nodeInf.Informer().HasSynced, sliceInf.Informer().HasSynced},
 		failOpen:      map[netip.Addr]bool{},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[string](minSyncInterval, maxRetryDelay),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "announcer"}),
 	}
+	a.syncLoop = newSyncLoop("announcer", a.syncAll)
 	h := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { a.Trigger() },
 		UpdateFunc: func(any, any) { a.Trigger() },
@@ -157,62 +150,9 @@ func newAnnouncer(factory informers.SharedInformerFactory, deps announcerDeps) *
 	return a
 }
 
-// Trigger asks for a sync soon. It never blocks.
-func (a *announcer) Trigger() { a.queue.Add(syncKey) }
-
 // run syncs after every change, at most every minSyncInterval, and every
 // resyncInterval, until ctx ends.
-func (a *announcer) run(ctx context.Context) {
-	logger := klog.FromContext(ctx).WithName("announcer")
-	ctx = klog.NewContext(ctx, logger)
-	go func() {
-		<-ctx.Done()
-		a.queue.ShutDown()
-	}()
-	if !cache.WaitForCacheSync(ctx.Done(), a.hasSynced...) {
-		return
-	}
-	go a.resync(ctx)
-	a.Trigger()
-	for a.processNext(ctx) {
-	}
-}
-
-func (a *announcer) resync(ctx context.Context) {
-	t := time.NewTicker(resyncInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			a.Trigger()
-		}
-	}
-}
-
-// processNext runs one sync; false once the queue is shut down.
-func (a *announcer) processNext(ctx context.Context) bool {
-	key, shutdown := a.queue.Get()
-	if shutdown {
-		return false
-	}
-	err := a.syncAll(ctx)
-	if err != nil {
-		retries := a.queue.NumRequeues(key)
-		klog.FromContext(ctx).Error(err, "Sync failed; retrying with backoff", "retries", retries)
-		a.queue.AddRateLimited(key)
-	} else {
-		a.queue.Forget(key)
-	}
-	a.queue.Done(key)
-	// Coalesce: what arrives meanwhile is one more sync, not many.
-	select {
-	case <-ctx.Done():
-	case <-time.After(minSyncInterval):
-	}
-	return true
-}
+func (a *announcer) run(ctx context.Context) { a.syncLoop.run(ctx, a.hasSynced...) }
 
 // syncAll hands the speaker the whole desired state.
 func (a *announcer) syncAll(ctx context.Context) error {

@@ -13,7 +13,6 @@ import (
 	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
@@ -60,8 +59,7 @@ type routeSyncer struct {
 	hasSynced cache.InformerSynced
 	// confirmTimeout bounds every await.
 	confirmTimeout time.Duration
-	// queue holds the one key syncKey, as the announcer's.
-	queue workqueue.TypedRateLimitingInterface[string]
+	*syncLoop
 
 	// syncMu serialises syncs: the loop's, and the first one before the
 	// sessions open.
@@ -89,10 +87,8 @@ func newRouteSyncer(factory informers.SharedInformerFactory, deps routeSyncerDep
 		hasSynced:       nodeInf.Informer().HasSynced,
 		confirmTimeout:  defaultConfirmTimeout,
 		done:            make(chan struct{}),
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[string](minSyncInterval, maxRetryDelay),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "routes"}),
 	}
+	r.syncLoop = newSyncLoop("routes", r.sync)
 	_, _ = nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { r.Trigger() },
 		DeleteFunc: func(any) { r.Trigger() },
@@ -108,55 +104,9 @@ func newRouteSyncer(factory informers.SharedInformerFactory, deps routeSyncerDep
 	return r
 }
 
-// Trigger asks for a sync soon. It never blocks.
-func (r *routeSyncer) Trigger() { r.queue.Add(syncKey) }
-
 // run syncs after every change, at most every minSyncInterval, and every
 // resyncInterval, until ctx ends.
-func (r *routeSyncer) run(ctx context.Context) {
-	ctx = klog.NewContext(ctx, klog.FromContext(ctx).WithName("routes"))
-	go func() {
-		<-ctx.Done()
-		r.queue.ShutDown()
-	}()
-	if !cache.WaitForCacheSync(ctx.Done(), r.hasSynced) {
-		return
-	}
-	go func() {
-		t := time.NewTicker(resyncInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				r.Trigger()
-			}
-		}
-	}()
-	r.Trigger()
-	for r.processNext(ctx) {
-	}
-}
-
-func (r *routeSyncer) processNext(ctx context.Context) bool {
-	key, shutdown := r.queue.Get()
-	if shutdown {
-		return false
-	}
-	if err := r.sync(ctx); err != nil {
-		klog.FromContext(ctx).Error(err, "Route sync failed; retrying with backoff", "retries", r.queue.NumRequeues(key))
-		r.queue.AddRateLimited(key)
-	} else {
-		r.queue.Forget(key)
-	}
-	r.queue.Done(key)
-	select {
-	case <-ctx.Done():
-	case <-time.After(minSyncInterval):
-	}
-	return true
-}
+func (r *routeSyncer) run(ctx context.Context) { r.syncLoop.run(ctx, r.hasSynced) }
 
 // sync hands the speaker the routes of every Node's pod CIDRs, and tells
 // the Nodes whose pod CIDRs it cannot route why.
