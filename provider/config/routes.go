@@ -67,7 +67,7 @@ func (r *RoutesFile) parse(path *field.Path) (Routes, field.ErrorList) {
 	}
 	cp := path.Child("clusterCIDRs")
 	if out.Enabled && len(r.ClusterCIDRs) == 0 {
-		errs = append(errs, field.Required(cp, "the pod networks, as kube-controller-manager's --cluster-cidr (kubeadm: networking.podSubnet), for example [10.244.0.0/16, fd00:10:244::/56]"))
+		errs = append(errs, field.Required(cp, "the pod networks, as kube-controller-manager's --cluster-cidr (kubeadm: networking.podSubnet), for example [100.64.0.0/16, fd00:10:244::/56]"))
 	}
 	if len(r.ClusterCIDRs) > 2 {
 		errs = append(errs, field.TooMany(cp, len(r.ClusterCIDRs), 2))
@@ -79,7 +79,7 @@ func (r *RoutesFile) parse(path *field.Path) (Routes, field.ErrorList) {
 		ip := cp.Index(i)
 		switch {
 		case err != nil:
-			errs = append(errs, field.Invalid(ip, s, "must be a CIDR such as 10.244.0.0/16 or fd00:10:244::/56"))
+			errs = append(errs, field.Invalid(ip, s, "must be a CIDR such as 100.64.0.0/16 or fd00:10:244::/56"))
 			continue
 		case p != p.Masked():
 			errs = append(errs, field.Invalid(ip, s, fmt.Sprintf("host bits are set: the network is %s", p.Masked())))
