@@ -59,10 +59,17 @@ func Require(t testing.TB, frr bool) {
 			missing = append(missing, "vtysh")
 		}
 	}
+	RequireAll(t, "network fabric test", missing)
+}
+
+// RequireAll fails the test when CI=true, and skips it otherwise, when
+// anything is missing, naming what test needs.
+func RequireAll(t testing.TB, test string, missing []string) {
+	t.Helper()
 	if len(missing) == 0 {
 		return
 	}
-	msg := "network fabric test needs " + strings.Join(missing, ", ")
+	msg := test + " needs " + strings.Join(missing, ", ")
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg + " (CI=true: these tests must run in CI)")
 	}

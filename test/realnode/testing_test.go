@@ -29,25 +29,7 @@ func requireTools(t *testing.T) {
 			missing = append(missing, "$"+env)
 		}
 	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "the real-node lab needs " + join(missing)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + " (CI=true: these tests must run in CI; make test sets the variables)")
-	}
-	t.Skip(msg)
-}
-
-func join(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += ", "
-		}
-		out += x
-	}
-	return out
+	fabric.RequireAll(t, "the real-node lab", missing)
 }
 
 // testOptions are the options of a lab for test t, in a directory of its own.
