@@ -403,15 +403,16 @@ func Cleanup(prefix, dir string) error {
 	return errors.Join(errs...)
 }
 
-// killNamespaceProcs kills every process in the network namespace ns
-// (all of them the node's: containerd, kubelet, shims, host-network pods).
-func killNamespaceProcs(ns string) {
+// killNamespaceProcs kills every process in the network namespace ns but
+// except (all of them the node's: containerd, kubelet, shims, host-network
+// pods, its mount holder).
+func killNamespaceProcs(ns string, except int) {
 	out, err := runCmd(context.Background(), "ip", "netns", "pids", ns)
 	if err != nil {
 		return
 	}
 	for _, f := range strings.Fields(string(out)) {
-		if pid, err := strconv.Atoi(f); err == nil {
+		if pid, err := strconv.Atoi(f); err == nil && pid != except {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}

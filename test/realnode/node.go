@@ -291,17 +291,7 @@ func (n *Node) KillProcesses(comm string) error {
 
 // killShims kills the processes left in the node's namespaces but its
 // mount holder: the runc shims, which outlive containerd.
-func (n *Node) killShims() {
-	out, err := runCmd(context.Background(), "ip", "netns", "pids", n.NS.Name)
-	if err != nil {
-		return
-	}
-	for _, f := range strings.Fields(string(out)) {
-		if pid, err := strconv.Atoi(f); err == nil && pid != n.holder.PID() {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
+func (n *Node) killShims() { killNamespaceProcs(n.NS.Name, n.holder.PID()) }
 
 // stop ends the node: the kubelet, every process in the node's cgroups
 // (the pods), containerd, the shims and the mount namespace, then the
@@ -319,7 +309,7 @@ func (n *Node) stop() error {
 	}
 	// Shims outlive containerd; they run in the node's network namespace.
 	if n.NS != nil {
-		killNamespaceProcs(n.NS.Name)
+		killNamespaceProcs(n.NS.Name, 0)
 	}
 	if n.holder != nil {
 		n.holder.Kill()
