@@ -285,3 +285,40 @@ func (f *FRR) UpdatesReceived(ctx context.Context, neighbor string) (int, error)
 	}
 	return n.MessageStats.UpdatesRecv, nil
 }
+
+// Router is an FRR instance with a fixed configuration that a lab can stop
+// (a router failing) and start again.
+type Router struct {
+	// FRR is the running instance; nil while stopped.
+	FRR  *FRR
+	ns   *Namespace
+	dir  string
+	conf string
+}
+
+// Configure sets where the router runs and its bgpd.conf; StartFRR starts
+// it.
+func (r *Router) Configure(ns *Namespace, dir, bgpdConf string) {
+	r.ns, r.dir, r.conf = ns, dir, bgpdConf
+}
+
+// StartFRR starts the router (again, after StopFRR).
+func (r *Router) StartFRR() error {
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		return err
+	}
+	f, err := NewFRR(r.ns, r.dir, r.conf)
+	r.FRR = f
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.ns, err)
+	}
+	return nil
+}
+
+// StopFRR stops the router; zebra removes its routes.
+func (r *Router) StopFRR() {
+	if r.FRR != nil {
+		r.FRR.Stop()
+		r.FRR = nil
+	}
+}

@@ -69,14 +69,12 @@ type Rack struct {
 	Name   string // rack-a
 	ASN    int
 	NS     *fabric.Namespace
-	FRR    *fabric.FRR
+	fabric.Router
 	Core4  netip.Addr // the ToR on the core LAN
 	Core6  netip.Addr
 	Net4   netip.Prefix
 	Net6   netip.Prefix
 	Nodes  []*Node
-	frrDir string
-	conf   string
 }
 
 // Node is one machine with its agent.
@@ -539,8 +537,7 @@ func (l *Lab) clientConf() string {
 
 func (l *Lab) startRouters() error {
 	for _, r := range l.Racks {
-		r.frrDir = filepath.Join(l.Opts.Dir, "frr", r.Name)
-		r.conf = l.torConf(r)
+		r.Configure(r.NS, filepath.Join(l.Opts.Dir, "frr", r.Name), l.torConf(r))
 		if err := r.StartFRR(); err != nil {
 			return err
 		}
@@ -557,26 +554,6 @@ func (l *Lab) startRouters() error {
 	return nil
 }
 
-// StartFRR starts the ToR's FRR (again, after StopFRR).
-func (r *Rack) StartFRR() error {
-	if err := os.MkdirAll(r.frrDir, 0o755); err != nil {
-		return err
-	}
-	f, err := fabric.NewFRR(r.NS, r.frrDir, r.conf)
-	r.FRR = f
-	if err != nil {
-		return fmt.Errorf("%s: %w", r.NS, err)
-	}
-	return nil
-}
-
-// StopFRR stops the ToR's FRR; zebra removes its routes.
-func (r *Rack) StopFRR() {
-	if r.FRR != nil {
-		r.FRR.Stop()
-		r.FRR = nil
-	}
-}
 
 // CloudConfig is the replicas' cloud config.
 func (l *Lab) CloudConfig() string {

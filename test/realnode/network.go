@@ -13,11 +13,9 @@ type Rack struct {
 	RackPlan
 	Index  int
 	NS     *fabric.Namespace
-	FRR    *fabric.FRR
+	fabric.Router
 	Core   netip.Addr // the ToR on the core LAN
 	Nodes  []*Node
-	frrDir string
-	conf   string
 }
 
 // newNS creates a namespace of the lab with forwarding-friendly settings.

@@ -83,8 +83,7 @@ func (c *Cluster) startRouters() error {
 		c.passwords[r.torName()] = randomPassword()
 	}
 	for _, r := range c.Racks {
-		r.frrDir = filepath.Join(c.Opts.Dir, "frr", r.Name)
-		r.conf = c.TorConf(r)
+		r.Configure(r.NS, filepath.Join(c.Opts.Dir, "frr", r.Name), c.TorConf(r))
 		if err := r.StartFRR(); err != nil {
 			return err
 		}
@@ -101,23 +100,3 @@ func (c *Cluster) startRouters() error {
 	return nil
 }
 
-// StartFRR starts the ToR's FRR (again, after StopFRR).
-func (r *Rack) StartFRR() error {
-	if err := os.MkdirAll(r.frrDir, 0o755); err != nil {
-		return err
-	}
-	f, err := fabric.NewFRR(r.NS, r.frrDir, r.conf)
-	r.FRR = f
-	if err != nil {
-		return fmt.Errorf("%s: %w", r.NS, err)
-	}
-	return nil
-}
-
-// StopFRR stops the ToR's FRR; zebra removes its routes.
-func (r *Rack) StopFRR() {
-	if r.FRR != nil {
-		r.FRR.Stop()
-		r.FRR = nil
-	}
-}
