@@ -66,15 +66,15 @@ type Options struct {
 
 // Rack is one rack: its ToR and its nodes.
 type Rack struct {
-	Name   string // rack-a
-	ASN    int
-	NS     *fabric.Namespace
+	Name string // rack-a
+	ASN  int
+	NS   *fabric.Namespace
 	fabric.Router
-	Core4  netip.Addr // the ToR on the core LAN
-	Core6  netip.Addr
-	Net4   netip.Prefix
-	Net6   netip.Prefix
-	Nodes  []*Node
+	Core4 netip.Addr // the ToR on the core LAN
+	Core6 netip.Addr
+	Net4  netip.Prefix
+	Net6  netip.Prefix
+	Nodes []*Node
 }
 
 // Node is one machine with its agent.
@@ -553,7 +553,6 @@ func (l *Lab) startRouters() error {
 	}
 	return nil
 }
-
 
 // CloudConfig is the replicas' cloud config.
 func (l *Lab) CloudConfig() string {

@@ -11,11 +11,11 @@ import (
 // Rack is one rack: its ToR and its nodes.
 type Rack struct {
 	RackPlan
-	Index  int
-	NS     *fabric.Namespace
+	Index int
+	NS    *fabric.Namespace
 	fabric.Router
-	Core   netip.Addr // the ToR on the core LAN
-	Nodes  []*Node
+	Core  netip.Addr // the ToR on the core LAN
+	Nodes []*Node
 }
 
 // newNS creates a namespace of the lab with forwarding-friendly settings.

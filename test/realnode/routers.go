@@ -99,4 +99,3 @@ func (c *Cluster) startRouters() error {
 	}
 	return nil
 }
-
