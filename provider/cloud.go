@@ -34,6 +34,7 @@ type cloud struct {
 	announcer *announcer
 	checker   *health.Checker
 	events    *events
+	status    *statusWriter
 	nodes     corelisters.NodeLister
 	speakers  speakerSlot
 	// pools are the address ranges this process has had in force: the
@@ -77,6 +78,8 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 
 	c.checker = health.NewChecker(cfg.HealthCheck, func() { c.announcer.Trigger() })
 	factory := informers.NewSharedInformerFactory(opts.Client, 0)
+	svcInf := factory.Core().V1().Services()
+	c.status = newStatusWriter(opts.Client, svcInf.Informer(), svcInf.Lister(), c.events, c.config, alloc, c.pools.contains)
 	c.announcer = newAnnouncer(factory, announcerDeps{
 		config:      c.config,
 		speaker:     c.speaker,
@@ -84,6 +87,7 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 		health:      c.checker,
 		mayAnnounce: c.pools.contains,
 		warn:        c.events,
+		report:      c.status.observe,
 	})
 	_, _ = factory.Core().V1().Services().Informer().AddEventHandler(statusSettler{c: c, log: klog.FromContext(ctx)})
 	nodeInf := factory.Core().V1().Nodes()
@@ -92,6 +96,8 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 	factory.Start(ctx.Done())
 	go c.checker.Run(ctx)
 	go c.announcer.run(ctx)
+	go c.status.run(ctx)
+	go c.watchSessions(ctx)
 	go func() {
 		<-ctx.Done()
 		c.reloadMu.Lock()
