@@ -35,8 +35,12 @@ type cloud struct {
 	checker   *health.Checker
 	events    *events
 	status    *statusWriter
-	nodes     corelisters.NodeLister
-	speakers  speakerSlot
+	// synced is set once the announcer has synced everything, and
+	// lastSync holds the outcome of its last full sync.
+	synced   atomic.Bool
+	lastSync atomic.Pointer[announcements]
+	nodes    corelisters.NodeLister
+	speakers speakerSlot
 	// pools are the address ranges this process has had in force: the
 	// only addresses any replica announces.
 	pools poolHistory
@@ -87,7 +91,7 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 		health:      c.checker,
 		mayAnnounce: c.pools.contains,
 		warn:        c.events,
-		report:      c.status.observe,
+		report:      c.onSync,
 	})
 	_, _ = factory.Core().V1().Services().Informer().AddEventHandler(statusSettler{c: c, log: klog.FromContext(ctx)})
 	nodeInf := factory.Core().V1().Nodes()

@@ -316,13 +316,13 @@ func (r *Router) Originate(n int) error {
 	return nil
 }
 
-// ShutdownNeighbor closes the session with the speaker at neighbor and
+// DisableNeighbor closes the session with the speaker at neighbor and
 // keeps it down (administratively) until EnableNeighbor.
-func (r *Router) ShutdownNeighbor(neighbor string) error {
+func (r *Router) DisableNeighbor(neighbor string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	if _, err := r.proc.api.ShutdownPeer(ctx, &api.ShutdownPeerRequest{Address: neighbor}); err != nil {
-		return fmt.Errorf("bgprouter: shutting down the session with %s: %w", neighbor, err)
+	if _, err := r.proc.api.DisablePeer(ctx, &api.DisablePeerRequest{Address: neighbor}); err != nil {
+		return fmt.Errorf("bgprouter: disabling the session with %s: %w", neighbor, err)
 	}
 	return nil
 }

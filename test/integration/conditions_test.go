@@ -169,7 +169,7 @@ func TestServiceConditions(t *testing.T) {
 	waitConditions(t, c, "web", allocated, announced)
 
 	// The router closes the session: announced nowhere, and back.
-	if err := router.ShutdownNeighbor("127.0.0.1"); err != nil {
+	if err := router.DisableNeighbor("127.0.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	waitConditions(t, c, "web", allocated, wantCondition{condAnnounced, "False", "NoEstablishedSession", "none of the leader's sessions with its 1 router is Established"})
