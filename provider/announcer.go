@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -105,6 +106,8 @@ type announcer struct {
 	// failOpen holds the VIPs announced over unhealthy nodes because every
 	// candidate failed its health check, to warn once per change.
 	failOpen map[netip.Addr]bool
+	// outsideRacks counts the Nodes in no rack (reportRackless).
+	outsideRacks atomic.Int64
 
 	// queue holds the one key syncKey: a trigger adds it at once, a failed
 	// sync adds it again with exponential backoff.

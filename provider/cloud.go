@@ -113,7 +113,7 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 		go w.run(ctx)
 	}
 	if opts.RegisterCollector != nil {
-		opts.RegisterCollector(&collector{c: c})
+		opts.RegisterCollector(&collector{c: c}, &alertCollector{c: c})
 	}
 	return c, nil
 }

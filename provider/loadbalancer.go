@@ -102,6 +102,9 @@ func (c *cloud) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1.Servic
 // Service's conditions, and as a Warning Event when it differs from the
 // last one (not at every retry of the service controller).
 func (c *cloud) ensureFailed(svc *v1.Service, reason, msg string) {
+	if reason != reasonAnnounceError {
+		allocationFailures.WithLabelValues(reason).Inc()
+	}
 	if c.status.recordEnsure(svc, &allocationOutcome{reason: reason, message: msg}) {
 		c.events.event(svc, v1.EventTypeWarning, reason, msg)
 	}
