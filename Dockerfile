@@ -1,10 +1,13 @@
 # The baremetal cloud-controller-manager image:
-#   docker build -t ghcr.io/baremetal-ccm/baremetal-cloud-controller-manager:v0.1.0 .
-# The tag is the one manifests/kustomization.yaml deploys.
+#   make image        (docker build --build-arg VERSION=$(VERSION) -t ghcr.io/baremetal-ccm/baremetal-cloud-controller-manager:$(VERSION) .)
+# VERSION is stamped into the binary (--version, /version, the build info
+# metric) and is the image's tag, the one manifests/kustomization.yaml and
+# `make release-manifests` deploy: image and binary say the same version.
 #
 # The build command is the Makefile's `build` (CGO off: a static binary that
 # needs no libc on the distroless base). test/deploy runs this RUN line as
-# written and checks the binary is static and starts.
+# written, with a VERSION of its own, and checks that it is `make build`'s
+# command, that the binary is static, starts and prints that version.
 
 FROM golang:1.26 AS build
 WORKDIR /src
@@ -12,7 +15,8 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/baremetal-cloud-controller-manager ./cmd/baremetal-cloud-controller-manager
+ARG VERSION=v0.0.0-dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION} -X k8s.io/component-base/version.gitVersion=${VERSION}" -o /out/baremetal-cloud-controller-manager ./cmd/baremetal-cloud-controller-manager
 
 # No shell, no package manager; nonroot is UID/GID 65532, the DaemonSet's
 # runAsUser.

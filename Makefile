@@ -2,23 +2,39 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/baremetal-cloud-controller-manager
-# The same flags as the Dockerfile: a static, reproducible binary.
-GOFLAGS_BUILD := -trimpath -ldflags="-s -w"
 # The version `build` stamps into the binary (--version, /version, the build
-# info metric): `git describe`, made to start with vX.Y.Z as component-base needs.
+# info metric), `image` into the image's binary and its tag, and
+# `release-manifests` into the image reference: `git describe`, made to
+# start with vX.Y.Z as component-base needs.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed -E '/^v[0-9]+\.[0-9]+\.[0-9]+/!s/^/v0.0.0-g/' | grep . || echo v0.0.0-dev)
-# build passes them in its own -ldflags, which replaces GOFLAGS_BUILD's.
 LDFLAGS_VERSION = -X main.version=$(VERSION) -X k8s.io/component-base/version.gitVersion=$(VERSION)
+# The Dockerfile's go build is this one with its ARG VERSION (test/deploy
+# compares them): a static, stripped, path-free binary.
+GOFLAGS_BUILD = -trimpath -ldflags="-s -w $(LDFLAGS_VERSION)"
+# The image `image` builds and `release-manifests` deploys.
+IMAGE ?= ghcr.io/baremetal-ccm/baremetal-cloud-controller-manager
 STATICCHECK_VERSION := v0.8.2
 # Generous: the whole suite takes a fraction of this on 2 cores.
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build test unit lint k8s-bins demo demo-down bench-ipam bench-bgp bench-e2e clean
+.PHONY: all build image release-manifests test unit lint k8s-bins demo demo-down bench-ipam bench-bgp bench-e2e clean
 
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags="-s -w $(LDFLAGS_VERSION)" -o $(BIN) ./cmd/baremetal-cloud-controller-manager
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/baremetal-cloud-controller-manager
+
+# The image, its binary stamped with VERSION and tagged VERSION (docker or
+# podman: CONTAINER_TOOL=podman).
+CONTAINER_TOOL ?= docker
+image:
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
+
+# One rendered install YAML for the release: manifests/ with the image
+# $(IMAGE):$(VERSION), without the example config and passwords.
+RELEASE_MANIFEST ?= _output/baremetal-ccm-$(VERSION).yaml
+release-manifests:
+	@hack/release-manifests.sh $(VERSION) $(IMAGE) $(RELEASE_MANIFEST)
 
 # kube-apiserver, kubeadm and kubectl from the Kubernetes source, cached
 # outside the repository ($$BMCCM_CACHE, default ~/.cache/baremetal-ccm).

@@ -100,6 +100,21 @@ func shellWords(s string) ([]string, error) {
 	return words, nil
 }
 
+// makeDryRun returns the commands `make -n` prints for a target.
+func makeDryRun(t *testing.T, args ...string) string {
+	t.Helper()
+	mk := exec.Command("make", append([]string{"-n", "--no-print-directory"}, args...)...)
+	mk.Dir = repoPath(t, ".")
+	out, err := mk.Output()
+	if err != nil {
+		t.Fatalf("make -n %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out)
+}
+
+// imageName is the manifests' image without its tag.
+var imageName, _, _ = strings.Cut(image, ":v")
+
 var envAssignment = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
 
 // buildCommand is the Dockerfile's go build, split into environment and argv.
@@ -108,12 +123,27 @@ type buildCommand struct {
 	output    string // the -o argument
 }
 
-func dockerfileBuild(t *testing.T, instrs []instruction) buildCommand {
+// dockerfileBuild returns the Dockerfile's go build with the build
+// arguments args (ARG NAME=default, overridden as --build-arg does)
+// substituted, as the RUN's shell would.
+func dockerfileBuild(t *testing.T, instrs []instruction, args map[string]string) buildCommand {
 	t.Helper()
 	var runs []string
+	vars := map[string]string{}
 	for _, in := range instrs {
-		if in.cmd == "RUN" && strings.Contains(in.args, "go build") {
-			runs = append(runs, in.args)
+		switch {
+		case in.cmd == "ARG":
+			name, def, _ := strings.Cut(in.args, "=")
+			vars[name] = def
+			if v, ok := args[name]; ok {
+				vars[name] = v
+			}
+		case in.cmd == "RUN" && strings.Contains(in.args, "go build"):
+			run := in.args
+			for name, v := range vars {
+				run = strings.NewReplacer("${"+name+"}", v, "$"+name, v).Replace(run)
+			}
+			runs = append(runs, run)
 		}
 	}
 	if len(runs) != 1 {
@@ -137,17 +167,19 @@ func dockerfileBuild(t *testing.T, instrs []instruction) buildCommand {
 	return b
 }
 
-// TestDockerfileBuild runs the Dockerfile's go build as written (into a
-// temporary directory instead of /out) and checks what the image relies on:
-// a static, stripped, path-free binary that starts. It also checks the
-// Dockerfile against the Makefile's flags and the manifests' image.
+// TestDockerfileBuild runs the Dockerfile's go build as written, with a
+// VERSION build argument (into a temporary directory instead of /out), and
+// checks what the image relies on: a static, stripped, path-free binary
+// that starts and prints that version. It also checks the Dockerfile
+// against `make build`'s command and the manifests' image.
 func TestDockerfileBuild(t *testing.T) {
 	data, err := os.ReadFile(repoPath(t, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	instrs := parseDockerfile(string(data))
-	b := dockerfileBuild(t, instrs)
+	const version = "v9.8.7-image.1"
+	b := dockerfileBuild(t, instrs, map[string]string{"VERSION": version})
 
 	var froms, entrypoints, copies []string
 	for _, in := range instrs {
@@ -162,11 +194,12 @@ func TestDockerfileBuild(t *testing.T) {
 			}
 		}
 	}
-	makefile, err := os.ReadFile(repoPath(t, "Makefile"))
+	// What `make build` runs with the same VERSION and output.
+	makeOut := makeDryRun(t, "build", "VERSION="+version, "BIN="+b.output, "GO=go")
+	makeWords, err := shellWords(strings.TrimSpace(makeOut))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("make -n build printed %q: %v", makeOut, err)
 	}
-	makeFlags := regexp.MustCompile(`(?m)^GOFLAGS_BUILD\s*:=\s*(.*)$`).FindSubmatch(makefile)
 
 	for _, tc := range []struct {
 		what      string
@@ -174,11 +207,13 @@ func TestDockerfileBuild(t *testing.T) {
 	}{
 		{"stages", froms, []string{"golang:1.26 AS build", "gcr.io/distroless/static-debian12:nonroot"}},
 		{"build environment", b.env, []string{"CGO_ENABLED=0"}},
-		{"build command", strings.Join(b.argv, " "), "go build -trimpath -ldflags=-s -w -o /out/baremetal-cloud-controller-manager ./cmd/baremetal-cloud-controller-manager"},
+		{"build command", strings.Join(b.argv, " "), "go build -trimpath -ldflags=-s -w -X main.version=" + version + " -X k8s.io/component-base/version.gitVersion=" + version + " -o /out/baremetal-cloud-controller-manager ./cmd/baremetal-cloud-controller-manager"},
 		{"copy into the final stage", copies, []string{"--from=build " + b.output + " /baremetal-cloud-controller-manager"}},
 		{"entrypoint", entrypoints, []string{`["/baremetal-cloud-controller-manager"]`}},
-		{"Makefile's GOFLAGS_BUILD is in the Dockerfile's RUN", makeFlags != nil && strings.Contains(string(data), string(bytes.TrimSpace(makeFlags[1]))), true},
-		{"the Dockerfile names the manifests' image", strings.Contains(string(data), image), true},
+		{"the RUN is `make build`'s command", makeWords, append(slices.Clone(b.env), b.argv...)},
+		{"the Dockerfile names the manifests' image", strings.Contains(string(data), imageName+":"), true},
+		{"make image builds the manifests' image, tagged VERSION", strings.TrimSpace(makeDryRun(t, "image", "VERSION="+version)),
+			"docker build --build-arg VERSION=" + version + " -t " + imageName + ":" + version + " ."},
 	} {
 		if fmt.Sprint(tc.got) != fmt.Sprint(tc.want) {
 			t.Errorf("Dockerfile %s:\n got %q\nwant %q", tc.what, tc.got, tc.want)
@@ -236,6 +271,9 @@ func TestDockerfileBuild(t *testing.T) {
 		t.Errorf("binary holds the build directory %s: -trimpath did not apply", root)
 	}
 
+	if v, err := exec.CommandContext(ctx, out, "--version").CombinedOutput(); err != nil || string(v) != "baremetal-cloud-controller-manager "+version+"\n" {
+		t.Errorf("%s --version = %q, %v; want the build argument VERSION, %s", out, v, err, version)
+	}
 	help, err := exec.CommandContext(ctx, out, "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s --help: %v\n%s", out, err, help)
