@@ -46,8 +46,9 @@ type cloud struct {
 	pools poolHistory
 
 	// reloadMu serialises changes of the config in force: the first one
-	// and each reload.
+	// and each reload. It guards peering.
 	reloadMu sync.Mutex
+	peering  peeringLog
 }
 
 var (

@@ -158,6 +158,7 @@ func (st *starter) initCloud(cc *cloudcontrollerconfig.CompletedConfig) cloudpro
 		ReloadInterval: st.ours.configReloadInterval,
 		Client:         client,
 		RouterID:       st.ours.bgpRouterID,
+		NodeName:       st.ours.nodeName,
 		BGPAPIAddress:  st.ours.bgpAPIAddress,
 		// The cloud's own metrics, on the secure /metrics.
 		RegisterCollector: legacyregistry.CustomMustRegister,
@@ -188,6 +189,7 @@ type ourFlags struct {
 	bgpAPIAddress        netip.AddrPort
 	readinessFlag        string
 	readinessAddress     netip.AddrPort
+	nodeName             string
 }
 
 func (o *ourFlags) addFlags(fs *pflag.FlagSet) {
@@ -197,6 +199,8 @@ func (o *ourFlags) addFlags(fs *pflag.FlagSet) {
 		"BGP router ID of this replica (IPv4) when the cloud config gives none. Default: $NODE_IP if IPv4, else the host's first global IPv4 address.")
 	fs.StringVar(&o.bgpAPIAddressFlag, "bgp-api-address", "",
 		"Serve the embedded GoBGP's gRPC API on this loopback address and port (e.g. 127.0.0.1:50051), for the gobgp CLI. Empty: off.")
+	fs.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"),
+		"The Node this replica runs on (default $NODE_NAME, which the DaemonSet sets). Its rack (its machine's in the inventory, else the rack holding $NODE_IP) chooses the BGP peers with dialFrom.")
 	fs.StringVar(&o.readinessFlag, "readiness-bind-address", "",
 		"Serve /readyz over plain HTTP on this address and port (e.g. $(NODE_IP):10263): 200 once this replica has synced and one of its BGP sessions is Established (or it has none to peer with), else 503. For the readiness probe; liveness stays on the secure port's /healthz. Empty: off.")
 }

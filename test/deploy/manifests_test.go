@@ -371,6 +371,7 @@ func TestDaemonSet(t *testing.T) {
 		{"--bind-address", args["--bind-address"], "$(NODE_IP)"},
 		{"--secure-port", args["--secure-port"], "10258"},
 		{"NODE_IP", env["NODE_IP"], "fieldRef:status.hostIP"},
+		{"NODE_NAME", env["NODE_NAME"], "fieldRef:spec.nodeName"},
 		{"liveness probe", probe(c.LivenessProbe), "HTTPS :10258 /healthz"},
 		{"--readiness-bind-address", args["--readiness-bind-address"], "$(NODE_IP):10263"},
 		{"readiness probe", probe(c.ReadinessProbe), "HTTP :10263 /readyz"},
