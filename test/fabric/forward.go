@@ -21,7 +21,7 @@ import (
 // the listener and every connection.
 func ForwardInto(t testing.TB, ns *Namespace, target string) string {
 	t.Helper()
-	l, err := listenIn(ns, "127.0.0.1:0")
+	l, err := ListenIn(ns, "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listening in %s: %v", ns, err)
 	}
@@ -32,12 +32,13 @@ func ForwardInto(t testing.TB, ns *Namespace, target string) string {
 	return l.Addr().String()
 }
 
-// listenIn opens a TCP listener on addr inside ns. The socket belongs to
+// ListenIn opens a TCP listener on addr inside ns, for a server of the
+// test process that a namespace's programs reach. The socket belongs to
 // the namespace it was created in: one OS thread enters ns, creates it and
 // goes back. Were going back to fail, the thread would stay locked to its
 // goroutine, and end with it rather than serve others in the wrong
 // namespace (the Go runtime starts new threads from a clean one).
-func listenIn(ns *Namespace, addr string) (net.Listener, error) {
+func ListenIn(ns *Namespace, addr string) (net.Listener, error) {
 	type result struct {
 		l   net.Listener
 		err error
