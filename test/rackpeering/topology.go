@@ -46,7 +46,7 @@ var Racks = []Rack{
 	{Name: "rack-b", ASN: 64602, Subnet: netip.MustParsePrefix("198.51.100.64/26"), ToR: netip.MustParseAddr("198.51.100.65"),
 		Core: netip.MustParseAddr("192.0.2.2"), Replica: netip.MustParseAddr("198.51.100.75")},
 	{Name: "rack-c", ASN: 64603, Subnet: netip.MustParsePrefix("198.51.100.128/26"), ToR: netip.MustParseAddr("198.51.100.129"),
-		Core: netip.MustParseAddr("192.0.2.3"),
+		Core:    netip.MustParseAddr("192.0.2.3"),
 		Workers: []netip.Addr{netip.MustParseAddr("198.51.100.140"), netip.MustParseAddr("198.51.100.141")}},
 }
 
