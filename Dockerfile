@@ -1,13 +1,13 @@
-# The baremetal cloud-controller-manager image:
-#   make image        (docker build --build-arg VERSION=$(VERSION) -t ghcr.io/baremetal-ccm/baremetal-cloud-controller-manager:$(VERSION) .)
-# VERSION is stamped into the binary (--version, /version, the build info
-# metric) and is the image's tag, the one manifests/kustomization.yaml and
-# `make release-manifests` deploy: image and binary say the same version.
+# The baremetal cloud-controller-manager image, for those with Docker:
+#   docker build --build-arg VERSION=v0.1.0 -t ghcr.io/baremetal-ccm/baremetal-cloud-controller-manager:v0.1.0 .
+# The tag is the one manifests/kustomization.yaml deploys. Without Docker,
+# `make image` builds the same image as an archive (docs/images.md).
 #
 # The build command is the Makefile's `build` (CGO off: a static binary that
-# needs no libc on the distroless base). test/deploy runs this RUN line as
-# written, with a VERSION of its own, and checks that it is `make build`'s
-# command, that the binary is static, starts and prints that version.
+# needs no libc on the distroless base; the version stamped as `make build`
+# stamps it). test/deploy runs this RUN line as written, checks the binary is
+# static, starts and reports VERSION, and that `make -n build` prints the
+# same line.
 
 FROM golang:1.26 AS build
 WORKDIR /src

@@ -2,36 +2,35 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/baremetal-cloud-controller-manager
+# The same build line as the Dockerfile's RUN (test/deploy checks that
+# `make -n build` and the Dockerfile agree): a static, reproducible binary.
+GOFLAGS_BUILD := -trimpath
 # The version `build` stamps into the binary (--version, /version, the build
-# info metric), `image` into the image's binary and its tag, and
-# `release-manifests` into the image reference: `git describe`, made to
-# start with vX.Y.Z as component-base needs.
+# info metric): `git describe`, made to start with vX.Y.Z as component-base needs.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed -E '/^v[0-9]+\.[0-9]+\.[0-9]+/!s/^/v0.0.0-g/' | grep . || echo v0.0.0-dev)
 LDFLAGS_VERSION = -X main.version=$(VERSION) -X k8s.io/component-base/version.gitVersion=$(VERSION)
-# The Dockerfile's go build is this one with its ARG VERSION (test/deploy
-# compares them): a static, stripped, path-free binary.
-GOFLAGS_BUILD = -trimpath -ldflags="-s -w $(LDFLAGS_VERSION)"
-# The image `image` builds and `release-manifests` deploys.
-IMAGE ?= ghcr.io/baremetal-ccm/baremetal-cloud-controller-manager
+# `make image`: the CCM image as an archive, without Docker (docs/images.md).
+IMAGE ?= ghcr.io/baremetal-ccm/baremetal-cloud-controller-manager:$(VERSION)
+IMAGE_ARCHIVE := bin/baremetal-cloud-controller-manager-image.tar
 STATICCHECK_VERSION := v0.8.2
 # Generous: the whole suite takes a fraction of this on 2 cores.
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build image release-manifests test unit lint k8s-bins demo demo-down bench-ipam bench-bgp bench-e2e clean
+.PHONY: all build image release-manifests test unit lint k8s-bins demo demo-down demo-cluster demo-cluster-down bench-ipam bench-bgp bench-e2e clean
 
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/baremetal-cloud-controller-manager
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags="-s -w $(LDFLAGS_VERSION)" -o $(BIN) ./cmd/baremetal-cloud-controller-manager
 
-# The image, its binary stamped with VERSION and tagged VERSION (docker or
-# podman: CONTAINER_TOOL=podman).
-CONTAINER_TOOL ?= docker
-image:
-	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
+# The binary `build` wrote, in an image made without Docker or a registry:
+# one archive for ctr, crane and skopeo. It prints how to load or push it.
+image: build
+	$(GO) run ./hack/image -binary $(BIN) -ref $(IMAGE) -o $(IMAGE_ARCHIVE)
 
 # One rendered install YAML for the release: manifests/ with the image
-# $(IMAGE):$(VERSION), without the example config and passwords.
+# $(IMAGE) and the version label $(VERSION), without the example config and
+# passwords (docs/install.md).
 RELEASE_MANIFEST ?= _output/baremetal-ccm-$(VERSION).yaml
 release-manifests:
 	@hack/release-manifests.sh $(VERSION) $(IMAGE) $(RELEASE_MANIFEST)
@@ -42,9 +41,11 @@ k8s-bins:
 	@hack/build-k8s.sh
 
 # Every test CI runs: unit tests, integration tests against the real
-# kube-apiserver, and the FRR/network-namespace tests (as root).
+# kube-apiserver, and the FRR/network-namespace tests (as root). containerd
+# and etcd v3.7 are the real-node lab's (hack/build-containerd.sh,
+# hack/build-etcd.sh).
 test: build
-	BMCCM_K8S_BIN=$$(hack/build-k8s.sh) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	BMCCM_K8S_BIN=$$(hack/build-k8s.sh) BMCCM_CONTAINERD_BIN=$$(hack/build-containerd.sh) BMCCM_ETCD_BIN=$$(hack/build-etcd.sh) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # Tests that need neither root nor the control plane binaries.
 unit:
@@ -65,6 +66,16 @@ demo:
 
 demo-down:
 	@hack/demo.sh down
+
+# As root: the real thing. A kubeadm cluster of real kubelets, containerd and
+# kube-proxy in three racks behind FRR ToRs, the CCM as the DaemonSet of
+# manifests/ from an image built here, 6 pods behind a LoadBalancer Service
+# and 100 requests (docs/real-cluster.md). Minutes; make demo is the quick one.
+demo-cluster:
+	@hack/demo-cluster.sh
+
+demo-cluster-down:
+	@hack/demo-cluster.sh down
 
 # Benchmarks whose figures are recorded in docs/ (see docs/benchmarks.md).
 bench-ipam:

@@ -18,6 +18,13 @@ type NextHop struct {
 	// Rack is the node's rack: routers with a rack get only paths via
 	// nodes of their rack. Empty: only routers without a rack get it.
 	Rack string
+	// Share, when not 0, is this node's share of the VIP's traffic
+	// relative to the other next hops' (weighted ECMP): the path carries
+	// the link-bandwidth extended community, Share × LinkBandwidthUnit
+	// bytes per second, at most MaxShare units (see linkbandwidth.go).
+	// 0: no community, and routers spread the traffic equally. Either
+	// every next hop of a VIP has a share or none has.
+	Share uint32
 }
 
 // Advertisement is the desired state of one VIP.
@@ -37,6 +44,10 @@ type Advertisement struct {
 	// LocalPref is sent to iBGP routers; 0 leaves it unset (GoBGP then
 	// sends 100). eBGP routers never receive LOCAL_PREF.
 	LocalPref uint32
+	// TransitiveLinkBandwidth sends the next hops' shares as the
+	// transitive link-bandwidth community (type 0x00) rather than the
+	// non-transitive one (0x40). See linkbandwidth.go.
+	TransitiveLinkBandwidth bool
 }
 
 // ErrInvalidAdvertisement is wrapped by the errors about advertisements
@@ -71,7 +82,7 @@ func normalize(adv Advertisement, asn uint32, exportPrefixes []netip.Prefix) (Ad
 	if err := CheckAttributes(asn, adv.Communities, adv.LargeCommunities); err != nil {
 		return Advertisement{}, nil, fmt.Errorf("%w %s: %w", ErrInvalidAdvertisement, p, err)
 	}
-	out := Advertisement{Prefix: p, LocalPref: adv.LocalPref}
+	out := Advertisement{Prefix: p, LocalPref: adv.LocalPref, TransitiveLinkBandwidth: adv.TransitiveLinkBandwidth}
 
 	out.NextHops = make([]NextHop, 0, len(adv.NextHops))
 	var dropped []NextHop
@@ -92,7 +103,10 @@ func normalize(adv Advertisement, asn uint32, exportPrefixes []netip.Prefix) (Ad
 			continue
 		}
 		seen[nh] = true
-		out.NextHops = append(out.NextHops, NextHop{Node: h.Node, Addr: nh, Rack: h.Rack})
+		out.NextHops = append(out.NextHops, NextHop{Node: h.Node, Addr: nh, Rack: h.Rack, Share: min(h.Share, MaxShare)})
+	}
+	if err := checkShares(out.NextHops); err != nil {
+		return bad("%v", err)
 	}
 	slices.SortFunc(out.NextHops, func(x, y NextHop) int { return cmp.Compare(x.Node, y.Node) })
 	for i := 1; i < len(out.NextHops); i++ {
@@ -137,7 +151,7 @@ func compareLarge(x, y LargeCommunity) int {
 // sameAttributes reports whether a and b carry the same path attributes
 // (everything but the next hops). Both are normalized.
 func sameAttributes(a, b *Advertisement) bool {
-	return a.LocalPref == b.LocalPref &&
+	return a.LocalPref == b.LocalPref && a.TransitiveLinkBandwidth == b.TransitiveLinkBandwidth &&
 		slices.Equal(a.Communities, b.Communities) &&
 		slices.Equal(a.LargeCommunities, b.LargeCommunities)
 }

@@ -37,6 +37,11 @@ type ConfigFile struct {
 	// MaxPathsPerPrefix is the ADD-PATH send-max and the cap on next hops
 	// per VIP per router (default 16, at most 255).
 	MaxPathsPerPrefix *int32 `json:"maxPathsPerPrefix,omitempty"`
+	// WeightedECMP sends, on each path of an externalTrafficPolicy: Local
+	// Service, the link-bandwidth extended community in proportion to the
+	// node's ready endpoints, so that routers which honour it weight
+	// their ECMP (docs/weighted-ecmp.md).
+	WeightedECMP *WeightedECMPFile `json:"weightedECMP,omitempty"`
 	// Peers are the routers to peer with.
 	Peers []PeerFile `json:"peers,omitempty"`
 }
@@ -45,6 +50,17 @@ type ConfigFile struct {
 type GracefulRestartFile struct {
 	Enabled     *bool            `json:"enabled,omitempty"`
 	RestartTime *metav1.Duration `json:"restartTime,omitempty"`
+}
+
+// WeightedECMPFile is the YAML form of bgp.weightedECMP.
+type WeightedECMPFile struct {
+	// Enabled: default true (DefaultWeightedECMP).
+	Enabled *bool `json:"enabled,omitempty"`
+	// Transitive sends the community as transitive (type 0x00) instead
+	// of non-transitive (type 0x40, the default): for routers that use
+	// only the transitive form (FRR 10.3.x, 10.4.0-10.4.2 and
+	// 10.5.0-10.5.1), at the price of routers passing it on to other ASes.
+	Transitive *bool `json:"transitive,omitempty"`
 }
 
 // PeerFile is the YAML form of one entry of bgp.peers.
@@ -106,6 +122,11 @@ type Config struct {
 	GracefulRestart   GracefulRestart
 	MaxPathsPerPrefix int
 	Peers             []Peer
+	// WeightedECMP is bgp.weightedECMP, read by the provider: it gives
+	// the next hops of Local Services shares (NextHop.Share) and sets
+	// Advertisement.TransitiveLinkBandwidth. The speaker itself sends
+	// whatever it is given.
+	WeightedECMP WeightedECMP
 	// APIAddress, when valid, serves the embedded GoBGP's gRPC API there
 	// so that operators can use the gobgp CLI. It must be a loopback
 	// address; it is set from a command-line flag, not the config file.
@@ -116,6 +137,12 @@ type Config struct {
 	// announced. The caller fills them from the address pools; they are
 	// not part of the file. Changing them never resets a session.
 	ExportPrefixes []netip.Prefix
+}
+
+// WeightedECMP is the validated bgp.weightedECMP.
+type WeightedECMP struct {
+	Enabled    bool
+	Transitive bool
 }
 
 // GracefulRestart is the validated bgp.gracefulRestart.
@@ -159,6 +186,15 @@ func (c *ConfigFile) Parse(path *field.Path) (Config, field.ErrorList) {
 		KeepaliveTime:     DefaultKeepaliveTime,
 		GracefulRestart:   GracefulRestart{Enabled: true, RestartTime: DefaultRestartTime},
 		MaxPathsPerPrefix: DefaultMaxPathsPerPrefix,
+		WeightedECMP:      WeightedECMP{Enabled: DefaultWeightedECMP},
+	}
+	if w := c.WeightedECMP; w != nil {
+		if w.Enabled != nil {
+			cfg.WeightedECMP.Enabled = *w.Enabled
+		}
+		if w.Transitive != nil {
+			cfg.WeightedECMP.Transitive = *w.Transitive
+		}
 	}
 	errs := c.parseGlobal(path, &cfg)
 	errs = append(errs, c.parseTimers(path, &cfg)...)

@@ -42,6 +42,7 @@ peers:
 		GracefulRestart:   GracefulRestart{Enabled: true, RestartTime: 120 * time.Second},
 		MaxPathsPerPrefix: 16,
 		Peers:             []Peer{{Name: "tor-a", Address: netip.MustParseAddr("198.51.100.1"), ASN: 64513, Port: 179, MaxPrefixes: 1000}},
+		WeightedECMP:      WeightedECMP{Enabled: true},
 	}
 	if diff := cmp.Diff(want, cfg, equateNetip); diff != "" {
 		t.Errorf("Parse() (-want +got):\n%s", diff)
@@ -62,6 +63,7 @@ holdTime: 30s
 keepaliveTime: 10s
 gracefulRestart: {enabled: false, restartTime: 60s}
 maxPathsPerPrefix: 32
+weightedECMP: {enabled: false, transitive: true}
 peers:
 - name: tor-a
   address: 2001:db8::1
@@ -89,6 +91,7 @@ peers:
 		KeepaliveTime:     10 * time.Second,
 		GracefulRestart:   GracefulRestart{Enabled: false, RestartTime: 60 * time.Second},
 		MaxPathsPerPrefix: 32,
+		WeightedECMP:      WeightedECMP{Enabled: false, Transitive: true},
 		Peers: []Peer{{
 			Name: "tor-a", Address: netip.MustParseAddr("2001:db8::1"), ASN: 4200000002, Port: 1179, Rack: "rack-a",
 			PasswordFile: secret, EBGPMultihop: 2, LocalAddress: netip.MustParseAddr("2001:db8::2"), MaxPrefixes: 5000,

@@ -33,6 +33,7 @@ type tor struct {
 type torConfig struct {
 	password string // for every neighbor
 	network  string // a prefix FRR originates towards the speaker
+	bestpath string // a "bgp bestpath ..." line, if any
 }
 
 // newToR builds the ToR on subnet index sub (0-15: 198.51.100.16*sub/28,
@@ -66,6 +67,9 @@ func newToR(t *testing.T, sub int, c torConfig) *tor {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n", routerASN, r.addr4)
+	if c.bestpath != "" {
+		fmt.Fprintf(&b, " %s\n", c.bestpath)
+	}
 	for _, n := range r.root4 {
 		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", n, speakerASN, n)
 		if c.password != "" {

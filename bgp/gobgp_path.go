@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -55,6 +56,11 @@ type vipAttrs struct {
 	// (the zero marker: none), built on first use.
 	large map[LargeCommunity]*anypb.Any
 	user  []LargeCommunity
+	// linkBW holds the extended-communities attribute per share, built
+	// on first use.
+	linkBW     map[uint32]*anypb.Any
+	asn        uint32
+	transitive bool
 }
 
 func encodedAttrs(a *pathAttributes) *vipAttrs {
@@ -62,9 +68,11 @@ func encodedAttrs(a *pathAttributes) *vipAttrs {
 		return v
 	}
 	v := &vipAttrs{
-		nlri:   nlriAny(a.Prefix),
-		family: apiFamily(a.Prefix.Addr()),
-		user:   a.LargeCommunities,
+		nlri:       nlriAny(a.Prefix),
+		family:     apiFamily(a.Prefix.Addr()),
+		user:       a.LargeCommunities,
+		asn:        a.ASN,
+		transitive: a.TransitiveLB,
 	}
 	if len(a.Communities) > 0 {
 		cs := make([]uint32, len(a.Communities))
@@ -102,6 +110,31 @@ func (a *vipAttrs) largeFor(marker LargeCommunity) *anypb.Any {
 	return v
 }
 
+// linkBandwidthFor returns the extended-communities attribute holding the
+// link-bandwidth community for share. GoBGP's LinkBandwidthExtended is
+// the non-transitive type 0x40, sub-type 0x04, with a float32 of bytes
+// per second; the transitive form (type 0x00) has no message of its own
+// and is a two-octet-AS-specific community of sub-type 0x04 whose local
+// administrator holds the float's bits.
+func (a *vipAttrs) linkBandwidthFor(share uint32) *anypb.Any {
+	if v, ok := a.linkBW[share]; ok {
+		return v
+	}
+	var lb *anypb.Any
+	if a.transitive {
+		lb = mustAny(&api.TwoOctetAsSpecificExtended{IsTransitive: true, SubType: linkBandwidthSubType,
+			Asn: linkBandwidthASN(a.asn), LocalAdmin: math.Float32bits(linkBandwidth(share))})
+	} else {
+		lb = mustAny(&api.LinkBandwidthExtended{Asn: linkBandwidthASN(a.asn), Bandwidth: linkBandwidth(share)})
+	}
+	v := mustAny(&api.ExtendedCommunitiesAttribute{Communities: []*anypb.Any{lb}})
+	if a.linkBW == nil {
+		a.linkBW = make(map[uint32]*anypb.Any, 4)
+	}
+	a.linkBW[share] = v
+	return v
+}
+
 // apiPath is the GoBGP path for p.
 func apiPath(p *routePath) *api.Path {
 	a := encodedAttrs(p.Attrs)
@@ -115,6 +148,9 @@ func apiPath(p *routePath) *api.Path {
 	}
 	if a.localPref != nil {
 		pattrs = append(pattrs, a.localPref)
+	}
+	if p.Share > 0 {
+		pattrs = append(pattrs, a.linkBandwidthFor(p.Share))
 	}
 	return &api.Path{Family: a.family, Nlri: a.nlri, Pattrs: pattrs, Identifier: p.ID}
 }

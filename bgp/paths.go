@@ -34,6 +34,7 @@ type pathState struct {
 	nextHop netip.Addr
 	rack    string
 	weight  uint64
+	share   uint32 // NextHop.Share: the link bandwidth it was announced with
 	gen     uint32 // vipState.gen it was announced with
 }
 
@@ -211,14 +212,17 @@ func (s *Speaker) reconcileVIP(ctx context.Context, prefix netip.Prefix, v *vipS
 	return err
 }
 
-// attributes returns v's path attributes, built on first use.
-func (v *vipState) attributes() *pathAttributes {
+// attributes returns v's path attributes, built on first use; asn is the
+// speaker's.
+func (v *vipState) attributes(asn uint32) *pathAttributes {
 	if v.attrs == nil {
 		v.attrs = &pathAttributes{
+			ASN:              asn,
 			Prefix:           v.adv.Prefix,
 			Communities:      v.adv.Communities,
 			LargeCommunities: v.adv.LargeCommunities,
 			LocalPref:        v.adv.LocalPref,
+			TransitiveLB:     v.adv.TransitiveLinkBandwidth,
 		}
 	}
 	return v.attrs
@@ -234,7 +238,7 @@ func (s *Speaker) addNewPaths(ctx context.Context, prefix netip.Prefix, v *vipSt
 		if p != nil && p.rack == h.Rack {
 			continue
 		}
-		np := &pathState{id: v.nextID, nextHop: h.Addr, rack: h.Rack, weight: h.weight, gen: v.gen}
+		np := &pathState{id: v.nextID, nextHop: h.Addr, rack: h.Rack, weight: h.weight, share: h.Share, gen: v.gen}
 		if err := s.router.addPath(ctx, s.routePath(v, np)); err != nil {
 			return fmt.Errorf("announcing %s via %s (%s): %w", prefix, h.Node, h.Addr, err)
 		}
@@ -249,15 +253,16 @@ func (s *Speaker) addNewPaths(ctx context.Context, prefix netip.Prefix, v *vipSt
 }
 
 // replaceChangedPaths announces again, under the same identifier, the
-// paths whose attributes or next hop changed.
+// paths whose attributes, next hop or share changed: a change of one
+// node's share re-sends that node's path alone.
 func (s *Speaker) replaceChangedPaths(ctx context.Context, prefix netip.Prefix, v *vipState, want []rankedHop, c *vipChange) error {
 	for _, h := range want {
 		p := v.paths[h.Node]
-		if p.gen == v.gen && p.nextHop == h.Addr {
+		if p.gen == v.gen && p.nextHop == h.Addr && p.share == h.Share {
 			continue
 		}
 		np := *p
-		np.nextHop, np.gen = h.Addr, v.gen
+		np.nextHop, np.gen, np.share = h.Addr, v.gen, h.Share
 		if err := s.router.addPath(ctx, s.routePath(v, &np)); err != nil {
 			return fmt.Errorf("updating %s via %s (%s): %w", prefix, h.Node, h.Addr, err)
 		}
@@ -297,7 +302,7 @@ func (s *Speaker) withdrawUnwanted(ctx context.Context, prefix netip.Prefix, v *
 
 // routePath is the router's path for p, a path of v.
 func (s *Speaker) routePath(v *vipState, p *pathState) routePath {
-	rp := routePath{Attrs: v.attributes(), ID: p.id, NextHop: p.nextHop, MED: med(p.weight)}
+	rp := routePath{Attrs: v.attributes(s.cfg.ASN), ID: p.id, NextHop: p.nextHop, MED: med(p.weight), Share: p.share}
 	if p.rack != "" {
 		rp.Marker = marker(s.cfg.ASN, s.rackIndex(p.rack))
 	}

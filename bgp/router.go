@@ -101,10 +101,15 @@ type rackRouters struct {
 // pathAttributes are the attributes that every path of one VIP shares.
 // The speaker builds them once per change of the VIP's desired attributes.
 type pathAttributes struct {
+	// ASN is the speaker's, for the link-bandwidth community's AS field.
+	ASN              uint32
 	Prefix           netip.Prefix
 	Communities      []Community
 	LargeCommunities []LargeCommunity
 	LocalPref        uint32 // 0: not set
+	// TransitiveLB: the link-bandwidth community of the paths with a
+	// share is transitive.
+	TransitiveLB bool
 
 	// cache is the router's own encoding of these attributes, built on
 	// first use. Only the goroutine that reconciles the VIP touches it.
@@ -121,6 +126,9 @@ type routePath struct {
 	MED uint32
 	// Marker tags the path with its node's rack; zero: no rack.
 	Marker LargeCommunity
+	// Share, when not 0, is sent as the link-bandwidth extended
+	// community (NextHop.Share).
+	Share uint32
 }
 
 // hasMarker reports whether the path carries a rack marker.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kubeadm and kubectl from the Kubernetes source at a
-# pinned version, through the Go module proxy, into a cache outside the
-# repository. A later run with the binaries present does nothing.
+# Builds the Kubernetes binaries the tests and the real-node lab run
+# (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
+# kube-proxy, kubeadm, kubectl) from the Kubernetes source at a pinned
+# version, through the Go module proxy, into a cache outside the repository.
+# Only missing binaries are built; a later run with all present does nothing.
 #
 # k8s.io/kubernetes is not meant to be required as a module: its go.mod
 # replaces every staging module (k8s.io/api, k8s.io/client-go, ...) with a
@@ -15,7 +17,7 @@ K8S_VERSION=${K8S_VERSION:-v1.37.2}
 STAGING_VERSION=v0${K8S_VERSION#v1}
 CACHE=${BMCCM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/baremetal-ccm}
 OUT=$CACHE/kubernetes-$K8S_VERSION/bin
-BINARIES=(kube-apiserver kubeadm kubectl)
+BINARIES=(kube-apiserver kubeadm kubectl kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 have_all() {
 	for b in "${BINARIES[@]}"; do [[ -x $OUT/$b ]] || return 1; done
@@ -48,6 +50,7 @@ grep -q '^replace k8s.io/api ' go.mod || { echo "build-k8s: found no staging rep
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 mkdir -p "$OUT"
 for b in "${BINARIES[@]}"; do
+	[[ -x $OUT/$b ]] && continue
 	pkg=k8s.io/kubernetes/cmd/$b
 	echo "build-k8s: building $pkg@$K8S_VERSION" >&2
 	go build -trimpath -ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION" -o "$OUT/$b.tmp" "$pkg"

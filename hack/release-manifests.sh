@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Renders the release's install YAML: manifests/ with the image
-# IMAGE:VERSION and the label app.kubernetes.io/version, without the example
+# Renders the release's install YAML: manifests/ with the image IMAGE
+# (repository:tag, `make image`'s) and the label app.kubernetes.io/version,
+# without the example
 # cloud config and BGP passwords (the operator creates those; an upgrade that
 # re-applies this file must not overwrite them). One file, as load-balancer
 # projects publish per release:
@@ -16,6 +17,13 @@ cd "$(dirname "$0")/.."
 version=${1:?VERSION}
 image=${2:?IMAGE}
 out=${3:?OUT}
+# repository and tag: the tag follows the last ':' after the last '/'.
+repo=${image%:*}
+tag=${image##*:}
+if [[ $repo == "$image" || $tag == */* ]]; then
+	echo "release-manifests: IMAGE=$image must be repository:tag" >&2
+	exit 1
+fi
 if [[ ! $version =~ ^v[0-9]+\.[0-9]+\.[0-9]+ ]]; then
 	echo "release-manifests: VERSION=$version must start with vMAJOR.MINOR.PATCH" >&2
 	exit 1
@@ -39,8 +47,8 @@ labels:
   includeTemplates: true
 images:
 - name: ghcr.io/baremetal-ccm/baremetal-cloud-controller-manager
-  newName: $image
-  newTag: "$version"
+  newName: $repo
+  newTag: "$tag"
 patches:
 - patch: |-
     \$patch: delete
@@ -61,7 +69,7 @@ YAML
 mkdir -p "$(dirname "$out")"
 {
 	echo "# baremetal-ccm $version: the cloud-controller-manager's install manifests,"
-	echo "# image $image:$version. Rendered by \`make release-manifests\` from manifests/."
+	echo "# image $image. Rendered by \`make release-manifests\` from manifests/."
 	echo "#"
 	echo "# Before applying, create the cloud config and (if your peers use TCP MD5)"
 	echo "# the BGP passwords in kube-system (docs/install.md):"

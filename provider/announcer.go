@@ -313,7 +313,7 @@ func (a *announcer) withdrawService(ctx context.Context, svc *v1.Service, addrs 
 // advertise computes a VIP's advertisement and warns once when it turns
 // to, or from, fail-open. Callers hold mu.
 func (a *announcer) advertise(ctx context.Context, v *view, vip netip.Addr) bgp.Advertisement {
-	adv, failOpen := v.advertisement(vip, a.health, a.endpointNodes)
+	adv, failOpen := v.advertisement(vip, a.health, a.endpointCounts)
 	if failOpen != a.failOpen[vip] {
 		if failOpen {
 			klog.FromContext(ctx).Info("Warning: every node of this VIP fails its health check; announcing all of them (fail open)", "vip", vip, "nodes", len(adv.NextHops))

@@ -77,6 +77,11 @@ func (c *cloud) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1.Servic
 		c.ensureFailed(svc, "InvalidAnnotation", err.Error())
 		return nil, err
 	}
+	// A bad opt-out value is told but not refused: the Service gets what
+	// it most likely meant, plain ECMP.
+	if _, err := service.WantsWeightedECMP(svc); err != nil {
+		c.events.event(svc, v1.EventTypeWarning, "InvalidAnnotation", err.Error())
+	}
 	req, err := service.AllocationRequest(svc)
 	if err != nil {
 		return nil, c.allocationFailed(svc, err)

@@ -9,7 +9,8 @@
 //   - request.go: the allocation annotations and AllocationRequest, which
 //     turns a Service into the allocator's own ipam.Request;
 //   - status.go: StatusAddrs, the one reading of status.loadBalancer;
-//   - ownership.go: Ours and Announceable.
+//   - ownership.go: Ours and Announceable;
+//   - bgp.go, weightedecmp.go: the annotations about the VIPs' BGP paths.
 //
 // Errors about a value a Service sets wrap ipam.ErrInvalidRequest, which
 // the provider reports as an InvalidAnnotation Event, and say which field

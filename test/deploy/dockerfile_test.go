@@ -14,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/baremetal-ccm/baremetal-ccm/internal/ccmimage"
+	"github.com/baremetal-ccm/baremetal-ccm/internal/ociimage"
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -100,21 +103,6 @@ func shellWords(s string) ([]string, error) {
 	return words, nil
 }
 
-// makeDryRun returns the commands `make -n` prints for a target.
-func makeDryRun(t *testing.T, args ...string) string {
-	t.Helper()
-	mk := exec.Command("make", append([]string{"-n", "--no-print-directory"}, args...)...)
-	mk.Dir = repoPath(t, ".")
-	out, err := mk.Output()
-	if err != nil {
-		t.Fatalf("make -n %s: %v", strings.Join(args, " "), err)
-	}
-	return string(out)
-}
-
-// imageName is the manifests' image without its tag.
-var imageName, _, _ = strings.Cut(image, ":v")
-
 var envAssignment = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
 
 // buildCommand is the Dockerfile's go build, split into environment and argv.
@@ -123,35 +111,55 @@ type buildCommand struct {
 	output    string // the -o argument
 }
 
-// dockerfileBuild returns the Dockerfile's go build with the build
-// arguments args (ARG NAME=default, overridden as --build-arg does)
-// substituted, as the RUN's shell would.
-func dockerfileBuild(t *testing.T, instrs []instruction, args map[string]string) buildCommand {
+// argReference is a use of a build argument in a RUN line: ${NAME}.
+var argReference = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// dockerfileBuild is the Dockerfile's one RUN line with go build, its
+// ${ARG}s replaced as `docker build --build-arg NAME=value` would replace
+// them: from buildArgs, else the ARG's default. An ARG used but not
+// declared before the RUN line is an error, as Docker leaves it empty.
+func dockerfileBuild(t *testing.T, instrs []instruction, buildArgs map[string]string) buildCommand {
 	t.Helper()
 	var runs []string
-	vars := map[string]string{}
+	declared := map[string]string{}
 	for _, in := range instrs {
 		switch {
+		case in.cmd == "FROM":
+			clear(declared) // ARGs are per stage
 		case in.cmd == "ARG":
 			name, def, _ := strings.Cut(in.args, "=")
-			vars[name] = def
-			if v, ok := args[name]; ok {
-				vars[name] = v
+			declared[name] = def
+			if v, ok := buildArgs[name]; ok {
+				declared[name] = v
 			}
 		case in.cmd == "RUN" && strings.Contains(in.args, "go build"):
-			run := in.args
-			for name, v := range vars {
-				run = strings.NewReplacer("${"+name+"}", v, "$"+name, v).Replace(run)
+			var undeclared []string
+			runs = append(runs, argReference.ReplaceAllStringFunc(in.args, func(ref string) string {
+				name := argReference.FindStringSubmatch(ref)[1]
+				v, ok := declared[name]
+				if !ok {
+					undeclared = append(undeclared, name)
+				}
+				return v
+			}))
+			if len(undeclared) > 0 {
+				t.Fatalf("Dockerfile RUN %s uses %q, not declared by an ARG of its stage", in.args, undeclared)
 			}
-			runs = append(runs, run)
 		}
 	}
 	if len(runs) != 1 {
 		t.Fatalf("Dockerfile: %d RUN instructions with go build, want 1: %q", len(runs), runs)
 	}
-	words, err := shellWords(runs[0])
+	return parseBuildLine(t, "Dockerfile RUN", runs[0])
+}
+
+// parseBuildLine splits a go build command line into its environment,
+// argv and -o argument.
+func parseBuildLine(t *testing.T, what, line string) buildCommand {
+	t.Helper()
+	words, err := shellWords(line)
 	if err != nil {
-		t.Fatalf("Dockerfile RUN %s: %v", runs[0], err)
+		t.Fatalf("%s %s: %v", what, line, err)
 	}
 	var b buildCommand
 	for len(words) > 0 && envAssignment.MatchString(words[0]) {
@@ -167,38 +175,45 @@ func dockerfileBuild(t *testing.T, instrs []instruction, args map[string]string)
 	return b
 }
 
-// TestDockerfileBuild runs the Dockerfile's go build as written, with a
-// VERSION build argument (into a temporary directory instead of /out), and
-// checks what the image relies on: a static, stripped, path-free binary
-// that starts and prints that version. It also checks the Dockerfile
-// against `make build`'s command and the manifests' image.
+// testVersion is the version the test stamps, as
+// `docker build --build-arg VERSION=...` and `make build VERSION=...` do.
+const testVersion = "v9.8.7-dockerfile-test"
+
+// TestDockerfileBuild runs the Dockerfile's go build as written (into a
+// temporary directory instead of /out) and checks what the image relies on:
+// a static, stripped, path-free binary that starts and reports the version
+// it was given. It also checks that the Dockerfile and `make image` cannot
+// drift apart: `make -n build` prints the Dockerfile's build line, `make
+// image` puts that binary in its image, and the image has the Dockerfile's
+// entrypoint, user and the manifests' repository.
 func TestDockerfileBuild(t *testing.T) {
 	data, err := os.ReadFile(repoPath(t, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	instrs := parseDockerfile(string(data))
-	const version = "v9.8.7-image.1"
-	b := dockerfileBuild(t, instrs, map[string]string{"VERSION": version})
+	b := dockerfileBuild(t, instrs, map[string]string{"VERSION": testVersion})
+	mk := makeBuild(t)
 
-	var froms, entrypoints, copies []string
+	var froms, entrypoints, copies, users []string
 	for _, in := range instrs {
 		switch in.cmd {
 		case "FROM":
 			froms = append(froms, in.args)
 		case "ENTRYPOINT":
 			entrypoints = append(entrypoints, in.args)
+		case "USER":
+			users = append(users, in.args)
 		case "COPY":
 			if strings.HasPrefix(in.args, "--from=") {
 				copies = append(copies, in.args)
 			}
 		}
 	}
-	// What `make build` runs with the same VERSION and output.
-	makeOut := makeDryRun(t, "build", "VERSION="+version, "BIN="+b.output, "GO=go")
-	makeWords, err := shellWords(strings.TrimSpace(makeOut))
-	if err != nil {
-		t.Fatalf("make -n build printed %q: %v", makeOut, err)
+	// The Makefile's line with its -o replaced by the Dockerfile's.
+	mkArgv := slices.Clone(mk.argv)
+	if i := slices.Index(mkArgv, mk.output); i >= 0 && mk.output != "" {
+		mkArgv[i] = b.output
 	}
 
 	for _, tc := range []struct {
@@ -207,13 +222,14 @@ func TestDockerfileBuild(t *testing.T) {
 	}{
 		{"stages", froms, []string{"golang:1.26 AS build", "gcr.io/distroless/static-debian12:nonroot"}},
 		{"build environment", b.env, []string{"CGO_ENABLED=0"}},
-		{"build command", strings.Join(b.argv, " "), "go build -trimpath -ldflags=-s -w -X main.version=" + version + " -X k8s.io/component-base/version.gitVersion=" + version + " -o /out/baremetal-cloud-controller-manager ./cmd/baremetal-cloud-controller-manager"},
-		{"copy into the final stage", copies, []string{"--from=build " + b.output + " /baremetal-cloud-controller-manager"}},
-		{"entrypoint", entrypoints, []string{`["/baremetal-cloud-controller-manager"]`}},
-		{"the RUN is `make build`'s command", makeWords, append(slices.Clone(b.env), b.argv...)},
-		{"the Dockerfile names the manifests' image", strings.Contains(string(data), imageName+":"), true},
-		{"make image builds the manifests' image, tagged VERSION", strings.TrimSpace(makeDryRun(t, "image", "VERSION="+version)),
-			"docker build --build-arg VERSION=" + version + " -t " + imageName + ":" + version + " ."},
+		{"build command", strings.Join(b.argv, " "), "go build -trimpath -ldflags=-s -w -X main.version=" + testVersion + " -X k8s.io/component-base/version.gitVersion=" + testVersion + " -o /out/baremetal-cloud-controller-manager ./cmd/baremetal-cloud-controller-manager"},
+		{"build environment of `make -n build`", mk.env, b.env},
+		{"build command of `make -n build` (its -o aside)", mkArgv, b.argv},
+		{"copy into the final stage", copies, []string{"--from=build " + b.output + " " + ccmimage.Binary}},
+		{"entrypoint (make image's too)", entrypoints, []string{`["` + ccmimage.Binary + `"]`}},
+		{"user (make image's too)", users, []string{ccmimage.User}},
+		{"the Dockerfile names the manifests' image", strings.Contains(string(data), image), true},
+		{"make image's repository is the manifests'", strings.HasPrefix(image, ccmimage.Repository+":"), true},
 	} {
 		if fmt.Sprint(tc.got) != fmt.Sprint(tc.want) {
 			t.Errorf("Dockerfile %s:\n got %q\nwant %q", tc.what, tc.got, tc.want)
@@ -271,9 +287,23 @@ func TestDockerfileBuild(t *testing.T) {
 		t.Errorf("binary holds the build directory %s: -trimpath did not apply", root)
 	}
 
-	if v, err := exec.CommandContext(ctx, out, "--version").CombinedOutput(); err != nil || string(v) != "baremetal-cloud-controller-manager "+version+"\n" {
-		t.Errorf("%s --version = %q, %v; want the build argument VERSION, %s", out, v, err, version)
+	version, err := exec.CommandContext(ctx, out, "--version").CombinedOutput()
+	if want := "baremetal-cloud-controller-manager " + testVersion + "\n"; err != nil || string(version) != want {
+		t.Errorf("%s --version = %q, %v; want %q", out, version, err, want)
 	}
+	// make image's image of this binary: what the Dockerfile's final
+	// stage holds.
+	spec, err := ccmimage.Spec(out, testVersion)
+	if err != nil {
+		t.Fatalf("make image's image of the Dockerfile's binary: %v", err)
+	}
+	if got, want := spec.Config.Entrypoint, []string{ccmimage.Binary}; !slices.Equal(got, want) {
+		t.Errorf("make image's entrypoint %q, want %q", got, want)
+	}
+	if i := slices.IndexFunc(spec.Files, func(f ociimage.File) bool { return f.Path == ccmimage.Binary }); i < 0 || spec.Files[i].Source != out {
+		t.Errorf("make image's image does not hold the binary at %s", ccmimage.Binary)
+	}
+
 	help, err := exec.CommandContext(ctx, out, "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s --help: %v\n%s", out, err, help)
@@ -283,4 +313,49 @@ func TestDockerfileBuild(t *testing.T) {
 			t.Errorf("--help does not list %s", flag)
 		}
 	}
+}
+
+// makeBuild is the go build line `make image` runs (through its build
+// prerequisite), as `make -n` prints it with VERSION=testVersion; and it
+// checks that `make image` packs that line's output.
+func makeBuild(t *testing.T) buildCommand {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "make", "-s", "-n", "-B", "image", "VERSION="+testVersion, "GO=go")
+	cmd.Dir = repoPath(t, ".")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("make -n image: %v", err)
+	}
+	var builds, images []string
+	for _, line := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.Contains(line, "go build") && strings.Contains(line, "./cmd/baremetal-cloud-controller-manager"):
+			builds = append(builds, line)
+		case strings.Contains(line, "go run ./hack/image"):
+			images = append(images, line)
+		}
+	}
+	if len(builds) != 1 || len(images) != 1 {
+		t.Fatalf("make -n image: want one go build of the CCM and one go run ./hack/image, got:\n%s", out)
+	}
+	b := parseBuildLine(t, "make -n image", builds[0])
+	img, err := shellWords(images[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	flagValue := func(name string) string {
+		if i := slices.Index(img, name); i >= 0 && i+1 < len(img) {
+			return img[i+1]
+		}
+		return ""
+	}
+	if got := flagValue("-binary"); got != b.output {
+		t.Errorf("make image packs %q, want what its build wrote, %q", got, b.output)
+	}
+	if got, want := flagValue("-ref"), ccmimage.Reference(testVersion); got != want {
+		t.Errorf("make image's reference %q, want %q", got, want)
+	}
+	return b
 }

@@ -22,7 +22,7 @@ func TestReleaseManifests(t *testing.T) {
 	const version, imageRef = "v9.8.7", "registry.example.com/infra/baremetal-ccm"
 	out := filepath.Join(t.TempDir(), "install.yaml")
 	mk := exec.Command("make", "--no-print-directory", "release-manifests",
-		"VERSION="+version, "IMAGE="+imageRef, "RELEASE_MANIFEST="+out, "KUBECTL="+k8sTool(t, "kubectl"))
+		"VERSION="+version, "IMAGE="+imageRef+":"+version, "RELEASE_MANIFEST="+out, "KUBECTL="+k8sTool(t, "kubectl"))
 	mk.Dir = repoPath(t, ".")
 	if msg, err := mk.CombinedOutput(); err != nil {
 		t.Fatalf("make release-manifests: %v\n%s", err, msg)

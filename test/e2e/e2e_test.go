@@ -86,6 +86,8 @@ func TestE2E(t *testing.T) {
 	t.Run("NodeFailure", e.nodeFailure)
 	t.Run("LocalPolicy", e.localPolicy)
 	t.Run("DualStack", e.dualStack)
+	t.Run("WeightedECMP", e.weightedECMP)
+	t.Run("ClusterEqualWeights", e.clusterEqualWeights)
 	t.Run("LeaderKilled", e.leaderKilled)
 	t.Run("ToRRestart", e.torRestart)
 	t.Run("CCMRestart100", e.ccmRestart100)

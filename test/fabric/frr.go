@@ -236,6 +236,11 @@ type BGPPath struct {
 	Community *struct {
 		String string `json:"string"`
 	} `json:"community"`
+	// ExtendedCommunity is nil without extended communities; FRR shows
+	// a link-bandwidth one as "LB:64512:125000 (1.000 Mbps)".
+	ExtendedCommunity *struct {
+		String string `json:"string"`
+	} `json:"extendedCommunity"`
 }
 
 // BGPPaths returns FRR's paths for prefix (for example
@@ -261,4 +266,22 @@ func (f *FRR) BGPPaths(ctx context.Context, prefix string) ([]BGPPath, error) {
 // with Stop, also after an error (a non-nil FRR may hold processes).
 func NewFRR(ns *Namespace, dir, bgpdConf string) (*FRR, error) {
 	return startFRR(ns, dir, bgpdConf)
+}
+
+// UpdatesReceived returns how many BGP UPDATE messages FRR has received
+// from neighbor ("messageStats.updatesRecv").
+func (f *FRR) UpdatesReceived(ctx context.Context, neighbor string) (int, error) {
+	var out map[string]struct {
+		MessageStats struct {
+			UpdatesRecv int `json:"updatesRecv"`
+		} `json:"messageStats"`
+	}
+	if err := f.VtyshJSON(ctx, "show bgp neighbors "+neighbor+" json", &out); err != nil {
+		return 0, err
+	}
+	n, ok := out[neighbor]
+	if !ok {
+		return 0, fmt.Errorf("FRR does not know neighbor %s", neighbor)
+	}
+	return n.MessageStats.UpdatesRecv, nil
 }

@@ -74,6 +74,14 @@ func TestHostileInput(t *testing.T) {
 			// attributes' effect: both stay announced via both nodes.
 			waitRoutes(t, e.router, "shared VIP with a bad holder", map[string][]string{ip: canaryHops})
 		}},
+		{"a misspelt weighted-ecmp annotation: told, not refused", func(t *testing.T, e *hostileEnv) {
+			createService(t, e.c, lbservice.New("wecmp-typo", 80, withAnnotation("baremetal-ccm.io/weighted-ecmp", "flase")))
+			ip := waitAnyIngress(t, e.c, "wecmp-typo")
+			if msg := waitEvent(t, e.c, "wecmp-typo", "InvalidAnnotation"); !strings.Contains(msg, `"flase"`) {
+				t.Errorf("InvalidAnnotation event %q does not quote the value", msg)
+			}
+			waitRoutes(t, e.router, "a Service with a misspelt weighted-ecmp annotation", map[string][]string{ip: canaryHops})
+		}},
 		{"a Node claims another Node's address", func(t *testing.T, e *hostileEnv) {
 			registerNode(t, e.c, "rogue", "198.51.100.11")
 			waitNodeEvent(t, e.c, "rogue", "DuplicateNodeAddress")

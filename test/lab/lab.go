@@ -28,6 +28,7 @@ import (
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
 	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
+	"github.com/baremetal-ccm/baremetal-ccm/test/proc"
 )
 
 // Autonomous systems of the lab.
@@ -337,8 +338,7 @@ func ip(ctx context.Context, ns *fabric.Namespace, args ...string) error {
 }
 
 func sysctl(ctx context.Context, ns *fabric.Namespace, kv ...string) error {
-	_, err := ns.Exec(ctx, "sysctl", append([]string{"-qw"}, kv...)...)
-	return err
+	return fabric.Sysctl(ctx, ns, kv...)
 }
 
 func (l *Lab) newNS(ctx context.Context, suffix string) (*fabric.Namespace, error) {
@@ -350,28 +350,10 @@ func (l *Lab) newNS(ctx context.Context, suffix string) (*fabric.Namespace, erro
 		"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
 }
 
-// veth creates a veth: end a in na, end b in nb, both up.
-func veth(ctx context.Context, a string, na *fabric.Namespace, b string, nb *fabric.Namespace) error {
-	args := []string{"link", "add", a, "type", "veth", "peer", "name", b}
-	if nb != nil {
-		args = append(args, "netns", nb.Name)
-	}
-	if err := ip(ctx, na, args...); err != nil {
-		return err
-	}
-	if err := ip(ctx, na, "link", "set", a, "up"); err != nil {
-		return err
-	}
-	return ip(ctx, nb, "link", "set", b, "up")
-}
-
-func addr(ctx context.Context, ns *fabric.Namespace, dev string, a netip.Addr, bits int) error {
-	args := []string{"addr", "add", netip.PrefixFrom(a, bits).String(), "dev", dev}
-	if a.Is6() {
-		args = append(args, "nodad")
-	}
-	return ip(ctx, ns, args...)
-}
+var (
+	veth = fabric.CreateVeth
+	addr = fabric.AddAddress
+)
 
 func (l *Lab) buildFabric(ctx context.Context) error {
 	o := &l.Opts
@@ -511,6 +493,9 @@ func (l *Lab) buildFabric(ctx context.Context) error {
 	return os.MkdirAll(filepath.Join(o.Dir, "nodes"), 0o755)
 }
 
+// torConf is a ToR's bgpd.conf. Weighted ECMP needs nothing more than
+// maximum-paths: FRR weights the multipaths by their link-bandwidth
+// communities by default (docs/weighted-ecmp.md).
 func (l *Lab) torConf(r *Rack) string {
 	return ToRBGPD(l.Opts, r.ASN, r.Core4, l.ccmAddrs()).String()
 }
@@ -611,17 +596,10 @@ func (l *Lab) CloudConfig() string {
 }
 
 // Proc is a process the lab started; its output goes to Log.
-type Proc struct {
-	Name string
-	Log  string
-	argv []string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
+type Proc = proc.Proc
 
 func (l *Lab) start(name string, ns *fabric.Namespace, bin string, args ...string) (*Proc, error) {
-	p := &Proc{Name: name, Log: filepath.Join(l.Opts.Dir, "logs", name+".log")}
-	p.argv = append([]string{"ip", "netns", "exec", ns.Name, bin}, args...)
+	p := proc.New(name, filepath.Join(l.Opts.Dir, "logs", name+".log"), append([]string{"ip", "netns", "exec", ns.Name, bin}, args...)...)
 	if err := os.MkdirAll(filepath.Dir(p.Log), 0o755); err != nil {
 		return nil, err
 	}
@@ -632,71 +610,6 @@ func (l *Lab) start(name string, ns *fabric.Namespace, bin string, args ...strin
 	l.procs = append(l.procs, p)
 	l.mu.Unlock()
 	return p, nil
-}
-
-// Start starts the process (again).
-func (p *Proc) Start() error {
-	out, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
-	p.cmd = exec.Command(p.argv[0], p.argv[1:]...)
-	p.cmd.Stdout, p.cmd.Stderr = out, out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", p.Name, err)
-	}
-	done := make(chan struct{})
-	p.done = done
-	cmd := p.cmd
-	go func() { _ = cmd.Wait(); close(done) }()
-	return nil
-}
-
-// Running reports whether the process runs.
-func (p *Proc) Running() bool {
-	if p == nil || p.done == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Kill sends SIGKILL and waits.
-func (p *Proc) Kill() {
-	if !p.Running() {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-// Stop sends SIGTERM, SIGKILL after 10 s, and waits.
-func (p *Proc) Stop() {
-	if !p.Running() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.Kill()
-	}
-}
-
-// LogTail returns the last n lines of the log.
-func (p *Proc) LogTail(n int) string {
-	b, _ := os.ReadFile(p.Log)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func (l *Lab) startAgent(n *Node) error {

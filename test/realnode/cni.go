@@ -1,0 +1,50 @@
+package realnode
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+)
+
+// cniConfig is the node's pod network: a bridge with the node as the
+// pods' gateway and host-local addresses from the node's spec.podCIDR. No
+// masquerading: pods reach other nodes' pods through the ToRs, which route
+// each node's pod CIDR (routePodCIDR).
+func cniConfig(podCIDR netip.Prefix) string {
+	return fmt.Sprintf(`{
+  "cniVersion": "0.4.0",
+  "name": "lab",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": %q}]],
+        "routes": [{"dst": "0.0.0.0/0"}]
+      }
+    }
+  ]
+}
+`, podCIDR.String())
+}
+
+// setPodCIDR installs the node's pod network once the node IPAM
+// controller has given it a CIDR: the CNI configuration (the kubelet then
+// reports the network ready) and the ToRs' routes.
+func (c *Cluster) setPodCIDR(ctx context.Context, n *Node, podCIDR netip.Prefix) error {
+	if n.PodCIDR == podCIDR {
+		return nil
+	}
+	if err := n.WriteFile(ctx, "/etc/cni/net.d/10-lab.conflist", []byte(cniConfig(podCIDR))); err != nil {
+		return err
+	}
+	if err := c.routePodCIDR(ctx, n, podCIDR); err != nil {
+		return err
+	}
+	n.PodCIDR = podCIDR
+	return nil
+}

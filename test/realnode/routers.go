@@ -1,0 +1,121 @@
+package realnode
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
+)
+
+// HoldTime of the lab's BGP sessions, seconds.
+const HoldTime = 9
+
+// multihopTTL is the TTL of sessions between a ToR and a CCM replica in
+// another rack: ToR, core, the other ToR, the node.
+const multihopTTL = 4
+
+// controlPlane returns the control-plane nodes: the CCM replicas.
+func (c *Cluster) controlPlane() []*Node {
+	var out []*Node
+	for _, n := range c.Nodes {
+		if n.ControlPlane {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// TorConf is the ToR's FRR configuration: a session with every CCM
+// replica (eBGP multihop to the replicas of other racks; this rack's
+// nodes are third-party next hops on its LAN) with TCP MD5, ADD-PATH
+// received (FRR's default) and up to 16 paths installed; and a session
+// with the client, to which it announces the VIPs.
+func (c *Cluster) TorConf(r *Rack) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n timers bgp %d %d\n",
+		r.ASN, r.Core, HoldTime/3, HoldTime)
+	for _, n := range c.controlPlane() {
+		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n neighbor %s password %s\n",
+			n.Addr, CCMASN, n.Addr, n.Addr, c.passwords[r.torName()])
+		if n.Rack != r {
+			fmt.Fprintf(&b, " neighbor %s ebgp-multihop %d\n", n.Addr, multihopTTL)
+		}
+	}
+	fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", clientCoreAddr, ClientASN, clientCoreAddr)
+	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 16\n exit-address-family\n")
+	return b.String()
+}
+
+// clientConf: the client learns the VIPs from every ToR and spreads over
+// them (ECMP); it announces nothing.
+func (c *Cluster) clientConf() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "route-map NONE deny 10\n!\nrouter bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n bgp bestpath as-path multipath-relax\n timers bgp %d %d\n",
+		ClientASN, clientCoreAddr, HoldTime/3, HoldTime)
+	for _, r := range c.Racks {
+		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", r.Core, r.ASN, r.Core)
+	}
+	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 16\n")
+	for _, r := range c.Racks {
+		fmt.Fprintf(&b, "  neighbor %s route-map NONE out\n", r.Core)
+	}
+	b.WriteString(" exit-address-family\n")
+	return b.String()
+}
+
+func randomPassword() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func (c *Cluster) startRouters() error {
+	c.passwords = map[string]string{}
+	for _, r := range c.Racks {
+		c.passwords[r.torName()] = randomPassword()
+	}
+	for _, r := range c.Racks {
+		r.frrDir = filepath.Join(c.Opts.Dir, "frr", r.Name)
+		r.conf = c.TorConf(r)
+		if err := r.StartFRR(); err != nil {
+			return err
+		}
+	}
+	dir := filepath.Join(c.Opts.Dir, "frr", "client")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := fabric.NewFRR(c.Client, dir, c.clientConf())
+	c.ClientFRR = f
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	return nil
+}
+
+// StartFRR starts the ToR's FRR (again, after StopFRR).
+func (r *Rack) StartFRR() error {
+	if err := os.MkdirAll(r.frrDir, 0o755); err != nil {
+		return err
+	}
+	f, err := fabric.NewFRR(r.NS, r.frrDir, r.conf)
+	r.FRR = f
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.NS, err)
+	}
+	return nil
+}
+
+// StopFRR stops the ToR's FRR; zebra removes its routes.
+func (r *Rack) StopFRR() {
+	if r.FRR != nil {
+		r.FRR.Stop()
+		r.FRR = nil
+	}
+}
