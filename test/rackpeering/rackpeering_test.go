@@ -26,7 +26,9 @@ const waitTimeout = 2 * time.Minute
 
 // topology is the running fabric.
 type topology struct {
-	tors     map[string]*fabric.FRR       // by rack
+	frrs     map[string]*fabric.FRR       // by rack, the FRR ToRs
+	birds    map[string]*fabric.BIRD      // by rack, the BIRD ToRs
+	tors     map[string]*fabric.Namespace // by rack
 	replicas map[string]*fabric.Namespace // by rack, for the racks with one
 }
 
@@ -36,7 +38,7 @@ func build(t *testing.T) *topology {
 	t.Helper()
 	ctx := context.Background()
 	prefix := fabric.UniqueName("rp")
-	n := &topology{tors: map[string]*fabric.FRR{}, replicas: map[string]*fabric.Namespace{}}
+	n := &topology{frrs: map[string]*fabric.FRR{}, birds: map[string]*fabric.BIRD{}, tors: map[string]*fabric.Namespace{}, replicas: map[string]*fabric.Namespace{}}
 	ip := func(ns *fabric.Namespace, args ...string) {
 		t.Helper()
 		if _, err := ns.IP(ctx, args...); err != nil {
@@ -78,7 +80,12 @@ func build(t *testing.T) *topology {
 				ip(torNS[r.Name], "route", "add", o.Subnet.String(), "via", o.Core.String())
 			}
 		}
-		n.tors[r.Name] = fabric.StartFRR(t, torNS[r.Name], t.TempDir(), ToRBGPD(r).String())
+		n.tors[r.Name] = torNS[r.Name]
+		if r.BIRD {
+			n.birds[r.Name] = fabric.StartBIRD(t, torNS[r.Name], t.TempDir(), ToRBIRD(r).String())
+		} else {
+			n.frrs[r.Name] = fabric.StartFRR(t, torNS[r.Name], t.TempDir(), ToRBGPD(r).String())
+		}
 	}
 	return n
 }
@@ -103,11 +110,11 @@ func kubeconfigIn(t *testing.T, cp *controlplane.ControlPlane, ns *fabric.Namesp
 }
 
 // waitRoute waits until ns's kernel route to vip goes via exactly want.
-func waitRoute(t *testing.T, tor *fabric.FRR, vip netip.Addr, want []netip.Addr, what string) {
+func waitRoute(t *testing.T, tor *fabric.Namespace, vip netip.Addr, want []netip.Addr, what string) {
 	t.Helper()
 	var got []netip.Addr
 	err := fabric.Eventually(context.Background(), waitTimeout, 200*time.Millisecond, func() error {
-		routes, err := fabric.Routes(context.Background(), tor.NS, netip.PrefixFrom(vip, 32))
+		routes, err := fabric.Routes(context.Background(), tor, netip.PrefixFrom(vip, 32))
 		if err != nil {
 			return err
 		}
@@ -122,33 +129,54 @@ func waitRoute(t *testing.T, tor *fabric.FRR, vip netip.Addr, want []netip.Addr,
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("%s: %s's route to %s: %v, want via %v", what, tor.NS, vip, err, want)
+		t.Fatalf("%s: %s's route to %s: %v, want via %v", what, tor, vip, err, want)
 	}
 }
 
-// waitSessions waits until the ToR's sessions with the replicas are in
-// the given states.
-func waitSessions(t *testing.T, tor *fabric.FRR, want map[netip.Addr]string) {
+// waitSessions waits until rack's ToR has its session with the replica
+// of each rack up (true) or not.
+func (n *topology) waitSessions(t *testing.T, rack string, want map[string]bool) {
 	t.Helper()
-	err := fabric.Eventually(context.Background(), waitTimeout, 250*time.Millisecond, func() error {
-		for a, state := range want {
-			got, err := tor.BGPNeighborState(context.Background(), a.String())
-			if err != nil {
-				return err
+	ctx := context.Background()
+	err := fabric.Eventually(ctx, waitTimeout, 250*time.Millisecond, func() error {
+		for replica, up := range want {
+			var established bool
+			var state string
+			if b, ok := n.birds[rack]; ok {
+				var err error
+				if established, err = b.Established(ctx, BIRDProtocol(rackNamed(replica))); err != nil {
+					return err
+				}
+				state = fmt.Sprint("Established: ", established)
+			} else {
+				got, err := n.frrs[rack].BGPNeighborState(ctx, rackNamed(replica).Replica.String())
+				if err != nil {
+					return err
+				}
+				established, state = got == "Established", got
 			}
-			if (state == "Established") != (got == "Established") {
-				return fmt.Errorf("neighbor %s is %s, want %s", a, got, state)
+			if established != up {
+				return fmt.Errorf("the session with the replica of %s is %s, want up=%v", replica, state, up)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("%s: %v", tor.NS, err)
+		t.Fatalf("%s's ToR: %v", rack, err)
 	}
 }
 
+func rackNamed(name string) Rack {
+	for _, r := range Racks {
+		if r.Name == name {
+			return r
+		}
+	}
+	panic("no rack " + name)
+}
+
 // TestRackAwarePeering runs two replicas, in racks a and b, against the
-// three racks' FRR ToRs: each replica peers only with the routers whose
+// three racks' ToRs (FRR in racks a and c, BIRD in rack b): each replica peers only with the routers whose
 // dialFrom holds its rack; every ToR hears from both replicas, directly
 // (with GTSM) from the one in its rack and over eBGP multihop from the
 // other; rack c, without a control-plane node, gets its VIP paths over
@@ -156,6 +184,7 @@ func waitSessions(t *testing.T, tor *fabric.FRR, want map[netip.Addr]string) {
 // next hops). Each ToR keeps its route when one replica is gone.
 func TestRackAwarePeering(t *testing.T) {
 	fabric.Require(t, true)
+	fabric.RequireBIRD(t)
 	controlplane.RequireTools(t, "etcd")
 	fab := build(t)
 	cp := controlplane.StartT(t)
@@ -190,9 +219,8 @@ func TestRackAwarePeering(t *testing.T) {
 	}
 
 	// Every ToR hears from both replicas.
-	replicas := map[netip.Addr]string{Racks[0].Replica: "Established", Racks[1].Replica: "Established"}
 	for _, r := range Racks {
-		waitSessions(t, fab.tors[r.Name], replicas)
+		fab.waitSessions(t, r.Name, map[string]bool{"rack-a": true, "rack-b": true})
 	}
 	for rack, want := range map[string]string{
 		"rack-a": `["tor-a","tor-b-far","tor-c"]`,
@@ -219,16 +247,17 @@ func TestRackAwarePeering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Each ToR routes the VIP to its own rack's nodes only; rack c's
-	// next hops came over multihop sessions and are its workers.
+	// Each ToR routes the VIP to its own rack's nodes only, ECMP over
+	// them; rack c's next hops came over multihop sessions only, and are
+	// its workers (third-party next hops). Rack b's ToR is BIRD.
 	routes := map[string][]netip.Addr{
-		"rack-a": {Racks[0].Replica}, "rack-b": {Racks[1].Replica}, "rack-c": Racks[2].Workers,
+		"rack-a": {Racks[0].Replica}, "rack-b": {Racks[1].Replica, Racks[1].Workers[0]}, "rack-c": Racks[2].Workers,
 	}
 	for rack, want := range routes {
 		waitRoute(t, fab.tors[rack], vip, want, "both replicas up")
 	}
 	// Rack c holds the paths of both replicas, each with both nodes.
-	paths, err := fab.tors["rack-c"].BGPPaths(context.Background(), netip.PrefixFrom(vip, 32).String())
+	paths, err := fab.frrs["rack-c"].BGPPaths(context.Background(), netip.PrefixFrom(vip, 32).String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +273,7 @@ func TestRackAwarePeering(t *testing.T) {
 	// replica of rack b, directly or over multihop.
 	procs["rack-a"].Stop()
 	for _, r := range Racks {
-		waitSessions(t, fab.tors[r.Name], map[netip.Addr]string{Racks[0].Replica: "down", Racks[1].Replica: "Established"})
+		fab.waitSessions(t, r.Name, map[string]bool{"rack-a": false, "rack-b": true})
 	}
 	for rack, want := range routes {
 		waitRoute(t, fab.tors[rack], vip, want, "the replica of rack-a gone")

@@ -1,11 +1,12 @@
 // Package rackpeering is the fabric of the rack-aware peering test: three
-// racks, each with an FRR ToR, control-plane nodes (baremetal-ccm
-// replicas) in racks a and b only, and a core LAN between the ToRs. Each
+// racks, each with a ToR (FRR for racks a and c, BIRD for rack b),
+// control-plane nodes (baremetal-ccm replicas) in racks a and b only, and
+// a core LAN between the ToRs. Each
 // ToR hears from two replicas: directly connected where the replica is in
 // its rack, over eBGP multihop otherwise (rack c has no replica at all).
-// The ToRs' bgpd.conf and the replicas' cloud config are defined here,
-// once: the test runs them, and docs/router-configuration.md shows them
-// (test/docs checks that it shows this text).
+// The ToRs' bgpd.conf and bird.conf and the replicas' cloud config are
+// defined here, once: the test runs them, and docs/router-configuration.md
+// shows them (test/docs checks that it shows this text).
 package rackpeering
 
 import (
@@ -37,6 +38,8 @@ type Rack struct {
 	// Workers are the addresses of the rack's other nodes (Node objects
 	// only: the ToR's LAN holds them, nothing answers there).
 	Workers []netip.Addr
+	// BIRD: the ToR runs BIRD 2 (ToRBIRD), not FRR (ToRBGPD).
+	BIRD bool
 }
 
 // Racks are the racks a, b and c.
@@ -44,7 +47,8 @@ var Racks = []Rack{
 	{Name: "rack-a", ASN: 64601, Subnet: netip.MustParsePrefix("198.51.100.0/26"), ToR: netip.MustParseAddr("198.51.100.1"),
 		Core: netip.MustParseAddr("192.0.2.1"), Replica: netip.MustParseAddr("198.51.100.11")},
 	{Name: "rack-b", ASN: 64602, Subnet: netip.MustParsePrefix("198.51.100.64/26"), ToR: netip.MustParseAddr("198.51.100.65"),
-		Core: netip.MustParseAddr("192.0.2.2"), Replica: netip.MustParseAddr("198.51.100.75")},
+		Core: netip.MustParseAddr("192.0.2.2"), Replica: netip.MustParseAddr("198.51.100.75"),
+		Workers: []netip.Addr{netip.MustParseAddr("198.51.100.80")}, BIRD: true},
 	{Name: "rack-c", ASN: 64603, Subnet: netip.MustParsePrefix("198.51.100.128/26"), ToR: netip.MustParseAddr("198.51.100.129"),
 		Core:    netip.MustParseAddr("192.0.2.3"),
 		Workers: []netip.Addr{netip.MustParseAddr("198.51.100.140"), netip.MustParseAddr("198.51.100.141")}},
@@ -79,6 +83,31 @@ func ToRBGPD(r Rack) fabric.BGPD {
 	}
 	return c
 }
+
+// ToRBIRD is the bird.conf of rack r's ToR, the same sessions as ToRBGPD
+// in BIRD's terms.
+func ToRBIRD(r Rack) fabric.BIRDConf {
+	c := fabric.BIRDConf{ASN: r.ASN, RouterID: r.ToR, Keepalive: 3, Hold: 9, MaximumPaths: 16, Accept: []netip.Prefix{Pool}}
+	for _, o := range Racks {
+		if !o.Replica.IsValid() {
+			continue
+		}
+		n := fabric.BIRDNeighbor{Name: BIRDProtocol(o), Addr: o.Replica, ASN: CCMASN}
+		if o.Name == r.Name {
+			n.TTLSecurity = true
+			n.Comment = "baremetal-ccm replica of this rack: directly connected, GTSM"
+		} else {
+			n.Multihop, n.Source = replicaHops, r.ToR
+			n.Comment = fmt.Sprintf("baremetal-ccm replica of %s: eBGP multihop through its ToR", o.Name)
+		}
+		c.Neighbors = append(c.Neighbors, n)
+	}
+	return c
+}
+
+// BIRDProtocol is the name of the BGP protocol of replica rack o's
+// session in a BIRD ToR.
+func BIRDProtocol(o Rack) string { return "ccm_" + strings.ReplaceAll(o.Name, "-", "_") }
 
 // CloudConfig is the replicas' cloud config: the racks, the pool, and for
 // each ToR the replicas that peer with it (dialFrom), with the same
