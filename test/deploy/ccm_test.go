@@ -125,7 +125,7 @@ func TestCCMAsServiceAccount(t *testing.T) {
 				}
 			}
 			if len(forbidden) > 0 {
-				t.Errorf("the CCM was refused %d request(s) with the manifests' RBAC (add the permission to manifests/rbac.yaml, the allow-list in rbac_test.go and docs/deploy.md):\n%s",
+				t.Errorf("the CCM was refused %d request(s) with the manifests' RBAC (add the permission to manifests/rbac.yaml, the allow-list in rbac_test.go and docs/reference/manifests.md):\n%s",
 					len(forbidden), strings.Join(forbidden, "\n"))
 			}
 		})

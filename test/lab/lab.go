@@ -166,6 +166,9 @@ const (
 	Pool6 = "2001:db8:100::/120"
 )
 
+// defaultHoldTime is the sessions' hold time unless Options say.
+const defaultHoldTime = 9
+
 // NodesPerRack is the number of machines in each rack.
 const NodesPerRack = 3
 
@@ -209,7 +212,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		return nil, errors.New("lab: Prefix (at most 9 bytes), Dir and Slot 0..5 are required")
 	}
 	if o.HoldTime == 0 {
-		o.HoldTime = 9
+		o.HoldTime = defaultHoldTime
 	}
 	if err := ClaimDir(o.Dir); err != nil {
 		return nil, err
@@ -497,22 +500,18 @@ func (l *Lab) buildFabric(ctx context.Context) error {
 // maximum-paths: FRR weights the multipaths by their link-bandwidth
 // communities by default (docs/weighted-ecmp.md).
 func (l *Lab) torConf(r *Rack) string {
-	return ToRBGPD(l.Opts, r.ASN, r.Core4, l.ccmAddrs()).String()
-}
-
-// ccmAddrs are the replicas' addresses on the core LAN.
-func (l *Lab) ccmAddrs() []netip.Addr {
-	out := make([]netip.Addr, len(l.CCMs))
+	ccms := make([]netip.Addr, len(l.CCMs))
 	for i, c := range l.CCMs {
-		out[i] = c.Addr4
+		ccms[i] = c.Addr4
 	}
-	return out
+	return ToRBGPD(l.Opts, r.ASN, r.Core4, ccms).String()
 }
 
 // ToRBGPD is the bgpd.conf of a ToR of the lab (AS asn, router ID id):
 // an eBGP session with each replica (ccms, on the core LAN) carrying both
 // families, and one per family with the client, ECMP over 16 paths.
-// docs/router-configuration.md shows it (test/docs checks the text).
+// docs/router-configuration.md shows it for rack-a (ExampleToRBGPD; test/docs
+// checks the text).
 func ToRBGPD(o Options, asn int, id netip.Addr, ccms []netip.Addr) fabric.BGPD {
 	c := fabric.BGPD{ASN: asn, RouterID: id, Keepalive: max(1, o.HoldTime/3), Hold: o.HoldTime, MaximumPaths: 16}
 	for i, a := range ccms {
@@ -523,6 +522,13 @@ func ToRBGPD(o Options, asn int, id netip.Addr, ccms []netip.Addr) fabric.BGPD {
 		fabric.BGPNeighbor{Addr: o.core4(6), ASN: ClientASN, ConnectRetry: 1, Comment: "the client, IPv4"},
 		fabric.BGPNeighbor{Addr: core6(6), ASN: ClientASN, ConnectRetry: 1, NoIPv4: true, IPv6: true, Comment: "the client, IPv6"})
 	return c
+}
+
+// ExampleToRBGPD is rack-a's ToRBGPD in a lab of slot 0 with the default
+// hold time, as `make demo` builds it.
+func ExampleToRBGPD() fabric.BGPD {
+	o := Options{HoldTime: defaultHoldTime}
+	return ToRBGPD(o, RackNets[0].ASN, o.core4(2), []netip.Addr{o.core4(4), o.core4(5)})
 }
 
 func (l *Lab) clientConf() string {
