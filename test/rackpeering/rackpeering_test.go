@@ -205,7 +205,6 @@ func TestRackAwarePeering(t *testing.T) {
 			Args: []string{"--leader-elect=true", "--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms"},
 		})
 	}
-	var nodes []string
 	for _, r := range Racks {
 		addrs := r.Workers
 		if r.Replica.IsValid() {
@@ -214,7 +213,6 @@ func TestRackAwarePeering(t *testing.T) {
 		for i, a := range addrs {
 			name := fmt.Sprintf("node-%s%d", strings.TrimPrefix(r.Name, "rack-"), i+1)
 			kubelet.Register(t, c, name, a.String())
-			nodes = append(nodes, name)
 		}
 	}
 
