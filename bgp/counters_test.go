@@ -13,7 +13,9 @@ import (
 func TestSessionCounters(t *testing.T) {
 	checkNoLeaks(t)
 	ctx := testContext(t)
-	r := startRouter(t, "127.0.0.2", "127.0.0.1", routerOptions{})
+	// No table watcher: the session re-opens, which races with GoBGP v3's
+	// watchers (see routerOptions.noUpdateWatch).
+	r := startRouter(t, "127.0.0.2", "127.0.0.1", routerOptions{noUpdateWatch: true})
 	s := startSpeaker(t, Config{Peers: []Peer{r.peer("tor", "")}})
 	waitEstablished(t, s, "tor")
 	if err := s.Announce(ctx, Advertisement{Prefix: vip4, NextHops: hops("198.51.100.10", "", 1, 2)}); err != nil {
