@@ -137,6 +137,11 @@ type Config struct {
 	// announced. The caller fills them from the address pools; they are
 	// not part of the file. Changing them never resets a session.
 	ExportPrefixes []netip.Prefix
+	// RoutePrefixes are the networks that routes (SetRoutes: the nodes'
+	// pod CIDRs) may lie within: the cluster CIDRs. The export policy
+	// passes them too. They must not overlap ExportPrefixes; a route that
+	// would is refused. None: no route is announced. Not part of the file.
+	RoutePrefixes []netip.Prefix
 }
 
 // WeightedECMP is the validated bgp.weightedECMP.

@@ -73,6 +73,10 @@ func (c Config) withDefaults() Config {
 	for i, p := range c.ExportPrefixes {
 		c.ExportPrefixes[i] = p.Masked()
 	}
+	c.RoutePrefixes = slices.Clone(c.RoutePrefixes)
+	for i, p := range c.RoutePrefixes {
+		c.RoutePrefixes[i] = p.Masked()
+	}
 	return c
 }
 
@@ -108,6 +112,7 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("export prefix %q: want a valid prefix without zone", p))
 		}
 	}
+	errs = append(errs, validateRoutePrefixes(c.RoutePrefixes)...)
 	errs = append(errs, validatePeers(c.Peers)...)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid BGP configuration: %w", errors.Join(errs...))

@@ -102,7 +102,8 @@ func policies(p *routingPolicy) *api.SetPoliciesRequest {
 		idx := strconv.FormatUint(uint64(r.Marker.Local2), 10)
 		req.DefinedSets = append(req.DefinedSets,
 			&api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: "peers-rack-" + idx, List: hostPrefixes(r.Routers)},
-			&api.DefinedSet{DefinedType: api.DefinedType_LARGE_COMMUNITY, Name: "marker-rack-" + idx, List: []string{r.Marker.String()}},
+			&api.DefinedSet{DefinedType: api.DefinedType_LARGE_COMMUNITY, Name: "marker-rack-" + idx,
+				List: []string{r.Marker.String(), marker(p.ASN, allRacksMarker).String()}},
 		)
 		statement("rack-"+idx, "peers-rack-"+idx, "marker-rack-"+idx)
 	}

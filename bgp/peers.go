@@ -49,7 +49,7 @@ func (s *Speaker) rackIndex(rack string) uint32 {
 
 // routingPolicy is the policy for cfg. Callers hold mu.
 func (s *Speaker) routingPolicy(cfg *Config) routingPolicy {
-	p := routingPolicy{ASN: cfg.ASN, ExportPrefixes: cfg.ExportPrefixes}
+	p := routingPolicy{ASN: cfg.ASN, ExportPrefixes: slices.Concat(cfg.ExportPrefixes, cfg.RoutePrefixes)}
 	byRack := map[string][]netip.Addr{}
 	for _, peer := range cfg.Peers {
 		if peer.Rack == "" {
@@ -146,6 +146,7 @@ func (s *Speaker) applyPaths(ctx context.Context, cfg *Config) error {
 	if changed {
 		errs = append(errs, s.reconcileAll(ctx))
 	}
+	errs = append(errs, s.reconcileRoutes(ctx))
 	if err := errors.Join(errs...); err != nil {
 		s.views = views{} // reconcile everything on the next attempt
 		return err

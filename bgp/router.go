@@ -83,8 +83,9 @@ type peerEvent struct {
 // routingPolicy is the complete import/export configuration. Import:
 // nothing received from routers is kept. Export: a path goes to a router
 // when its prefix lies within ExportPrefixes and either the router has no
-// rack, or the path carries the marker of the router's rack. Markers are
-// stripped and the MED reset to 0 on export.
+// rack, or the path carries the marker of the router's rack or the marker
+// every rack accepts (allRacksMarker). Markers are stripped and the MED
+// reset to 0 on export.
 type routingPolicy struct {
 	ASN            uint32
 	Rackless       []netip.Addr // routers without a rack

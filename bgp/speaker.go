@@ -26,6 +26,7 @@ var ErrStopped = errors.New("bgp speaker is stopped")
 //
 // The files of the package: speaker.go (life cycle and public API),
 // peers.go (routers and policy), paths.go (VIPs and their paths),
+// routes.go (routes to nodes: pod CIDRs),
 // status.go (Peers), events.go (session events), config*.go (the
 // configuration and its defaults), attributes.go (what one VIP may carry),
 // probes.go (socket checks), router.go (the seam to the BGP
@@ -41,6 +42,8 @@ type Speaker struct {
 	views   views
 	vips    map[netip.Prefix]*vipState
 	racks   map[string]uint32 // rack name -> marker index, allocated on first sight
+	// routes are the routes to nodes (routes.go), under mu.
+	routes map[netip.Prefix]*routeState
 
 	// routerMu guards router against being stopped while Peers uses it.
 	// Writers also hold mu; nobody holds it across a call into the
@@ -91,6 +94,7 @@ func newSpeaker(ctx context.Context, cfg Config, newRouter newRouterFunc) (*Spea
 		newRouter: newRouter,
 		cfg:       cfg,
 		vips:      map[netip.Prefix]*vipState{},
+		routes:    map[netip.Prefix]*routeState{},
 		racks:     map[string]uint32{},
 		events:    make(chan peerEvent, 256),
 		drops:     map[netip.Addr]uint64{},
@@ -190,6 +194,7 @@ func (s *Speaker) restart(ctx context.Context, cfg *Config, passwords map[string
 		v.orphans = nil
 		v.nextID = 1
 	}
+	s.forgetRoutePaths()
 	s.statMu.Lock()
 	s.applied = nil
 	s.counters = [2]familyCounters{}

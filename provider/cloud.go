@@ -32,6 +32,7 @@ type cloud struct {
 	// Initialize has restored it from the Services' status.
 	alloc     *ipam.Allocator
 	announcer *announcer
+	routeSync *routeSyncer
 	checker   *health.Checker
 	events    *events
 	status    *statusWriter
@@ -41,6 +42,8 @@ type cloud struct {
 	lastSync atomic.Pointer[announcements]
 	nodes    corelisters.NodeLister
 	speakers speakerSlot
+	// sessions stay closed until the first sync (sessions.go).
+	sessions sessionGate
 	// pools are the address ranges this process has had in force: the
 	// only addresses any replica announces.
 	pools poolHistory
@@ -94,6 +97,12 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 		warn:        c.events,
 		report:      c.onSync,
 	})
+	c.routeSync = newRouteSyncer(factory, routeSyncerDeps{
+		config:  c.config,
+		speaker: c.routeSpeaker,
+		vips:    c.pools.prefixes,
+		warn:    c.events.withOwnMemory(),
+	})
 	_, _ = factory.Core().V1().Services().Informer().AddEventHandler(statusSettler{c: c, log: klog.FromContext(ctx)})
 	nodeInf := factory.Core().V1().Nodes()
 	c.nodes = nodeInf.Lister()
@@ -103,6 +112,8 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 	go c.announcer.run(ctx)
 	go c.status.run(ctx)
 	go c.watchSessions(ctx)
+	go c.routeSync.run(ctx)
+	go c.openSessionsWhenSynced(ctx)
 	go func() {
 		<-ctx.Done()
 		c.reloadMu.Lock()
@@ -137,10 +148,6 @@ func (c *cloud) Zones() (cloudprovider.Zones, bool) { return nil, false }
 
 // Clusters is not offered.
 func (c *cloud) Clusters() (cloudprovider.Clusters, bool) { return nil, false }
-
-// Routes is not offered: pod networks are the CNI's business here, and
-// returning false keeps the route controller (and --cluster-cidr) out.
-func (c *cloud) Routes() (cloudprovider.Routes, bool) { return nil, false }
 
 // ProviderName returns [Name].
 func (c *cloud) ProviderName() string { return Name }

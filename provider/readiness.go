@@ -18,25 +18,34 @@ func (c *cloud) Ready() error {
 	if !c.synced.Load() {
 		return errors.New("the announcer has not synced yet")
 	}
-	sp := c.speaker()
-	if sp == nil {
+	cfg := c.config()
+	if cfg.BGP.ASN == 0 {
 		return nil
 	}
-	peers := sp.Peers()
-	if len(peers) == 0 {
+	// The routers this replica is to peer with, whether or not their
+	// sessions are configured yet (they open after the first sync).
+	want := replicaPeers(cfg.BGP.Peers, c.replicaRack(cfg))
+	if len(want) == 0 {
 		return nil
 	}
-	for _, p := range peers {
-		if p.State == bgp.StateEstablished {
-			return nil
+	if sp := c.speaker(); sp != nil {
+		for _, p := range sp.Peers() {
+			if p.State == bgp.StateEstablished {
+				return nil
+			}
 		}
 	}
-	return fmt.Errorf("none of the %d BGP sessions is Established", len(peers))
+	return fmt.Errorf("none of the %d BGP sessions is Established", len(want))
 }
 
-// onSync takes the outcome of each full sync of the announcer.
+// onSync takes the outcome of each full sync of the announcer. The
+// Services' conditions follow it once the sessions are open: before, no
+// router could have been reached, and saying so would be a moment's
+// noise at every start.
 func (c *cloud) onSync(an *announcements) {
 	c.synced.Store(true)
 	c.lastSync.Store(an)
-	c.status.observe(an)
+	if c.sessions.open.Load() {
+		c.status.observe(an)
+	}
 }

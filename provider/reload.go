@@ -38,6 +38,7 @@ func (c *cloud) applyConfig(ctx context.Context, cfg *config.Config) error {
 	c.checker.SetConfig(cfg.HealthCheck)
 	c.cfg.Store(cfg)
 	c.announcer.Trigger()
+	c.routeSync.Trigger()
 	c.updateHealthTargets()
 	logger.Info("Applied new cloud config", "racks", len(cfg.Racks), "machines", len(cfg.Machines), "pools", len(cfg.Pools), "peers", len(cfg.BGP.Peers))
 	return nil

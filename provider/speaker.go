@@ -60,6 +60,10 @@ func (c *cloud) applySpeaker(ctx context.Context, cfg *config.Config, exports []
 	bgpCfg.RouterID = id
 	bgpCfg.APIAddress = c.opts.BGPAPIAddress
 	bgpCfg.ExportPrefixes = exports
+	bgpCfg.Peers = c.sessions.peers(bgpCfg.Peers) // none before the first sync
+	if cfg.Routes.Enabled {
+		bgpCfg.RoutePrefixes = cfg.Routes.ClusterCIDRs
+	}
 	if sp := c.speakers.get(); sp != nil {
 		if err := sp.Reconfigure(ctx, bgpCfg); err != nil {
 			return fmt.Errorf("reconfiguring the BGP speaker: %w", err)

@@ -112,6 +112,8 @@ type starter struct {
 	ours    *ourFlags
 	// loaded is the cloud config as checked before anything started.
 	loaded *config.Config
+	// routeNote says how the route controller's flags were completed.
+	routeNote string
 }
 
 // checkBeforeStart checks the cloud config before anything else starts,
@@ -134,6 +136,9 @@ func (st *starter) checkBeforeStart(c *cobra.Command, _ []string) error {
 		return errors.New("invalid cloud config (see above); nothing was started")
 	}
 	st.loaded = cfg
+	if st.routeNote, err = alignRouteFlags(st.options.KubeCloudShared, cfg.Routes); err != nil {
+		return err
+	}
 	return st.ours.validate()
 }
 
@@ -145,6 +150,9 @@ func (st *starter) initCloud(cc *cloudcontrollerconfig.CompletedConfig) cloudpro
 	// say what in the file is probably not meant.
 	for _, w := range st.loaded.Warnings {
 		klog.FromContext(ctx).Info("Warning: "+w, "cloudConfig", shared.CloudConfigFile)
+	}
+	if st.routeNote != "" {
+		klog.FromContext(ctx).Info(st.routeNote)
 	}
 	// Every replica announces, so every replica needs its own client now,
 	// not only the leader once it has won.

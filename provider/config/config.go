@@ -2,7 +2,7 @@
 // racks with their subnets, the machine inventory, the address pools, the BGP
 // speaker and the node health check. The sections of the packages that use
 // them (ipam, bgp, health) are parsed by those packages; this one checks what
-// spans sections.
+// spans sections, and parses the pod routes (routes.go).
 //
 // Every problem in a file is reported at once, each with its field path, the
 // offending value and what would be valid, so that an operator fixes a
@@ -43,6 +43,7 @@ type File struct {
 	Pools       []ipam.PoolConfig  `json:"pools,omitempty"`
 	BGP         *bgp.ConfigFile    `json:"bgp,omitempty"`
 	HealthCheck *health.ConfigFile `json:"healthCheck,omitempty"`
+	Routes      *RoutesFile        `json:"routes,omitempty"`
 }
 
 // RackFile is one entry of `racks:`.
@@ -76,6 +77,9 @@ type Config struct {
 	BGP bgp.Config
 	// HealthCheck is the node health check, with defaults applied.
 	HealthCheck health.Config
+	// Routes are the pod routes; Routes.Enabled is false without the
+	// section.
+	Routes Routes
 	// Warnings are settings that are valid but probably not what the
 	// operator wants, each a sentence that starts with its field path.
 	// The binary logs them when it loads the file.
@@ -244,6 +248,10 @@ func (f *File) Validate() (*Config, field.ErrorList) {
 	errs = append(errs, hcErrs...)
 
 	errs = append(errs, validatePoolPlacement(f)...)
+	var routeErrs field.ErrorList
+	cfg.Routes, routeErrs = f.Routes.parse(field.NewPath("routes"))
+	errs = append(errs, routeErrs...)
+	errs = append(errs, validateRoutePlacement(cfg, f)...)
 	cfg.Warnings = warnings(f)
 
 	if len(errs) > 0 {

@@ -26,7 +26,7 @@ func TestParseReportsEveryProblem(t *testing.T) {
 		yaml: "region: ''\nzonee: a\nracks:\n- name: Rack_A\n  subnet: [198.51.100.0/25]\n",
 		want: []problem{
 			{"racks[0].subnet", []string{`unknown field "racks[0].subnet"`, "racks[0] takes name, zone, subnets", `did you mean "subnets"?`}},
-			{"zonee", []string{`unknown field "zonee"`, "the top level takes region, racks, machines, pools, bgp, healthCheck"}},
+			{"zonee", []string{`unknown field "zonee"`, "the top level takes region, racks, machines, pools, bgp, healthCheck, routes"}},
 			{"region", []string{"Required value"}},
 			{"racks[0].name", []string{`"Rack_A"`, "DNS label"}},
 		},

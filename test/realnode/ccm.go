@@ -22,6 +22,10 @@ func (c *Cluster) CloudConfig() string {
 		fmt.Fprintf(&b, "- name: %s\n  zone: zone-%s\n  subnets: [%s]\n", r.Name, r.letter(), r.Net)
 	}
 	fmt.Fprintf(&b, "pools:\n- name: public\n  addresses: [%s]\n  avoidBuggyIPs: true\n", PoolNet)
+	// Pod routes: every replica announces each Node's pod CIDR to the ToR
+	// of its rack; the fabric (here the client, acting as the spine)
+	// carries them to the other racks (docs/routes.md).
+	fmt.Fprintf(&b, "routes:\n  clusterCIDRs: [%s]\n  announceTo: rack\n", PodNet)
 	fmt.Fprintf(&b, "bgp:\n  asn: %d\n  holdTime: %ds\n  peers:\n", CCMASN, HoldTime)
 	for _, r := range c.Racks {
 		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    asn: %d\n    rack: %s\n    ebgpMultihop: %d\n    passwordFile: /etc/baremetal-ccm-bgp/%s\n",

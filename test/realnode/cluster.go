@@ -243,6 +243,14 @@ func (c *Cluster) WaitReady(ctx context.Context) error {
 				return fmt.Errorf("daemonset %s: %d of %d ready, %d updated", ds, d.Status.NumberReady, d.Status.DesiredNumberScheduled, d.Status.UpdatedNumberScheduled)
 			}
 		}
+		// Pod networks are routed by the CCM's pod routes, via BGP.
+		for _, n := range c.Nodes {
+			for _, r := range c.Racks {
+				if hops, _, err := r.PodRoutes(ctx, n.PodCIDR); err != nil || len(hops) == 0 {
+					return fmt.Errorf("%s has no route for %s's pod CIDR %s (%v)", r.torName(), n.Name, n.PodCIDR, err)
+				}
+			}
+		}
 		for _, r := range c.Racks {
 			for _, n := range c.controlPlane() {
 				s, err := r.FRR.BGPNeighborState(ctx, n.Addr.String())

@@ -2,7 +2,6 @@ package realnode
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"strconv"
 
@@ -55,8 +54,8 @@ func (c *Cluster) buildNetwork(ctx context.Context) error {
 		}
 		return fabric.AddAddress(ctx, ns, "core", a, CoreNet.Bits())
 	}
-	// The harness reaches the apiservers and kubelets from the root
-	// namespace through this link; its routes go when the link goes.
+	// The harness reaches the apiserver from the root namespace through
+	// this link; its route goes when the link goes.
 	hostLink := c.Opts.Prefix + "h"
 	if err := fabric.CreateVeth(ctx, hostLink, fabric.Root, "host", core); err != nil {
 		return err
@@ -77,9 +76,6 @@ func (c *Cluster) buildNetwork(ctx context.Context) error {
 			return err
 		}
 		if err := attach(r.NS, "tor"+rp.letter(), r.Core); err != nil {
-			return err
-		}
-		if _, err := fabric.Root.IP(ctx, "route", "add", rp.Net.String(), "via", r.Core.String(), "dev", hostLink); err != nil {
 			return err
 		}
 		if _, err := r.NS.IP(ctx, "link", "add", "rack", "type", "bridge", "mcast_snooping", "0"); err != nil {
@@ -116,6 +112,13 @@ func (c *Cluster) buildNetwork(ctx context.Context) error {
 			}
 		}
 	}
+	// The harness reaches the apiserver at controlPlaneEndpoint, and only
+	// that, from the root namespace: one host route, so that the lab's
+	// racks never shadow addresses other tests put in the root namespace.
+	first := c.Nodes[0]
+	if _, err := fabric.Root.IP(ctx, "route", "add", first.Addr.String()+"/32", "via", first.Rack.Core.String(), "dev", hostLink); err != nil {
+		return err
+	}
 	// Every ToR reaches the other racks through their ToRs.
 	for _, r := range c.Racks {
 		for _, o := range c.Racks {
@@ -130,24 +133,20 @@ func (c *Cluster) buildNetwork(ctx context.Context) error {
 	if c.Client, err = c.newNS(ctx, "client"); err != nil {
 		return err
 	}
-	if err := fabric.Sysctl(ctx, c.Client, "net.ipv4.fib_multipath_hash_policy=1"); err != nil {
+	// The client is also the spine that carries pod routes between racks.
+	if err := fabric.Sysctl(ctx, c.Client, "net.ipv4.fib_multipath_hash_policy=1", "net.ipv4.ip_forward=1"); err != nil {
 		return err
 	}
 	return attach(c.Client, "client", clientCoreAddr)
 }
 
-// routePodCIDR makes podCIDR reachable at node n: on its ToR via the node,
-// on the other ToRs via its ToR. Until the pod-route issue lands, the lab
-// configures these routes itself (docs/real-cluster.md).
-func (c *Cluster) routePodCIDR(ctx context.Context, n *Node, podCIDR netip.Prefix) error {
-	for _, r := range c.Racks {
-		via := n.Addr
-		if r != n.Rack {
-			via = n.Rack.Core
-		}
-		if _, err := r.NS.IP(ctx, "route", "replace", podCIDR.String(), "via", via.String()); err != nil {
-			return fmt.Errorf("%s: route %s via %s: %w", r.torName(), podCIDR, via, err)
-		}
+// PodRoutes returns the ToR's kernel next hops for podCIDR and the
+// protocol that installed the route ("bgp" when learnt from the CCM or
+// the spine).
+func (r *Rack) PodRoutes(ctx context.Context, podCIDR netip.Prefix) ([]netip.Addr, string, error) {
+	routes, err := fabric.Routes(ctx, r.NS, podCIDR)
+	if err != nil || len(routes) == 0 {
+		return nil, "", err
 	}
-	return nil
+	return routes[0].Gateways(), routes[0].Protocol, nil
 }

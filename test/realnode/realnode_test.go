@@ -59,6 +59,7 @@ func TestRealCluster(t *testing.T) {
 	t.Run("ClusterTrafficReachesEveryRack", w.clusterTraffic)
 	t.Run("LocalPathsFollowEndpoints", w.localPolicy)
 	t.Run("MultihopRackCarriesItsNodes", w.multihopRack)
+	t.Run("PodRoutesFromTheCCM", w.podRoutes)
 	t.Run("WeightedECMPFollowsEndpoints", w.weightedECMP)
 	t.Run("NodeFailure", w.nodeFailure)
 	t.Run("RollingUpdateOfTheCCM", w.rollingUpdate)
@@ -103,6 +104,9 @@ func (w *world) deployWeb(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := w.c.WaitDeploymentReady(w.ctx, ns, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.c.WaitKubeProxyEndpoints(w.ctx, ns, "web", "http", len(w.c.Nodes)); err != nil {
 		t.Fatal(err)
 	}
 	vip, err := w.c.WaitExternalIP(w.ctx, ns, "web")
@@ -269,6 +273,27 @@ func (w *world) multihopRack(t *testing.T) {
 	}
 }
 
+// podRoutes: the pod network is routed by the CCM (issue 15): each ToR
+// learnt every node's pod CIDR over BGP, its own rack's with the node as
+// next hop; no static pod route exists. Scenario 1's traffic crossed them.
+func (w *world) podRoutes(t *testing.T) {
+	for _, n := range w.c.Nodes {
+		for _, r := range w.c.Racks {
+			hops, proto, err := r.PodRoutes(w.ctx, n.PodCIDR)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if proto != "bgp" || len(hops) == 0 {
+				t.Errorf("%s: %s's pod CIDR %s: next hops %v by %q, want a BGP route", r.torName(), n.Name, n.PodCIDR, hops, proto)
+				continue
+			}
+			if r == n.Rack && !slices.Equal(hops, []netip.Addr{n.Addr}) {
+				t.Errorf("%s: %s's pod CIDR %s via %v, want the node %s", r.torName(), n.Name, n.PodCIDR, hops, n.Addr)
+			}
+		}
+	}
+}
+
 // nodeFailure: scenario 3. A worker's kubelet and kube-proxy stop under
 // a client loop (its pods keep running): its next hop leaves the ToRs, the
 // loop barely notices; the node comes back.
@@ -302,7 +327,7 @@ func (w *world) nodeFailure(t *testing.T) {
 	t.Logf("%s's kubelet and kube-proxy stopped: its next hop left the ToRs after %s; %d of %d requests failed",
 		victim.Name, gone.Sub(stopped).Round(time.Millisecond), failed, len(rs))
 	if failed*100 > len(rs) {
-		t.Errorf("%d of %d requests failed, more than 1 %%", failed, len(rs))
+		t.Errorf("%d of %d requests failed, more than 1 %%:%s", failed, len(rs), FailedSummary(rs, 5))
 	}
 	if err := victim.Kubelet.Start(); err != nil {
 		t.Fatal(err)
@@ -379,7 +404,7 @@ func (w *world) rollingUpdate(t *testing.T) {
 	}
 	t.Logf("rolling update to lab-2 took %s; %d of %d requests failed", took.Round(time.Millisecond), Failed(rs), len(rs))
 	if f := Failed(rs); f > 0 {
-		t.Errorf("%d of %d requests failed during the rolling update", f, len(rs))
+		t.Errorf("%d of %d requests failed during the rolling update:%s", f, len(rs), FailedSummary(rs, 5))
 	}
 	checkSameAddresses(t, before, w.addresses(t))
 }
@@ -420,7 +445,7 @@ func (w *world) leaderDeleted(t *testing.T) {
 	}
 	t.Logf("leader pod %s deleted: a new Service got %s %s later; %d of %d requests failed", pod, vip, served.Round(time.Millisecond), Failed(rs), len(rs))
 	if f := Failed(rs); f > 0 {
-		t.Errorf("%d of %d requests failed after the leader's pod was deleted", f, len(rs))
+		t.Errorf("%d of %d requests failed after the leader's pod was deleted:%s", f, len(rs), FailedSummary(rs, 5))
 	}
 }
 

@@ -51,17 +51,19 @@ func (c *Cluster) TorConf(r *Rack) string {
 }
 
 // clientConf: the client learns the VIPs from every ToR and spreads over
-// them (ECMP); it announces nothing.
+// them (ECMP). It is also the fabric's spine for pod routes: what a ToR
+// learns of its rack's pod CIDRs from the CCM, the client passes to the
+// other ToRs (and nothing else).
 func (c *Cluster) clientConf() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "route-map NONE deny 10\n!\nrouter bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n bgp bestpath as-path multipath-relax\n timers bgp %d %d\n",
-		ClientASN, clientCoreAddr, HoldTime/3, HoldTime)
+	fmt.Fprintf(&b, "ip prefix-list PODS seq 5 permit %s le 32\n!\nroute-map PODS permit 10\n match ip address prefix-list PODS\n!\nrouter bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n bgp bestpath as-path multipath-relax\n timers bgp %d %d\n",
+		PodNet, ClientASN, clientCoreAddr, HoldTime/3, HoldTime)
 	for _, r := range c.Racks {
 		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", r.Core, r.ASN, r.Core)
 	}
 	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 16\n")
 	for _, r := range c.Racks {
-		fmt.Fprintf(&b, "  neighbor %s route-map NONE out\n", r.Core)
+		fmt.Fprintf(&b, "  neighbor %s route-map PODS out\n", r.Core)
 	}
 	b.WriteString(" exit-address-family\n")
 	return b.String()

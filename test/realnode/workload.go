@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -388,4 +389,48 @@ func (c *Cluster) ReadyEndpointCounts(ctx context.Context, namespace, name strin
 		}
 	}
 	return counts, nil
+}
+
+// FailedSummary describes up to n failed requests (sequence number, time
+// taken, error) for a failure report.
+func FailedSummary(rs []Result, n int) string {
+	var b strings.Builder
+	for _, r := range rs {
+		if r.Err == "" {
+			continue
+		}
+		if n == 0 {
+			b.WriteString("\n  ...")
+			break
+		}
+		n--
+		fmt.Fprintf(&b, "\n  request %d after %.0f ms: %s", r.Seq, r.MS, r.Err)
+	}
+	return b.String()
+}
+
+// WaitKubeProxyEndpoints waits until kube-proxy on every node forwards the
+// Service's port to n endpoints (the endpoint rules in its nat table, read
+// with iptables-save in the node's network namespace): the Deployment
+// being ready says nothing of when kube-proxy has caught up.
+func (c *Cluster) WaitKubeProxyEndpoints(ctx context.Context, namespace, name, port string, n int) error {
+	marker := fmt.Sprintf("--comment \"%s/%s:%s -> ", namespace, name, port)
+	return waitFor(ctx, 3*time.Minute, func() error {
+		for _, node := range c.Nodes {
+			out, err := node.NS.Exec(ctx, "iptables-save", "-t", "nat")
+			if err != nil {
+				return err
+			}
+			got := 0
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(l, "-A KUBE-SVC-") && strings.Contains(l, marker) {
+					got++
+				}
+			}
+			if got != n {
+				return fmt.Errorf("kube-proxy on %s forwards %s/%s to %d endpoints, want %d", node.Name, namespace, name, got, n)
+			}
+		}
+		return nil
+	})
 }

@@ -1,9 +1,11 @@
 package fabric
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -33,51 +35,80 @@ func ForwardInto(t testing.TB, ns *Namespace, target string) string {
 }
 
 // ListenIn opens a TCP listener on addr inside ns, for a server of the
-// test process that a namespace's programs reach. The socket belongs to
-// the namespace it was created in: one OS thread enters ns, creates it and
-// goes back. Were going back to fail, the thread would stay locked to its
-// goroutine, and end with it rather than serve others in the wrong
-// namespace (the Go runtime starts new threads from a clean one).
+// test process that a namespace's programs reach.
 func ListenIn(ns *Namespace, addr string) (net.Listener, error) {
-	type result struct {
-		l   net.Listener
-		err error
+	var l net.Listener
+	err := inNamespace(ns, func() error {
+		var err error
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
+	if err != nil && l != nil {
+		l.Close()
+		return nil, err
 	}
-	ch := make(chan result, 1)
+	return l, err
+}
+
+// DialIn connects from inside ns, from local (an address of ns; invalid:
+// any) to remote, for a client of the test process that stands in a
+// namespace (a pod).
+func DialIn(ctx context.Context, ns *Namespace, local netip.Addr, remote string) (net.Conn, error) {
+	d := net.Dialer{}
+	if local.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
+	}
+	var c net.Conn
+	err := inNamespace(ns, func() error {
+		var err error
+		c, err = d.DialContext(ctx, "tcp", remote)
+		return err
+	})
+	if err != nil && c != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, err
+}
+
+// inNamespace runs f on an OS thread that is in ns, then puts the thread
+// back. A socket belongs to the namespace it was created in, whichever
+// thread uses it later. Were putting the thread back to fail, it would
+// stay locked to its goroutine and end with it rather than serve others
+// in the wrong namespace (the Go runtime starts new threads from a clean
+// one).
+func inNamespace(ns *Namespace, f func() error) error {
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		own, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: err}
+			ch <- err
 			return
 		}
 		defer own.Close()
 		target, err := os.Open("/run/netns/" + ns.Name)
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: err}
+			ch <- err
 			return
 		}
 		defer target.Close()
 		if err := setns(target); err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("entering %s: %w", ns, err)}
+			ch <- fmt.Errorf("entering %s: %w", ns, err)
 			return
 		}
-		l, lerr := net.Listen("tcp", addr)
+		ferr := f()
 		if err := setns(own); err != nil {
-			if l != nil {
-				l.Close()
-			}
-			ch <- result{err: fmt.Errorf("leaving %s: %w", ns, err)} // the thread stays locked and ends
+			ch <- fmt.Errorf("leaving %s: %w", ns, err) // the thread stays locked and ends
 			return
 		}
 		runtime.UnlockOSThread()
-		ch <- result{l, lerr}
+		ch <- ferr
 	}()
-	r := <-ch
-	return r.l, r.err
+	return <-ch
 }
 
 func setns(f *os.File) error { return unix.Setns(int(f.Fd()), unix.CLONE_NEWNET) }
