@@ -16,7 +16,7 @@ STATICCHECK_VERSION := v0.8.2
 # Generous: the whole suite takes a fraction of this on 2 cores.
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build image test unit lint k8s-bins demo demo-down demo-cluster demo-cluster-down bench-ipam bench-bgp bench-e2e clean
+.PHONY: all build image release-manifests test unit lint k8s-bins demo demo-down demo-cluster demo-cluster-down bench-ipam bench-bgp bench-e2e clean
 
 all: build
 
@@ -27,6 +27,13 @@ build:
 # one archive for ctr, crane and skopeo. It prints how to load or push it.
 image: build
 	$(GO) run ./hack/image -binary $(BIN) -ref $(IMAGE) -o $(IMAGE_ARCHIVE)
+
+# One rendered install YAML for the release: manifests/ with the image
+# $(IMAGE) and the version label $(VERSION), without the example config and
+# passwords (docs/install.md).
+RELEASE_MANIFEST ?= _output/baremetal-ccm-$(VERSION).yaml
+release-manifests:
+	@hack/release-manifests.sh $(VERSION) $(IMAGE) $(RELEASE_MANIFEST)
 
 # kube-apiserver, kubeadm and kubectl from the Kubernetes source, cached
 # outside the repository ($$BMCCM_CACHE, default ~/.cache/baremetal-ccm).

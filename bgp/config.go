@@ -94,6 +94,18 @@ type PeerFile struct {
 	// at most this many hops away (1: directly connected). 0: off. Not
 	// with ebgpMultihop.
 	TTLSecurity int32 `json:"ttlSecurity,omitempty"`
+	// DialFrom says which replicas peer with the router; omitted: every
+	// replica. Two peers may share an address when their dialFrom racks do
+	// not overlap: one entry for the replicas directly connected to the
+	// router, another (with ebgpMultihop) for those further away.
+	DialFrom *DialFromFile `json:"dialFrom,omitempty"`
+}
+
+// DialFromFile is the YAML form of bgp.peers[].dialFrom.
+type DialFromFile struct {
+	// Racks: the replicas whose node is in one of these racks (the
+	// caller checks that they exist).
+	Racks []string `json:"racks"`
 }
 
 // Config is the validated bgp: section, with defaults applied.
@@ -159,6 +171,10 @@ type Peer struct {
 	MaxPrefixes uint32
 	// TTLSecurity is the GTSM hop count (0: off).
 	TTLSecurity uint8
+	// DialFromRacks are the racks whose replicas peer with the router; nil:
+	// every replica. The speaker peers with every Peer it is given: the
+	// caller chooses the peers of its replica.
+	DialFromRacks []string
 }
 
 // Parse validates c and applies the defaults. It reports every problem,
@@ -196,9 +212,9 @@ func (c *ConfigFile) Parse(path *field.Path) (Config, field.ErrorList) {
 		}
 	}
 	names := make(map[string]int, len(c.Peers))
-	addrs := make(map[netip.Addr]int, len(c.Peers))
+	addrs := make(map[netip.Addr][]int, len(c.Peers))
 	for i := range c.Peers {
-		p, perrs := c.Peers[i].parse(path.Child("peers").Index(i), names, addrs, i, cfg.ASN)
+		p, perrs := c.Peers[i].parse(path.Child("peers").Index(i), names, addrs, i, c.Peers, cfg.ASN)
 		errs = append(errs, perrs...)
 		if len(perrs) == 0 {
 			cfg.Peers = append(cfg.Peers, p)

@@ -3,13 +3,15 @@ package bgp
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // parse validates one peer; speakerASN is bgp.asn (0 when invalid or
-// unset), names and addrs hold the earlier peers' names and addresses.
-func (pf *PeerFile) parse(path *field.Path, names map[string]int, addrs map[netip.Addr]int, index int, speakerASN uint32) (Peer, field.ErrorList) {
+// unset), names and addrs hold the earlier peers' names and addresses,
+// and all is every peer of the file.
+func (pf *PeerFile) parse(path *field.Path, names map[string]int, addrs map[netip.Addr][]int, index int, all []PeerFile, speakerASN uint32) (Peer, field.ErrorList) {
 	var errs field.ErrorList
 	p := Peer{Name: pf.Name, Rack: pf.Rack, PasswordFile: pf.PasswordFile, Port: DefaultPeerPort, MaxPrefixes: DefaultMaxPrefixes}
 
@@ -20,7 +22,8 @@ func (pf *PeerFile) parse(path *field.Path, names map[string]int, addrs map[neti
 	} else {
 		names[pf.Name] = index
 	}
-	errs = append(errs, pf.parseAddress(path, &p, addrs, index)...)
+	errs = append(errs, pf.parseDialFrom(path, &p)...)
+	errs = append(errs, pf.parseAddress(path, &p, addrs, index, all)...)
 
 	if pf.ASN == 0 {
 		errs = append(errs, field.Required(path.Child("asn"), "the router's ASN"))
@@ -48,8 +51,9 @@ func (pf *PeerFile) parse(path *field.Path, names map[string]int, addrs map[neti
 
 // parseAddress parses the router's address. A zone is required for an
 // IPv6 link-local address (which names the interface) and refused for
-// every other.
-func (pf *PeerFile) parseAddress(path *field.Path, p *Peer, addrs map[netip.Addr]int, index int) field.ErrorList {
+// every other. An address is unique, except between peers whose dialFrom
+// racks do not overlap: no replica peers with both.
+func (pf *PeerFile) parseAddress(path *field.Path, p *Peer, addrs map[netip.Addr][]int, index int, all []PeerFile) field.ErrorList {
 	fp := path.Child("address")
 	if pf.Address == "" {
 		return field.ErrorList{field.Required(fp, "the router's IPv4 or IPv6 address")}
@@ -67,11 +71,50 @@ func (pf *PeerFile) parseAddress(path *field.Path, p *Peer, addrs map[netip.Addr
 	}
 	a = a.Unmap()
 	p.Address = a
-	if j, dup := addrs[a]; dup {
-		return field.ErrorList{field.Duplicate(fp, fmt.Sprintf("%s (also peers[%d])", pf.Address, j))}
+	for _, j := range addrs[a] {
+		if !disjointDialFrom(pf.DialFrom, all[j].DialFrom) {
+			return field.ErrorList{field.Duplicate(fp, fmt.Sprintf("%s (also peers[%d]; two peers may share an address only when both have dialFrom racks and none is in both)", pf.Address, j))}
+		}
 	}
-	addrs[a] = index
+	addrs[a] = append(addrs[a], index)
 	return nil
+}
+
+// parseDialFrom parses the replicas that peer with the router.
+func (pf *PeerFile) parseDialFrom(path *field.Path, p *Peer) field.ErrorList {
+	if pf.DialFrom == nil {
+		return nil
+	}
+	fp := path.Child("dialFrom", "racks")
+	if len(pf.DialFrom.Racks) == 0 {
+		return field.ErrorList{field.Required(fp, "the racks whose replicas peer with this router; omit dialFrom for every replica")}
+	}
+	var errs field.ErrorList
+	for i, r := range pf.DialFrom.Racks {
+		switch {
+		case r == "":
+			errs = append(errs, field.Required(fp.Index(i), "a rack name"))
+		case slices.Contains(pf.DialFrom.Racks[:i], r):
+			errs = append(errs, field.Duplicate(fp.Index(i), r))
+		}
+	}
+	if len(errs) == 0 {
+		p.DialFromRacks = slices.Clone(pf.DialFrom.Racks)
+	}
+	return errs
+}
+
+// disjointDialFrom tells whether no replica peers with both of two routers.
+func disjointDialFrom(a, b *DialFromFile) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	for _, r := range a.Racks {
+		if slices.Contains(b.Racks, r) {
+			return false
+		}
+	}
+	return true
 }
 
 // parseTransport parses the session's port, source address, multihop and

@@ -42,6 +42,9 @@ func (s *Speaker) handlePeerEvent(log logr.Logger, ev peerEvent, prev SessionSta
 			name = a.Name
 		}
 	}
+	if prev == StateEstablished && ev.state != StateEstablished {
+		s.drops[addr]++
+	}
 	s.statMu.Unlock()
 	switch {
 	case ev.state == StateEstablished:

@@ -87,6 +87,9 @@ func decodePeer(p *api.Peer) (peerState, bool) {
 	st := peerState{Address: a, State: StateUnknown}
 	if p.State != nil {
 		st.State = sessionState(p.State.SessionState)
+		if sent := p.State.GetMessages().GetSent(); sent != nil {
+			st.UpdatesSent = sent.Update
+		}
 	}
 	if p.Timers != nil && p.Timers.State != nil {
 		ts := p.Timers.State.Downtime

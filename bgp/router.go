@@ -70,6 +70,8 @@ type peerState struct {
 	// PrefixLimitExceeded counts the sessions closed because the router
 	// sent more than its prefix limit.
 	PrefixLimitExceeded uint64
+	// UpdatesSent counts the UPDATE messages sent to the router.
+	UpdatesSent uint64
 }
 
 // peerEvent is a session state change.

@@ -58,8 +58,11 @@ type Speaker struct {
 
 	events        chan peerEvent
 	droppedEvents atomic.Uint64
-	cancel        context.CancelFunc
-	wg            sync.WaitGroup
+	// drops counts, per router address, the sessions that went down
+	// after being Established (flaps). Guarded by statMu.
+	drops  map[netip.Addr]uint64
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // NewSpeaker starts an embedded GoBGP with cfg and connects to its peers.
@@ -94,6 +97,7 @@ func newSpeaker(ctx context.Context, cfg Config, newRouter newRouterFunc) (*Spea
 		routes:    map[netip.Prefix]*routeState{},
 		racks:     map[string]uint32{},
 		events:    make(chan peerEvent, 256),
+		drops:     map[netip.Addr]uint64{},
 		cancel:    cancel,
 	}
 	r, err := s.startRouter(ctx, &cfg)

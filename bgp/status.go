@@ -71,6 +71,12 @@ type PeerStatus struct {
 	// Such a session stays down (State Idle) until the peer's
 	// configuration changes.
 	PrefixLimitExceeded uint64
+	// SessionDrops counts the times the session went down after being
+	// Established (flaps), since the speaker started.
+	SessionDrops uint64
+	// UpdatesSent counts the UPDATE messages sent to the router, as the
+	// embedded GoBGP counts them (a restart of it starts again at 0).
+	UpdatesSent uint64
 }
 
 // FamilyStatus is the state of one address family of one session.
@@ -167,8 +173,9 @@ func (s *Speaker) Peers() []PeerStatus {
 		st := PeerStatus{Name: a.Name, Address: a.Address, ASN: a.ASN, Rack: a.Rack, State: StateUnknown, MaxPrefixes: a.MaxPrefixes}
 		lp, ok := live[a.Address]
 		if ok {
-			st.State, st.Since, st.PrefixLimitExceeded = lp.State, lp.Since, lp.PrefixLimitExceeded
+			st.State, st.Since, st.PrefixLimitExceeded, st.UpdatesSent = lp.State, lp.Since, lp.PrefixLimitExceeded, lp.UpdatesSent
 		}
+		st.SessionDrops = s.drops[a.Address]
 		for fi, fam := range []Family{IPv4Unicast, IPv6Unicast} {
 			fs := FamilyStatus{Family: fam, Negotiated: st.State == StateEstablished && lp.Families[fam]}
 			if fs.Negotiated {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -67,6 +68,9 @@ type announcerDeps struct {
 	// status is not authority (see poolHistory).
 	mayAnnounce func(netip.Addr) bool
 	warn        warner
+	// report, when set, is handed the outcome of every full sync: the
+	// Services' conditions follow it.
+	report func(*announcements)
 }
 
 // warner records Warning Events once per distinct problem.
@@ -101,6 +105,8 @@ type announcer struct {
 	// failOpen holds the VIPs announced over unhealthy nodes because every
 	// candidate failed its health check, to warn once per change.
 	failOpen map[netip.Addr]bool
+	// outsideRacks counts the Nodes in no rack (reportRackless).
+	outsideRacks atomic.Int64
 
 	*syncLoop
 }
@@ -160,6 +166,9 @@ func (a *announcer) syncAll(ctx context.Context) error {
 	defer a.mu.Unlock()
 	sp := a.speaker()
 	if sp == nil {
+		if a.report != nil {
+			a.report(&announcements{})
+		}
 		return nil
 	}
 	a.warn.beginSweep()
@@ -169,14 +178,20 @@ func (a *announcer) syncAll(ctx context.Context) error {
 		return err
 	}
 	advs := make([]bgp.Advertisement, 0, len(v.holders))
+	outcomes := &announcements{speaker: true, vips: make(map[netip.Addr]vipOutcome, len(v.holders))}
+	peers := sp.Peers()
 	for _, vip := range v.vips() {
 		adv := a.advertise(ctx, v, vip)
+		outcomes.vips[vip] = newVIPOutcome(adv, a.failOpen[vip], peers)
 		if len(adv.NextHops) > 0 {
 			advs = append(advs, adv)
 		}
 	}
 	if err := sp.SetAll(ctx, advs); err != nil {
 		return fmt.Errorf("handing %d VIPs to the speaker: %w", len(advs), err)
+	}
+	if a.report != nil {
+		a.report(outcomes)
 	}
 	return nil
 }

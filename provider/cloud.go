@@ -35,8 +35,13 @@ type cloud struct {
 	routeSync *routeSyncer
 	checker   *health.Checker
 	events    *events
-	nodes     corelisters.NodeLister
-	speakers  speakerSlot
+	status    *statusWriter
+	// synced is set once the announcer has synced everything, and
+	// lastSync holds the outcome of its last full sync.
+	synced   atomic.Bool
+	lastSync atomic.Pointer[announcements]
+	nodes    corelisters.NodeLister
+	speakers speakerSlot
 	// sessions stay closed until the first sync (sessions.go).
 	sessions sessionGate
 	// pools are the address ranges this process has had in force: the
@@ -44,8 +49,9 @@ type cloud struct {
 	pools poolHistory
 
 	// reloadMu serialises changes of the config in force: the first one
-	// and each reload.
+	// and each reload. It guards peering.
 	reloadMu sync.Mutex
+	peering  peeringLog
 }
 
 var (
@@ -80,6 +86,8 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 
 	c.checker = health.NewChecker(cfg.HealthCheck, func() { c.announcer.Trigger() })
 	factory := informers.NewSharedInformerFactory(opts.Client, 0)
+	svcInf := factory.Core().V1().Services()
+	c.status = newStatusWriter(opts.Client, svcInf.Informer(), svcInf.Lister(), c.events, c.config, alloc, c.pools.contains)
 	c.announcer = newAnnouncer(factory, announcerDeps{
 		config:      c.config,
 		speaker:     c.speaker,
@@ -87,6 +95,7 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 		health:      c.checker,
 		mayAnnounce: c.pools.contains,
 		warn:        c.events,
+		report:      c.onSync,
 	})
 	c.routeSync = newRouteSyncer(factory, routeSyncerDeps{
 		config:  c.config,
@@ -101,6 +110,8 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 	factory.Start(ctx.Done())
 	go c.checker.Run(ctx)
 	go c.announcer.run(ctx)
+	go c.status.run(ctx)
+	go c.watchSessions(ctx)
 	go c.routeSync.run(ctx)
 	go c.openSessionsWhenSynced(ctx)
 	go func() {
@@ -114,7 +125,7 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 		go w.run(ctx)
 	}
 	if opts.RegisterCollector != nil {
-		opts.RegisterCollector(&collector{c: c})
+		opts.RegisterCollector(&collector{c: c}, &alertCollector{c: c})
 	}
 	return c, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -71,11 +70,11 @@ func (c *cloud) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1.Servic
 		return nil, cloudprovider.ImplementedElsewhere
 	}
 	if len(c.config().Pools) == 0 {
-		c.events.event(svc, v1.EventTypeWarning, "NoPools", "The cloud config has no address pools")
+		c.ensureFailed(svc, reasonNoPools, "The cloud config has no address pools")
 		return nil, errors.New("the cloud config has no address pools (pools:)")
 	}
 	if err := c.checkBGPAnnotations(svc); err != nil {
-		c.events.event(svc, v1.EventTypeWarning, "InvalidAnnotation", err.Error())
+		c.ensureFailed(svc, "InvalidAnnotation", err.Error())
 		return nil, err
 	}
 	// A bad opt-out value is told but not refused: the Service gets what
@@ -93,22 +92,27 @@ func (c *cloud) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1.Servic
 	}
 	done, err := c.announcer.syncService(ctx, svc, addrs)
 	if err != nil {
-		c.events.event(svc, v1.EventTypeWarning, "AnnounceFailed", err.Error())
+		c.ensureFailed(svc, reasonAnnounceError, err.Error())
 		return nil, fmt.Errorf("announcing %v: %w", addrs, err)
 	}
-	var parts []string
-	for _, d := range done {
-		if d.nodes == 0 {
-			c.events.event(svc, v1.EventTypeWarning, "NoEligibleNode", fmt.Sprintf("%s is not announced: no eligible node (Ready, healthy, not excluded, with an address of its family%s)", d.vip, localHint(svc)))
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%s announced via %d %s to %d %s", d.vip, d.nodes, plural(d.nodes, "node", "nodes"), d.routers, plural(d.routers, "router", "routers")))
-	}
-	if len(parts) > 0 {
-		c.events.event(svc, v1.EventTypeNormal, "Announced", strings.Join(parts, "; "))
-	}
-	logger.V(2).Info("Ensured load balancer", "addresses", addrs, "announced", parts)
+	// The Events of what is announced, and the conditions, follow from
+	// the announcer's syncs (statusWriter): Ensure runs again and again
+	// for an unchanged Service, and eligibility changes without it.
+	c.status.recordEnsure(svc, nil)
+	logger.V(2).Info("Ensured load balancer", "addresses", addrs, "announced", done)
 	return lbStatus(addrs), nil
+}
+
+// ensureFailed reports a problem EnsureLoadBalancer found: in the
+// Service's conditions, and as a Warning Event when it differs from the
+// last one (not at every retry of the service controller).
+func (c *cloud) ensureFailed(svc *v1.Service, reason, msg string) {
+	if reason != reasonAnnounceError {
+		allocationFailures.WithLabelValues(reason).Inc()
+	}
+	if c.status.recordEnsure(svc, &allocationOutcome{reason: reason, message: msg}) {
+		c.events.event(svc, v1.EventTypeWarning, reason, msg)
+	}
 }
 
 // UpdateLoadBalancer is called when the set of nodes changes; the
@@ -135,6 +139,7 @@ func (c *cloud) EnsureLoadBalancerDeleted(ctx context.Context, _ string, svc *v1
 		return err
 	}
 	c.alloc.Release(svc.Namespace, svc.Name)
+	c.status.forget(serviceKey(svc.Namespace, svc.Name))
 	klog.FromContext(ctx).V(2).Info("Deleted load balancer", "service", klog.KObj(svc), "addresses", addrs)
 	return nil
 }
@@ -155,14 +160,14 @@ func (c *cloud) checkBGPAnnotations(svc *v1.Service) error {
 func (c *cloud) allocationFailed(svc *v1.Service, err error) error {
 	for _, r := range allocationReasons {
 		if errors.Is(err, r.err) {
-			c.events.event(svc, v1.EventTypeWarning, r.reason, err.Error())
+			c.ensureFailed(svc, r.reason, err.Error())
 			if r.retry {
 				return api.NewRetryError(err.Error(), retryAfter)
 			}
 			return err
 		}
 	}
-	c.events.event(svc, v1.EventTypeWarning, "AllocationFailed", err.Error())
+	c.ensureFailed(svc, "AllocationFailed", err.Error())
 	return err
 }
 

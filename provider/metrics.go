@@ -55,7 +55,7 @@ var (
 // registered by New, through Options.RegisterCollector.
 func RegisterMetrics() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(configReloads, ensureDuration)
+		legacyregistry.MustRegister(configReloads, ensureDuration, configStale, allocationFailures)
 	})
 }
 

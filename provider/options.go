@@ -21,6 +21,10 @@ type Options struct {
 	Client kubernetes.Interface
 	// RouterID is --bgp-router-id; see routerID for the defaults.
 	RouterID string
+	// NodeName is the Node this replica runs on (--node-name, default
+	// $NODE_NAME): with the inventory, its rack chooses the peers with
+	// dialFrom (see replicaRack).
+	NodeName string
 	// BGPAPIAddress serves the embedded GoBGP's gRPC API (--bgp-api-address).
 	BGPAPIAddress netip.AddrPort
 	// RegisterCollector, when set, registers the cloud's metrics (pools,

@@ -68,10 +68,11 @@ func (c *cloud) restore(ctx context.Context) error {
 	}
 	for _, st := range report.Stale {
 		if s := byKey[st.Namespace+"/"+st.Name]; s != nil {
-			c.events.event(s, v1.EventTypeWarning, "AddressOutsidePools", fmt.Sprintf("address %s is in no configured pool; the Service keeps it until it is deleted", st.Addr))
+			c.events.event(s, v1.EventTypeWarning, reasonStaleAddress, fmt.Sprintf("address %s is in no configured pool; the Service keeps it until it is deleted", st.Addr))
 		}
 	}
 	klog.FromContext(ctx).Info("Restored addresses from the Services' status", "services", len(ours), "addresses", len(report.Restored), "rejected", len(report.Rejected), "stale", len(report.Stale))
 	c.announcer.Trigger()
+	c.status.becomeLeader()
 	return nil
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
+
+	"k8s.io/klog/v2"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
 	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
@@ -49,6 +52,7 @@ func (c *cloud) applySpeaker(ctx context.Context, cfg *config.Config, exports []
 		return nil
 	}
 	bgpCfg := cfg.BGP
+	bgpCfg.Peers = c.choosePeers(ctx, cfg)
 	id, err := routerID(bgpCfg.RouterID, c.opts.RouterID)
 	if err != nil {
 		return err
@@ -72,6 +76,38 @@ func (c *cloud) applySpeaker(ctx context.Context, cfg *config.Config, exports []
 	}
 	c.speakers.swap(sp)
 	return nil
+}
+
+// choosePeers returns the peers of this replica (see replicaPeers) and
+// logs which they are when that changes.
+func (c *cloud) choosePeers(ctx context.Context, cfg *config.Config) []bgp.Peer {
+	rack := c.replicaRack(cfg)
+	peers := replicaPeers(cfg.BGP.Peers, rack)
+	names := peerNames(peers)
+	if c.peering.changed(rack, names) {
+		logger := klog.FromContext(ctx)
+		logger.Info("BGP peers of this replica", "rack", rack, "node", c.opts.NodeName, "peers", names)
+		if rack == "" && len(peers) < len(cfg.BGP.Peers) {
+			logger.Info("Warning: this replica's rack is unknown (neither the inventory entry of --node-name nor the rack subnets hold it, see $NODE_IP): it peers only with the routers without dialFrom",
+				"skipped", len(cfg.BGP.Peers)-len(peers))
+		}
+	}
+	return peers
+}
+
+// peeringLog remembers the peers logged last.
+type peeringLog struct {
+	logged bool
+	rack   string
+	names  []string
+}
+
+func (l *peeringLog) changed(rack string, names []string) bool {
+	if l.logged && l.rack == rack && slices.Equal(l.names, names) {
+		return false
+	}
+	l.logged, l.rack, l.names = true, rack, names
+	return true
 }
 
 // stopSpeaker stops the speaker, if one runs. Callers hold reloadMu.

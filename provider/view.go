@@ -44,6 +44,7 @@ func (a *announcer) view(ctx context.Context, o *override, scope []netip.Addr) (
 	var dups []duplicateAddress
 	v.candidates, dups = candidates(nodes, v.cfg)
 	a.reportDuplicates(nodes, dups)
+	a.reportRackless(nodes, v.cfg)
 
 	isOverride := func(s *v1.Service) bool {
 		return o != nil && s.Namespace == o.svc.Namespace && s.Name == o.svc.Name

@@ -78,6 +78,7 @@ func (w *configWatcher) check(ctx context.Context, now time.Time) {
 	logger := klog.FromContext(ctx)
 	data, err := config.ReadFile(w.path, config.MaxFileSize)
 	if err != nil {
+		configStale.Set(1)
 		if w.report("unreadable\x00" + err.Error()) {
 			logger.Error(err, "Cannot read the cloud config; the running config stays in force")
 		}
@@ -85,6 +86,7 @@ func (w *configWatcher) check(ctx context.Context, now time.Time) {
 	}
 	cfg, err := config.Parse(data)
 	if err != nil {
+		configStale.Set(1)
 		if w.report("invalid\x00" + digest(data) + "\x00" + err.Error()) {
 			configReloads.WithLabelValues("invalid").Inc()
 			logger.Error(err, "Rejected the cloud config; the running config stays in force, and the file is checked again at every poll")
@@ -93,6 +95,7 @@ func (w *configWatcher) check(ctx context.Context, now time.Time) {
 	}
 	fp := fingerprint(data, cfg)
 	if fp == w.applied {
+		configStale.Set(0)
 		w.reported = "" // a later problem is new again
 		return
 	}
@@ -106,6 +109,7 @@ func (w *configWatcher) check(ctx context.Context, now time.Time) {
 		}
 	}
 	if err := w.apply(ctx, cfg); err != nil {
+		configStale.Set(1)
 		if fp != w.failed {
 			w.failed, w.failures = fp, 0
 		}
@@ -119,6 +123,7 @@ func (w *configWatcher) check(ctx context.Context, now time.Time) {
 		return
 	}
 	w.applied, w.reported, w.failed, w.failures = fp, "", "", 0
+	configStale.Set(0)
 	configReloads.WithLabelValues("applied").Inc()
 }
 

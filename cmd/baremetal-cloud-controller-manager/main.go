@@ -166,6 +166,7 @@ func (st *starter) initCloud(cc *cloudcontrollerconfig.CompletedConfig) cloudpro
 		ReloadInterval: st.ours.configReloadInterval,
 		Client:         client,
 		RouterID:       st.ours.bgpRouterID,
+		NodeName:       st.ours.nodeName,
 		BGPAPIAddress:  st.ours.bgpAPIAddress,
 		// The cloud's own metrics, on the secure /metrics.
 		RegisterCollector: legacyregistry.CustomMustRegister,
@@ -175,6 +176,17 @@ func (st *starter) initCloud(cc *cloudcontrollerconfig.CompletedConfig) cloudpro
 		klog.FromContext(ctx).Error(err, "Cannot start the cloud provider")
 		klog.FlushAndExit(klog.ExitFlushTimeout, 1)
 	}
+	if st.ours.readinessAddress.IsValid() {
+		r, ok := cloud.(readiness)
+		if !ok {
+			klog.FromContext(ctx).Error(nil, "The cloud provider cannot tell its readiness")
+			klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+		}
+		if err := serveReadyz(ctx, st.ours.readinessAddress, r); err != nil {
+			klog.FromContext(ctx).Error(err, "Cannot serve /readyz")
+			klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+		}
+	}
 	return cloud
 }
 
@@ -183,6 +195,9 @@ type ourFlags struct {
 	bgpRouterID          string
 	bgpAPIAddressFlag    string
 	bgpAPIAddress        netip.AddrPort
+	readinessFlag        string
+	readinessAddress     netip.AddrPort
+	nodeName             string
 }
 
 func (o *ourFlags) addFlags(fs *pflag.FlagSet) {
@@ -192,6 +207,10 @@ func (o *ourFlags) addFlags(fs *pflag.FlagSet) {
 		"BGP router ID of this replica (IPv4) when the cloud config gives none. Default: $NODE_IP if IPv4, else the host's first global IPv4 address.")
 	fs.StringVar(&o.bgpAPIAddressFlag, "bgp-api-address", "",
 		"Serve the embedded GoBGP's gRPC API on this loopback address and port (e.g. 127.0.0.1:50051), for the gobgp CLI. Empty: off.")
+	fs.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"),
+		"The Node this replica runs on (default $NODE_NAME, which the DaemonSet sets). Its rack (its machine's in the inventory, else the rack holding $NODE_IP) chooses the BGP peers with dialFrom.")
+	fs.StringVar(&o.readinessFlag, "readiness-bind-address", "",
+		"Serve /readyz over plain HTTP on this address and port (e.g. $(NODE_IP):10263): 200 once this replica has synced and one of its BGP sessions is Established (or it has none to peer with), else 503. For the readiness probe; liveness stays on the secure port's /healthz. Empty: off.")
 }
 
 func (o *ourFlags) validate() error {
@@ -209,6 +228,13 @@ func (o *ourFlags) validate() error {
 			return fmt.Errorf("--bgp-api-address=%q: must be a loopback address and port such as 127.0.0.1:50051 (the API has no authentication)", o.bgpAPIAddressFlag)
 		}
 		o.bgpAPIAddress = ap
+	}
+	if o.readinessFlag != "" {
+		ap, err := netip.ParseAddrPort(o.readinessFlag)
+		if err != nil || ap.Port() == 0 {
+			return fmt.Errorf("--readiness-bind-address=%q: must be an IP address and a port such as 198.51.100.11:10263", o.readinessFlag)
+		}
+		o.readinessAddress = ap
 	}
 	return nil
 }

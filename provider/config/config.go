@@ -236,13 +236,7 @@ func (f *File) Validate() (*Config, field.ErrorList) {
 		cfg.BGP, bgpErrs = f.BGP.Parse(field.NewPath("bgp"))
 		errs = append(errs, bgpErrs...)
 		for i, p := range f.BGP.Peers {
-			if p.Rack == "" {
-				continue
-			}
-			if _, ok := cfg.Rack(p.Rack); !ok {
-				errs = append(errs, field.Invalid(field.NewPath("bgp", "peers").Index(i).Child("rack"), p.Rack,
-					fmt.Sprintf("no such rack; known racks: %s", strings.Join(rackNames(cfg.Racks), ", "))))
-			}
+			errs = append(errs, peerRacks(field.NewPath("bgp", "peers").Index(i), p, cfg)...)
 		}
 	}
 	if len(f.Pools) > 0 && (f.BGP == nil || f.BGP.ASN == 0) {

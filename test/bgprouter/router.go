@@ -315,3 +315,24 @@ func (r *Router) Originate(n int) error {
 	}
 	return nil
 }
+
+// DisableNeighbor closes the session with the speaker at neighbor and
+// keeps it down (administratively) until EnableNeighbor.
+func (r *Router) DisableNeighbor(neighbor string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	if _, err := r.proc.api.DisablePeer(ctx, &api.DisablePeerRequest{Address: neighbor}); err != nil {
+		return fmt.Errorf("bgprouter: disabling the session with %s: %w", neighbor, err)
+	}
+	return nil
+}
+
+// EnableNeighbor lets the speaker at neighbor connect again.
+func (r *Router) EnableNeighbor(neighbor string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	if _, err := r.proc.api.EnablePeer(ctx, &api.EnablePeerRequest{Address: neighbor}); err != nil {
+		return fmt.Errorf("bgprouter: enabling the session with %s: %w", neighbor, err)
+	}
+	return nil
+}

@@ -125,7 +125,7 @@ func TestCCMAsServiceAccount(t *testing.T) {
 				}
 			}
 			if len(forbidden) > 0 {
-				t.Errorf("the CCM was refused %d request(s) with the manifests' RBAC (add the permission to manifests/rbac.yaml, the allow-list in rbac_test.go and docs/deploy.md):\n%s",
+				t.Errorf("the CCM was refused %d request(s) with the manifests' RBAC (add the permission to manifests/rbac.yaml, the allow-list in rbac_test.go and docs/reference/manifests.md):\n%s",
 					len(forbidden), strings.Join(forbidden, "\n"))
 			}
 		})
@@ -154,24 +154,24 @@ func waitLeader(t *testing.T, c kubernetes.Interface) {
 // checkSecurePort checks what the DaemonSet's probes and a metrics scraper
 // rely on: /healthz answers without credentials, and /metrics authenticates
 // (client certificates via the extension-apiserver-authentication
-// ConfigMap, tokens via TokenReview) and authorizes (SubjectAccessReview).
+// ConfigMap, tokens via TokenReview) and authorizes (SubjectAccessReview)
+// a scraper bound to the monitoring component's ClusterRole.
 func checkSecurePort(t *testing.T, cp *controlplane.ControlPlane, port int) {
 	t.Helper()
 	ctx := context.Background()
-	// A scraper: a ServiceAccount that may get /metrics.
+	// A scraper: a ServiceAccount bound to the component's metrics reader,
+	// as docs/operations say to bind Prometheus'.
 	const scraper = "deploy-test-scraper"
 	if _, err := cp.Client.CoreV1().ServiceAccounts(namespace).Create(ctx, &v1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: scraper}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cp.Client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: scraper},
-		Rules:      []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}},
-	}, metav1.CreateOptions{}); err != nil {
+	role := metricsReaderRole(t, renderWithMonitoring(t))
+	if _, err := cp.Client.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cp.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: scraper},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: scraper},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
 		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: scraper, Namespace: namespace}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

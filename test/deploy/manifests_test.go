@@ -46,7 +46,7 @@ func ensureKubeSystem(t *testing.T, c kubernetes.Interface) {
 	}
 }
 
-// applyManifests applies manifests/ as docs/kubeadm.md says to.
+// applyManifests applies manifests/ as docs/install.md says to.
 func applyManifests(t *testing.T, cp *controlplane.ControlPlane) {
 	t.Helper()
 	ensureKubeSystem(t, cp.Client)
@@ -55,7 +55,7 @@ func applyManifests(t *testing.T, cp *controlplane.ControlPlane) {
 
 // TestManifests applies the kustomize base to a real kube-apiserver, first
 // with --dry-run=server, then for real and again (an upgrade re-applies);
-// then the overlay of docs/kubeadm.md that replaces the example cloud config
+// then the overlay of docs/install.md that replaces the example cloud config
 // and passwords; and checks that the ServiceAccount ends up with exactly the
 // allow-listed permissions, asking the apiserver itself.
 func TestManifests(t *testing.T) {
@@ -112,7 +112,7 @@ func listIDs(list map[string]any) []string {
 	return ids
 }
 
-// testOverlay applies the overlay docs/kubeadm.md tells users to write:
+// testOverlay applies the overlay docs/install.md tells users to write:
 // their cloud.yaml and password files replace the examples, under the same
 // names, so the DaemonSet mounts them and a change is a hot reload.
 func testOverlay(t *testing.T, cp *controlplane.ControlPlane, base string) {
@@ -295,7 +295,7 @@ func serviceAccountClient(t *testing.T, cp *controlplane.ControlPlane, sa string
 }
 
 // TestDaemonSet checks the rendered DaemonSet against what issue 7 and
-// docs/deploy.md promise, and against the other objects it refers to.
+// docs/reference/manifests.md promise, and against the other objects it refers to.
 func TestDaemonSet(t *testing.T) {
 	objs := render(t, repoPath(t, "manifests"))
 	var ds appsv1.DaemonSet
@@ -371,8 +371,10 @@ func TestDaemonSet(t *testing.T) {
 		{"--bind-address", args["--bind-address"], "$(NODE_IP)"},
 		{"--secure-port", args["--secure-port"], "10258"},
 		{"NODE_IP", env["NODE_IP"], "fieldRef:status.hostIP"},
+		{"NODE_NAME", env["NODE_NAME"], "fieldRef:spec.nodeName"},
 		{"liveness probe", probe(c.LivenessProbe), "HTTPS :10258 /healthz"},
-		{"readiness probe", probe(c.ReadinessProbe), "HTTPS :10258 /healthz"},
+		{"--readiness-bind-address", args["--readiness-bind-address"], "$(NODE_IP):10263"},
+		{"readiness probe", probe(c.ReadinessProbe), "HTTP :10263 /readyz"},
 		{"requests and limits", len(c.Resources.Requests) == 2 && len(c.Resources.Limits) == 2, true},
 		{"runAsNonRoot", psc.RunAsNonRoot != nil && *psc.RunAsNonRoot, true},
 		{"runAsUser", fmt.Sprint(deref(psc.RunAsUser)), "65532"},

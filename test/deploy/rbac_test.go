@@ -28,8 +28,8 @@ const (
 )
 
 // allowed is the documented list of everything the manifests grant the CCM
-// (docs/deploy.md explains each). The manifests may grant nothing else: a new
-// permission is added here, with its reason in docs/deploy.md, after the
+// (docs/reference/manifests.md explains each). The manifests may grant nothing else: a new
+// permission is added here, with its reason in docs/reference/manifests.md, after the
 // binary was seen to need it (TestCCMAsServiceAccount: "forbidden" in its log).
 var allowed = []permission{
 	// Node controller: initialise Nodes; node lifecycle controller: shutdown
@@ -217,7 +217,7 @@ func TestRBACAllowList(t *testing.T) {
 	want := expand(allowed)
 	for g, role := range granted {
 		if _, ok := want[g]; !ok {
-			problems = append(problems, fmt.Sprintf("%s grants %q, which is not in the allow-list (test/deploy/rbac_test.go, docs/deploy.md)", role, g))
+			problems = append(problems, fmt.Sprintf("%s grants %q, which is not in the allow-list (test/deploy/rbac_test.go, docs/reference/manifests.md)", role, g))
 		}
 	}
 	for g, role := range want {
@@ -225,7 +225,7 @@ func TestRBACAllowList(t *testing.T) {
 			continue // granted by the apiserver's own role; checked on the real apiserver
 		}
 		if granted[g] != role {
-			problems = append(problems, fmt.Sprintf("the allow-list says %s grants %q, but it does not: update the list and docs/deploy.md", role, g))
+			problems = append(problems, fmt.Sprintf("the allow-list says %s grants %q, but it does not: update the list and docs/reference/manifests.md", role, g))
 		}
 	}
 	slices.Sort(problems)

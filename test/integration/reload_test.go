@@ -91,8 +91,10 @@ func TestConfigReloadAndMetrics(t *testing.T) {
 		`baremetal_ccm_pool_addresses{family="IPv4",pool="public",state="total"} 15`,
 		`baremetal_ccm_bgp_session_up{peer="tor-a"} 1`,
 		`baremetal_ccm_bgp_paths_announced{family="ipv4-unicast",peer="tor-a"} 2`,
-		`baremetal_ccm_ensure_load_balancer_duration_seconds_count 1`,
 	)
+	// Ensure runs again when the leader records the Service's pool in its
+	// annotation (the service controller syncs on annotation changes).
+	waitMetricValue(t, port, `baremetal_ccm_ensure_load_balancer_duration_seconds_count`, ">= 1", func(v float64) bool { return v >= 1 })
 
 	// An invalid file: refused, counted, and the running config stays.
 	writeFile(t, cloudConfig, base+"bogus: true\n")

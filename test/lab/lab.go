@@ -164,6 +164,9 @@ const (
 	Pool6 = "2001:db8:100::/120"
 )
 
+// defaultHoldTime is the sessions' hold time unless Options say.
+const defaultHoldTime = 9
+
 // NodesPerRack is the number of machines in each rack.
 const NodesPerRack = 3
 
@@ -207,7 +210,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		return nil, errors.New("lab: Prefix (at most 9 bytes), Dir and Slot 0..5 are required")
 	}
 	if o.HoldTime == 0 {
-		o.HoldTime = 9
+		o.HoldTime = defaultHoldTime
 	}
 	if err := ClaimDir(o.Dir); err != nil {
 		return nil, err
@@ -495,44 +498,46 @@ func (l *Lab) buildFabric(ctx context.Context) error {
 // maximum-paths: FRR weights the multipaths by their link-bandwidth
 // communities by default (docs/weighted-ecmp.md).
 func (l *Lab) torConf(r *Rack) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n timers bgp %d %d\n",
-		r.ASN, r.Core4, max(1, l.Opts.HoldTime/3), l.Opts.HoldTime)
-	for _, c := range l.CCMs {
-		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", c.Addr4, CCMASN, c.Addr4)
+	ccms := make([]netip.Addr, len(l.CCMs))
+	for i, c := range l.CCMs {
+		ccms[i] = c.Addr4
 	}
-	client4, client6 := l.Opts.core4(6), core6(6)
-	for _, a := range []netip.Addr{client4, client6} {
-		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", a, ClientASN, a)
+	return ToRBGPD(l.Opts, r.ASN, r.Core4, ccms).String()
+}
+
+// ToRBGPD is the bgpd.conf of a ToR of the lab (AS asn, router ID id):
+// an eBGP session with each replica (ccms, on the core LAN) carrying both
+// families, and one per family with the client, ECMP over 16 paths.
+// docs/router-configuration.md shows it for rack-a (ExampleToRBGPD; test/docs
+// checks the text).
+func ToRBGPD(o Options, asn int, id netip.Addr, ccms []netip.Addr) fabric.BGPD {
+	c := fabric.BGPD{ASN: asn, RouterID: id, Keepalive: max(1, o.HoldTime/3), Hold: o.HoldTime, MaximumPaths: 16}
+	for i, a := range ccms {
+		c.Neighbors = append(c.Neighbors, fabric.BGPNeighbor{Addr: a, ASN: CCMASN, ConnectRetry: 1, IPv6: true,
+			Comment: fmt.Sprintf("baremetal-ccm replica %d: one session carries both families", i+1)})
 	}
-	fmt.Fprintf(&b, " address-family ipv4 unicast\n  maximum-paths 16\n  no neighbor %s activate\n exit-address-family\n", client6)
-	b.WriteString(" address-family ipv6 unicast\n  maximum-paths 16\n")
-	for _, c := range l.CCMs {
-		fmt.Fprintf(&b, "  neighbor %s activate\n", c.Addr4)
-	}
-	fmt.Fprintf(&b, "  neighbor %s activate\n exit-address-family\n", client6)
-	return b.String()
+	c.Neighbors = append(c.Neighbors,
+		fabric.BGPNeighbor{Addr: o.core4(6), ASN: ClientASN, ConnectRetry: 1, Comment: "the client, IPv4"},
+		fabric.BGPNeighbor{Addr: core6(6), ASN: ClientASN, ConnectRetry: 1, NoIPv4: true, IPv6: true, Comment: "the client, IPv6"})
+	return c
+}
+
+// ExampleToRBGPD is rack-a's ToRBGPD in a lab of slot 0 with the default
+// hold time, as `make demo` builds it.
+func ExampleToRBGPD() fabric.BGPD {
+	o := Options{HoldTime: defaultHoldTime}
+	return ToRBGPD(o, RackNets[0].ASN, o.core4(2), []netip.Addr{o.core4(4), o.core4(5)})
 }
 
 func (l *Lab) clientConf() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "route-map NONE deny 10\n!\nrouter bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n bgp bestpath as-path multipath-relax\n timers bgp %d %d\n",
-		ClientASN, l.Opts.core4(6), max(1, l.Opts.HoldTime/3), l.Opts.HoldTime)
+	c := fabric.BGPD{ASN: ClientASN, RouterID: l.Opts.core4(6), Keepalive: max(1, l.Opts.HoldTime/3), Hold: l.Opts.HoldTime,
+		MaximumPaths: 16, MultipathRelax: true}
 	for _, r := range l.Racks {
-		for _, a := range []netip.Addr{r.Core4, r.Core6} {
-			fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", a, r.ASN, a)
-		}
+		c.Neighbors = append(c.Neighbors,
+			fabric.BGPNeighbor{Addr: r.Core4, ASN: r.ASN, ConnectRetry: 1, SendNothing: true},
+			fabric.BGPNeighbor{Addr: r.Core6, ASN: r.ASN, ConnectRetry: 1, NoIPv4: true, IPv6: true, SendNothing: true})
 	}
-	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 16\n")
-	for _, r := range l.Racks {
-		fmt.Fprintf(&b, "  neighbor %s route-map NONE out\n  no neighbor %s activate\n", r.Core4, r.Core6)
-	}
-	b.WriteString(" exit-address-family\n address-family ipv6 unicast\n  maximum-paths 16\n")
-	for _, r := range l.Racks {
-		fmt.Fprintf(&b, "  neighbor %s activate\n  neighbor %s route-map NONE out\n", r.Core6, r.Core6)
-	}
-	b.WriteString(" exit-address-family\n")
-	return b.String()
+	return c.String()
 }
 
 func (l *Lab) startRouters() error {

@@ -40,7 +40,7 @@ func (c *Cluster) overlayDir() string { return filepath.Join(c.Opts.Dir, "ccm-ov
 
 // writeOverlay writes an overlay of the repository's manifests/ that
 // changes only the image tag, the cloud config and the BGP passwords: what
-// docs/kubeadm.md tells a user to write.
+// docs/install.md tells a user to write.
 func (c *Cluster) writeOverlay(tag string) error {
 	dir := c.overlayDir()
 	if err := os.MkdirAll(filepath.Join(dir, "bgp-passwords"), 0o755); err != nil {

@@ -1,0 +1,114 @@
+package provider
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
+	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
+)
+
+// recordedEvents records the Events a statusWriter sends.
+type recordedEvents struct {
+	mu      sync.Mutex
+	reasons []string
+}
+
+func (r *recordedEvents) event(_ runtime.Object, _, reason, _ string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reasons = append(r.reasons, reason)
+}
+
+func (r *recordedEvents) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.reasons
+	r.reasons = nil
+	return out
+}
+
+func startStatusWriter(t *testing.T, objs ...runtime.Object) (*statusWriter, *recordedEvents) {
+	t.Helper()
+	cfg, err := config.Parse([]byte("region: lab\npools:\n- name: public\n  addresses: [203.0.113.0/28]\nbgp:\n  asn: 64512\n  peers:\n  - {name: tor-a, address: 198.51.100.1, asn: 64513}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := fake.NewClientset(objs...)
+	factory := informers.NewSharedInformerFactory(client, 0)
+	svcInf := factory.Core().V1().Services()
+	ev := &recordedEvents{}
+	w := newStatusWriter(client, svcInf.Informer(), svcInf.Lister(), ev, func() *config.Config { return cfg }, fakeAllocations{}, func(netip.Addr) bool { return true })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	w.leader.Store(true)
+	return w, ev
+}
+
+// TestStatusWriterEventsOnChangeOnly: the Events follow changes of what is
+// announced — a new Service, more or fewer nodes, losing every node, fail
+// open — and a pass that sees nothing new sends none; a Service that a
+// previous leader already reported on gets no Event for what it already says.
+func TestStatusWriterEventsOnChangeOnly(t *testing.T) {
+	vip := netip.MustParseAddr("203.0.113.1")
+	fresh := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")
+	known := lbService("old", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.2")
+	known.Status.Conditions = []metav1.Condition{{Type: service.ConditionAnnounced, Status: "True", Reason: reasonAnnounced}}
+	w, ev := startStatusWriter(t, fresh, known)
+	old := netip.MustParseAddr("203.0.113.2")
+
+	steps := []struct {
+		name string
+		vips map[netip.Addr]vipOutcome
+		want []string
+	}{
+		{"first announcement: the new Service only", map[netip.Addr]vipOutcome{vip: {nodes: 3, peered: 1, routers: 1}, old: {nodes: 3, peered: 1, routers: 1}}, []string{reasonAnnounced}},
+		{"nothing changed", map[netip.Addr]vipOutcome{vip: {nodes: 3, peered: 1, routers: 1}, old: {nodes: 3, peered: 1, routers: 1}}, nil},
+		{"a session went down: no Service Event", map[netip.Addr]vipOutcome{vip: {nodes: 3, peered: 1}, old: {nodes: 3, peered: 1}}, nil},
+		{"a node went", map[netip.Addr]vipOutcome{vip: {nodes: 2, peered: 1, routers: 1}, old: {nodes: 3, peered: 1, routers: 1}}, []string{reasonAnnounced}},
+		{"every node went", map[netip.Addr]vipOutcome{vip: {peered: 1, routers: 1}, old: {nodes: 3, peered: 1, routers: 1}}, []string{reasonNoEligible}},
+		{"still none", map[netip.Addr]vipOutcome{vip: {peered: 1, routers: 1}, old: {nodes: 3, peered: 1, routers: 1}}, nil},
+		{"fail open", map[netip.Addr]vipOutcome{vip: {nodes: 3, failOpen: true, peered: 1, routers: 1}, old: {nodes: 3, peered: 1, routers: 1}}, []string{reasonFailOpen}},
+		{"healthy again", map[netip.Addr]vipOutcome{vip: {nodes: 3, peered: 1, routers: 1}, old: {nodes: 3, peered: 1, routers: 1}}, []string{reasonAnnounced}},
+	}
+	for _, st := range steps {
+		w.announced.Store(&announcements{speaker: true, vips: st.vips})
+		w.pass()
+		got := ev.take()
+		if len(got) != len(st.want) || (len(got) > 0 && got[0] != st.want[0]) {
+			t.Errorf("%s: Events %v, want %v", st.name, got, st.want)
+		}
+	}
+}
+
+// TestRecordEnsureReportsNewProblemsOnly: a problem of EnsureLoadBalancer
+// is worth an Event when it is new or different, not at every retry.
+func TestRecordEnsureReportsNewProblemsOnly(t *testing.T) {
+	svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster)
+	w, _ := startStatusWriter(t, svc)
+	exhausted := &allocationOutcome{"PoolExhausted", "no free address"}
+	for i, tc := range []struct {
+		problem *allocationOutcome
+		isNew   bool
+	}{
+		{exhausted, true},
+		{exhausted, false},
+		{&allocationOutcome{"AddressTaken", "held by default/other"}, true},
+		{nil, false},
+		{exhausted, true},
+	} {
+		if got := w.recordEnsure(svc, tc.problem); got != tc.isNew {
+			t.Errorf("step %d: recordEnsure(%v) = %v, want %v", i, tc.problem, got, tc.isNew)
+		}
+	}
+}
