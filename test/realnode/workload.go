@@ -21,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
@@ -133,13 +134,17 @@ func (c *Cluster) ApplyDeployment(ctx context.Context, d *appsv1.Deployment) err
 
 // Scale sets a Deployment's replicas.
 func (c *Cluster) Scale(ctx context.Context, namespace, name string, replicas int32) error {
-	s, err := c.Kube.AppsV1().Deployments(namespace).GetScale(ctx, name, metav1.GetOptions{})
-	if err != nil {
+	// The Deployment controller writes the scale subresource's status
+	// too: an update may meet a newer resourceVersion.
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s, err := c.Kube.AppsV1().Deployments(namespace).GetScale(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		s.Spec.Replicas = replicas
+		_, err = c.Kube.AppsV1().Deployments(namespace).UpdateScale(ctx, name, s, metav1.UpdateOptions{})
 		return err
-	}
-	s.Spec.Replicas = replicas
-	_, err = c.Kube.AppsV1().Deployments(namespace).UpdateScale(ctx, name, s, metav1.UpdateOptions{})
-	return err
+	})
 }
 
 // WaitDeploymentReady waits until the Deployment's replicas are all ready
