@@ -12,9 +12,9 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// CloudConfig is the lab's cloud config: its racks, its pool, a peer per
-// ToR (dialled over multihop by the replicas of other racks) and health
-// checks tuned for fast tests.
+// CloudConfig is the lab's cloud config: its racks, its pool, two peer
+// entries per ToR (dialled directly by the replicas of its rack, over
+// multihop by the others) and health checks tuned for fast tests.
 func (c *Cluster) CloudConfig() string {
 	var b strings.Builder
 	b.WriteString("region: lab\nracks:\n")
@@ -27,9 +27,23 @@ func (c *Cluster) CloudConfig() string {
 	// carries them to the other racks (docs/routes.md).
 	fmt.Fprintf(&b, "routes:\n  clusterCIDRs: [%s]\n  announceTo: rack\n", PodNet)
 	fmt.Fprintf(&b, "bgp:\n  asn: %d\n  holdTime: %ds\n  peers:\n", CCMASN, HoldTime)
+	// Rack-aware peering (docs/reference/config.md#peering-by-rack-dialfrom):
+	// a replica peers with its own rack's ToR directly, with GTSM, and
+	// with the other racks' ToRs over eBGP multihop. The config does not
+	// say where the control-plane nodes are: rack c, which has none,
+	// hears from every replica over multihop.
 	for _, r := range c.Racks {
-		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    asn: %d\n    rack: %s\n    ebgpMultihop: %d\n    passwordFile: /etc/baremetal-ccm-bgp/%s\n",
-			r.torName(), gateway(r.RackPlan), r.ASN, r.Name, multihopTTL, r.torName())
+		var others []string
+		for _, o := range c.Racks {
+			if o != r {
+				others = append(others, o.Name)
+			}
+		}
+		peer := fmt.Sprintf("    address: %s\n    asn: %d\n    rack: %s\n    passwordFile: /etc/baremetal-ccm-bgp/%s\n",
+			gateway(r.RackPlan), r.ASN, r.Name, r.torName())
+		fmt.Fprintf(&b, "  - name: %s\n%s    ttlSecurity: 1\n    dialFrom: {racks: [%s]}\n", r.torName(), peer, r.Name)
+		fmt.Fprintf(&b, "  - name: %s-multihop\n%s    ebgpMultihop: %d\n    dialFrom: {racks: [%s]}\n",
+			r.torName(), peer, multihopTTL, strings.Join(others, ", "))
 	}
 	b.WriteString("healthCheck:\n  enabled: true\n  port: 10256\n  path: /healthz\n  interval: 500ms\n  timeout: 400ms\n  unhealthyThreshold: 2\n  healthyThreshold: 2\n")
 	return b.String()

@@ -58,7 +58,7 @@ func TestRealCluster(t *testing.T) {
 
 	t.Run("ClusterTrafficReachesEveryRack", w.clusterTraffic)
 	t.Run("LocalPathsFollowEndpoints", w.localPolicy)
-	t.Run("MultihopRackCarriesItsNodes", w.multihopRack)
+	t.Run("RackAwarePeeringAndMultihopRack", w.multihopRack)
 	t.Run("PodRoutesFromTheCCM", w.podRoutes)
 	t.Run("WeightedECMPFollowsEndpoints", w.weightedECMP)
 	t.Run("NodeFailure", w.nodeFailure)
@@ -244,18 +244,28 @@ func (w *world) localPolicy(t *testing.T) {
 	}
 }
 
-// multihopRack: scenario 7. The third rack has no control-plane node: its
-// ToR hears the replicas over multihop sessions and routes the VIP via its
-// own nodes.
+// multihopRack: scenario 7, and rack-aware peering (issue 16). The
+// replicas dial as the cloud config's dialFrom says: their own rack's ToR
+// directly, which that ToR accepts only with GTSM (TTL 255), and the other
+// racks' ToRs over multihop. Every ToR therefore hears from both replicas
+// only if each chose the right entry. The third rack has no control-plane
+// node: its ToR hears the replicas over multihop alone and routes the VIP
+// via its own nodes.
 func (w *world) multihopRack(t *testing.T) {
 	rc := w.c.Racks[2]
-	for _, n := range w.c.controlPlane() {
-		if n.Rack == rc {
-			t.Fatalf("%s has a control-plane node; the scenario needs none", rc.Name)
-		}
-		s, err := rc.FRR.BGPNeighborState(w.ctx, n.Addr.String())
-		if err != nil || s != "Established" {
-			t.Errorf("%s: multihop session with %s: %s %v", rc.torName(), n.Name, s, err)
+	for _, r := range w.c.Racks {
+		for _, n := range w.c.controlPlane() {
+			if n.Rack == rc {
+				t.Fatalf("%s has a control-plane node; the scenario needs none", rc.Name)
+			}
+			kind := "multihop"
+			if n.Rack == r {
+				kind = "direct (GTSM)"
+			}
+			s, err := r.FRR.BGPNeighborState(w.ctx, n.Addr.String())
+			if err != nil || s != "Established" {
+				t.Errorf("%s: %s session with %s: %s %v", r.torName(), kind, n.Name, s, err)
+			}
 		}
 	}
 	hops, err := rc.NextHops(w.ctx, w.webVIP)

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,24 +31,27 @@ func (c *Cluster) controlPlane() []*Node {
 }
 
 // TorConf is the ToR's FRR configuration: a session with every CCM
-// replica (eBGP multihop to the replicas of other racks; this rack's
-// nodes are third-party next hops on its LAN) with TCP MD5, ADD-PATH
-// received (FRR's default) and up to 16 paths installed; and a session
-// with the client, to which it announces the VIPs.
+// replica, with TCP MD5 (GTSM for its own rack's replica, eBGP multihop
+// for the others'; this rack's nodes are third-party next hops on its
+// LAN), taking only the pool's and the pod network's prefixes from them
+// and sending them nothing, ADD-PATH received (FRR's default) and up to
+// 16 paths installed; and a session with the client, to which it
+// announces the VIPs and its rack's pod CIDRs.
 func (c *Cluster) TorConf(r *Rack) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp network import-check\n timers bgp %d %d\n",
-		r.ASN, r.Core, HoldTime/3, HoldTime)
+	conf := fabric.BGPD{ASN: r.ASN, RouterID: r.Core, Keepalive: HoldTime / 3, Hold: HoldTime, MaximumPaths: 16,
+		AcceptFromSpeakers: []netip.Prefix{PoolNet, PodNet}}
 	for _, n := range c.controlPlane() {
-		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n neighbor %s password %s\n",
-			n.Addr, CCMASN, n.Addr, n.Addr, c.passwords[r.torName()])
-		if n.Rack != r {
-			fmt.Fprintf(&b, " neighbor %s ebgp-multihop %d\n", n.Addr, multihopTTL)
+		nb := fabric.BGPNeighbor{Addr: n.Addr, ASN: CCMASN, Comment: "baremetal-ccm replica on " + n.Name,
+			Password: c.passwords[r.torName()], ConnectRetry: 1, Speaker: true}
+		if n.Rack == r {
+			nb.TTLSecurityHops = 1
+		} else {
+			nb.EBGPMultihop = multihopTTL
 		}
+		conf.Neighbors = append(conf.Neighbors, nb)
 	}
-	fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n", clientCoreAddr, ClientASN, clientCoreAddr)
-	b.WriteString(" address-family ipv4 unicast\n  maximum-paths 16\n exit-address-family\n")
-	return b.String()
+	conf.Neighbors = append(conf.Neighbors, fabric.BGPNeighbor{Addr: clientCoreAddr, ASN: ClientASN, Comment: "the client (the spine)", ConnectRetry: 1})
+	return conf.String()
 }
 
 // clientConf: the client learns the VIPs from every ToR and spreads over
