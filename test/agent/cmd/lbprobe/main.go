@@ -44,7 +44,7 @@ func main() {
 	defer stop()
 	client := &http.Client{Timeout: *timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	enc := json.NewEncoder(os.Stdout)
-	perNode := map[string]int{}
+	perNode, perPod := map[string]int{}, map[string]int{}
 	failed := 0
 	for i := 1; i <= *count && ctx.Err() == nil; i++ {
 		start := time.Now()
@@ -69,7 +69,11 @@ func main() {
 		if r.Err != "" {
 			failed++
 		} else {
-			perNode[r.Node]++
+			node, pod := answerOf(r.Node)
+			perNode[node]++
+			if pod != "" {
+				perPod[pod]++
+			}
 		}
 		if !*summary {
 			_ = enc.Encode(r)
@@ -82,21 +86,42 @@ func main() {
 		}
 	}
 	if *summary {
-		printSummary(perNode, failed)
+		printSummary("NODE", perNode, failed)
+		if len(perPod) > 0 {
+			fmt.Println()
+			printSummary("POD", perPod, failed)
+		}
 	}
 }
 
-func printSummary(perNode map[string]int, failed int) {
-	nodes := make([]string, 0, len(perNode))
+// answerOf reads an answer: the lab agent's is the node's name, the
+// real-node lab's netserver's a JSON object naming the pod and its node.
+func answerOf(body string) (node, pod string) {
+	var a struct {
+		Pod  string `json:"pod"`
+		Node string `json:"node"`
+	}
+	if json.Unmarshal([]byte(body), &a) == nil && a.Node != "" {
+		return a.Node, a.Pod
+	}
+	return body, ""
+}
+
+// printSummary prints the answers per key (node or pod) and the failures,
+// each with its share of all requests.
+func printSummary(kind string, answers map[string]int, failed int) {
+	keys := make([]string, 0, len(answers))
 	total := failed
-	for n, c := range perNode {
-		nodes = append(nodes, n)
+	width := 12
+	for k, c := range answers {
+		keys = append(keys, k)
 		total += c
+		width = max(width, len(k))
 	}
-	sort.Strings(nodes)
-	fmt.Printf("%-12s %8s %6s\n", "NODE", "ANSWERS", "SHARE")
-	for _, n := range nodes {
-		fmt.Printf("%-12s %8d %5.0f%%\n", n, perNode[n], 100*float64(perNode[n])/float64(total))
+	sort.Strings(keys)
+	fmt.Printf("%-*s %8s %6s\n", width, kind, "ANSWERS", "SHARE")
+	for _, k := range keys {
+		fmt.Printf("%-*s %8d %5.0f%%\n", width, k, answers[k], 100*float64(answers[k])/float64(total))
 	}
-	fmt.Printf("%-12s %8d %5.0f%%\n", "(failed)", failed, 100*float64(failed)/float64(max(total, 1)))
+	fmt.Printf("%-*s %8d %5.0f%%\n", width, "(failed)", failed, 100*float64(failed)/float64(max(total, 1)))
 }
