@@ -196,6 +196,7 @@ type ourFlags struct {
 	bgpAPIAddressFlag    string
 	bgpAPIAddress        netip.AddrPort
 	readinessFlag        string
+	readinessPort        int
 	readinessAddress     netip.AddrPort
 	nodeName             string
 }
@@ -210,7 +211,9 @@ func (o *ourFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"),
 		"The Node this replica runs on (default $NODE_NAME, which the DaemonSet sets). Its rack (its machine's in the inventory, else the rack holding $NODE_IP) chooses the BGP peers with dialFrom.")
 	fs.StringVar(&o.readinessFlag, "readiness-bind-address", "",
-		"Serve /readyz over plain HTTP on this address and port (e.g. $(NODE_IP):10263): 200 once this replica has synced and one of its BGP sessions is Established (or it has none to peer with), else 503. For the readiness probe; liveness stays on the secure port's /healthz. Empty: off.")
+		"Serve /readyz over plain HTTP on this address (e.g. $(NODE_IP), IPv4 or IPv6), at --readiness-port, or on an address and port ([2001:db8::1]:10263): 200 once this replica has synced and one of its BGP sessions is Established (or it has none to peer with), else 503. For the readiness probe; liveness stays on the secure port's /healthz. Empty: off.")
+	fs.IntVar(&o.readinessPort, "readiness-port", defaultReadinessPort,
+		"The port of /readyz when --readiness-bind-address is an address alone.")
 }
 
 func (o *ourFlags) validate() error {
@@ -230,9 +233,9 @@ func (o *ourFlags) validate() error {
 		o.bgpAPIAddress = ap
 	}
 	if o.readinessFlag != "" {
-		ap, err := netip.ParseAddrPort(o.readinessFlag)
-		if err != nil || ap.Port() == 0 {
-			return fmt.Errorf("--readiness-bind-address=%q: must be an IP address and a port such as 198.51.100.11:10263", o.readinessFlag)
+		ap, err := readinessAddress(o.readinessFlag, o.readinessPort)
+		if err != nil {
+			return err
 		}
 		o.readinessAddress = ap
 	}

@@ -66,3 +66,26 @@ func serveReadyz(ctx context.Context, addr netip.AddrPort, r readiness) error {
 	}()
 	return nil
 }
+
+// defaultReadinessPort is the port of /readyz the DaemonSet's probe asks.
+const defaultReadinessPort = 10263
+
+// readinessAddress reads --readiness-bind-address: an address with a
+// port, or an address alone (an IPv6 $(NODE_IP) cannot be followed by
+// ":port" in a manifest), which then listens on port.
+func readinessAddress(flag string, port int) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(flag); err == nil {
+		if ap.Port() == 0 {
+			return netip.AddrPort{}, fmt.Errorf("--readiness-bind-address=%q: the port must not be 0", flag)
+		}
+		return ap, nil
+	}
+	a, err := netip.ParseAddr(flag)
+	if err != nil || a.Zone() != "" {
+		return netip.AddrPort{}, fmt.Errorf("--readiness-bind-address=%q: must be an IP address (198.51.100.11, 2001:db8::11) or an address and port (198.51.100.11:10263, [2001:db8::11]:10263)", flag)
+	}
+	if port <= 0 || port > 65535 {
+		return netip.AddrPort{}, fmt.Errorf("--readiness-port=%d: must be a port, 1 to 65535", port)
+	}
+	return netip.AddrPortFrom(a, uint16(port)), nil
+}

@@ -39,22 +39,34 @@ func TestReadyzHandler(t *testing.T) {
 func TestReadinessFlag(t *testing.T) {
 	for _, tc := range []struct {
 		value string
-		ok    bool
+		port  int
+		want  string // the address served; empty: an error naming flag
+		flag  string
 	}{
-		{"", true},
-		{"198.51.100.11:10263", true},
-		{"[2001:db8::1]:10263", true},
-		{"198.51.100.11", false},
-		{"localhost:10263", false},
-		{"198.51.100.11:0", false},
+		{value: "", port: 10263},
+		{value: "198.51.100.11:10263", port: 10263, want: "198.51.100.11:10263"},
+		{value: "[2001:db8::1]:10263", port: 10263, want: "[2001:db8::1]:10263"},
+		// An address alone, as the DaemonSet passes $(NODE_IP), of either family.
+		{value: "198.51.100.11", port: 10263, want: "198.51.100.11:10263"},
+		{value: "2001:db8::1", port: 10263, want: "[2001:db8::1]:10263"},
+		{value: "2001:db8::1", port: 9999, want: "[2001:db8::1]:9999"},
+		{value: "2001:db8::1", port: 0, flag: "--readiness-port"},
+		{value: "198.51.100.11", port: 70000, flag: "--readiness-port"},
+		{value: "localhost:10263", port: 10263, flag: "--readiness-bind-address"},
+		{value: "198.51.100.11:0", port: 10263, flag: "--readiness-bind-address"},
+		{value: "fe80::1%eth0", port: 10263, flag: "--readiness-bind-address"},
 	} {
-		o := ourFlags{readinessFlag: tc.value}
+		o := ourFlags{readinessFlag: tc.value, readinessPort: tc.port}
 		err := o.validate()
-		if (err == nil) != tc.ok {
-			t.Errorf("--readiness-bind-address=%q: validate() = %v, want ok=%v", tc.value, err, tc.ok)
-		}
-		if err != nil && !strings.Contains(err.Error(), "--readiness-bind-address") {
-			t.Errorf("the error %q does not name the flag", err)
+		switch {
+		case tc.flag != "" && (err == nil || !strings.Contains(err.Error(), tc.flag)):
+			t.Errorf("--readiness-bind-address=%q --readiness-port=%d: validate() = %v, want an error naming %s", tc.value, tc.port, err, tc.flag)
+		case tc.flag == "" && err != nil:
+			t.Errorf("--readiness-bind-address=%q --readiness-port=%d: validate() = %v", tc.value, tc.port, err)
+		case tc.flag == "" && tc.want == "" && o.readinessAddress.IsValid():
+			t.Errorf("--readiness-bind-address=%q: /readyz on %s, want off", tc.value, o.readinessAddress)
+		case tc.want != "" && o.readinessAddress.String() != tc.want:
+			t.Errorf("--readiness-bind-address=%q --readiness-port=%d: /readyz on %s, want %s", tc.value, tc.port, o.readinessAddress, tc.want)
 		}
 	}
 }
