@@ -3,6 +3,7 @@ package provider
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
 )
@@ -11,7 +12,7 @@ import (
 // (it is, once the cloud exists), the announcer has handed the speaker
 // the whole desired state at least once, and at least one of its BGP
 // sessions is Established. A replica with no router to peer with is ready
-// once it has synced. The DaemonSet's readiness probe asks it (/readyz),
+// once it has synced, unless that is because its rack is unknown. The DaemonSet's readiness probe asks it (/readyz),
 // so that a rolling update takes the next replica down only once the new
 // one announces.
 func (c *cloud) Ready() error {
@@ -24,7 +25,14 @@ func (c *cloud) Ready() error {
 	}
 	// The routers this replica is to peer with, whether or not their
 	// sessions are configured yet (they open after the first sync).
-	want := replicaPeers(cfg.BGP.Peers, c.replicaRack(cfg))
+	rack := c.replicaRack(cfg)
+	want := replicaPeers(cfg.BGP.Peers, rack)
+	if len(want) == 0 && rack == "" && len(cfg.BGP.Peers) > 0 {
+		// Every router has dialFrom and this replica's rack is unknown:
+		// it announces nothing, which is a misconfiguration, not a
+		// replica with nothing to do.
+		return fmt.Errorf("the rack of this replica's node is unknown (--node-name %q, NODE_IP %q): it peers with none of the %d routers, which all have dialFrom", c.opts.NodeName, os.Getenv("NODE_IP"), len(cfg.BGP.Peers))
+	}
 	if len(want) == 0 {
 		return nil
 	}
