@@ -72,8 +72,15 @@ func (pf *PeerFile) parseAddress(path *field.Path, p *Peer, addrs map[netip.Addr
 	a = a.Unmap()
 	p.Address = a
 	for _, j := range addrs[a] {
-		if !disjointDialFrom(pf.DialFrom, all[j].DialFrom) {
+		o := all[j]
+		if !disjointDialFrom(pf.DialFrom, o.DialFrom) {
 			return field.ErrorList{field.Duplicate(fp, fmt.Sprintf("%s (also peers[%d]; two peers may share an address only when both have dialFrom racks and none is in both)", pf.Address, j))}
+		}
+		// Entries of one router differ only in who dials it and how:
+		// the same AS, port and rack, so that every replica sends it the
+		// same paths.
+		if o.ASN != pf.ASN || o.Port != pf.Port || o.Rack != pf.Rack {
+			return field.ErrorList{field.Invalid(fp, pf.Address, fmt.Sprintf("peers[%d] has the same address with asn %d, port %d, rack %q; entries of one router must agree on asn, port and rack (they may differ in dialFrom, ebgpMultihop, ttlSecurity, localAddress and passwordFile)", j, o.ASN, o.Port, o.Rack))}
 		}
 	}
 	addrs[a] = append(addrs[a], index)

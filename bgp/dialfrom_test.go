@@ -40,6 +40,16 @@ func TestParseDialFrom(t *testing.T) {
 			fields: []string{"bgp.peers[1].address"},
 		},
 		{
+			name:   "entries of one router with different ASes",
+			peers:  "- {name: x, address: 198.51.100.1, asn: 64513, dialFrom: {racks: [rack-a]}}\n- {name: y, address: 198.51.100.1, asn: 64514, dialFrom: {racks: [rack-b]}}\n",
+			fields: []string{"bgp.peers[1].address"},
+		},
+		{
+			name:   "entries of one router for different racks' paths",
+			peers:  "- {name: x, address: 198.51.100.1, asn: 64513, rack: rack-a, dialFrom: {racks: [rack-a]}}\n- {name: y, address: 198.51.100.1, asn: 64513, rack: rack-b, dialFrom: {racks: [rack-b]}}\n",
+			fields: []string{"bgp.peers[1].address"},
+		},
+		{
 			name:   "no racks, a repeated and an empty one",
 			peers:  "- {name: x, address: 198.51.100.1, asn: 64513, dialFrom: {racks: []}}\n- {name: y, address: 198.51.100.2, asn: 64513, dialFrom: {racks: [rack-a, rack-a, \"\"]}}\n",
 			fields: []string{"bgp.peers[0].dialFrom.racks", "bgp.peers[1].dialFrom.racks[1]", "bgp.peers[1].dialFrom.racks[2]"},

@@ -117,6 +117,9 @@ func TestParseReportsEveryProblem(t *testing.T) {
 // TestParseWarnings checks that a router ID in the shared file is accepted
 // with a warning that says what to use instead, and that a file without one
 // has no warning.
+// dialFromRacks are two racks for the dialFrom warnings.
+const dialFromRacks = "region: lab\nracks:\n- {name: rack-a, subnets: [198.51.100.0/26]}\n- {name: rack-b, subnets: [198.51.100.64/26]}\n"
+
 func TestParseWarnings(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml string
@@ -126,6 +129,11 @@ func TestParseWarnings(t *testing.T) {
 			[]string{"bgp.routerID: 192.0.2.1", "every replica", "--bgp-router-id", "$NODE_IP"}},
 		{"router ID left to the replicas", "region: lab\nbgp:\n  asn: 64512\n", nil},
 		{"no bgp section", "region: lab\n", nil},
+		{"another rack's replicas dial a ToR with TTL 1", dialFromRacks + "bgp:\n  asn: 64512\n  peers:\n  - {name: tor-a, address: 198.51.100.1, asn: 64513, rack: rack-a, dialFrom: {racks: [rack-a, rack-b]}}\n",
+			[]string{"bgp.peers[0] (tor-a)", "rack-b", "ebgpMultihop"}},
+		{"another rack's replicas dial a ToR over multihop", dialFromRacks + "bgp:\n  asn: 64512\n  peers:\n  - {name: tor-a, address: 198.51.100.1, asn: 64513, rack: rack-a, ebgpMultihop: 2, dialFrom: {racks: [rack-b]}}\n", nil},
+		{"the rack's own replicas dial its ToR with TTL 1", dialFromRacks + "bgp:\n  asn: 64512\n  peers:\n  - {name: tor-a, address: 198.51.100.1, asn: 64513, rack: rack-a, ttlSecurity: 1, dialFrom: {racks: [rack-a]}}\n", nil},
+		{"iBGP needs no multihop", dialFromRacks + "bgp:\n  asn: 64512\n  peers:\n  - {name: tor-a, address: 198.51.100.1, asn: 64512, rack: rack-a, dialFrom: {racks: [rack-b]}}\n", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := Parse([]byte(tc.yaml))
