@@ -220,13 +220,43 @@ func (w *statusWriter) pass() {
 	if err != nil {
 		return
 	}
+	ours := make(map[string]bool, len(svcs))
 	for _, s := range svcs {
+		key := serviceKey(s.Namespace, s.Name)
 		if !service.Announceable(s) {
+			if s.DeletionTimestamp == nil && carriesOurStatus(s) {
+				w.enqueue(key, 0) // no longer ours: write clears it
+			}
 			continue
 		}
+		ours[key] = true
 		w.reportChanges(s)
 		if !conditionsCurrent(s, w.desired(s)) {
-			w.enqueue(serviceKey(s.Namespace, s.Name), 0)
+			w.enqueue(key, 0)
+		}
+	}
+	w.sweep(ours)
+}
+
+// sweep drops what is kept about Services that are gone or no longer
+// ours: a delete can race with a pass or a write that re-adds a key,
+// and no second delete event would remove it.
+func (w *statusWriter) sweep(ours map[string]bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for key := range w.seen {
+		if !ours[key] {
+			delete(w.seen, key)
+		}
+	}
+	for key := range w.written {
+		if !ours[key] {
+			delete(w.written, key)
+		}
+	}
+	for key := range w.ensureProblems {
+		if !ours[key] {
+			delete(w.ensureProblems, key)
 		}
 	}
 }
@@ -349,7 +379,12 @@ func (w *statusWriter) processNext(ctx context.Context) bool {
 	delete(w.pending, key)
 	w.mu.Unlock()
 	if err := w.write(ctx, key); err != nil {
-		klog.FromContext(ctx).V(2).Info("Writing the Service's conditions failed; retrying", "service", key, "err", err)
+		logger := klog.FromContext(ctx)
+		if w.queue.NumRequeues(key) >= 3 {
+			logger.Error(err, "Writing the Service's conditions keeps failing; retrying", "service", key, "attempts", w.queue.NumRequeues(key)+1)
+		} else {
+			logger.V(2).Info("Writing the Service's conditions failed; retrying", "service", key, "err", err)
+		}
 		w.queue.AddRateLimited(key)
 		return true
 	}
@@ -371,7 +406,7 @@ func (w *statusWriter) write(ctx context.Context, key string) error {
 		return err
 	}
 	if !service.Announceable(svc) {
-		return nil
+		return w.clear(ctx, svc)
 	}
 	d := w.desired(svc)
 	if (len(d.conditions) == 0 && d.pools == "") || conditionsCurrent(svc, d) {
@@ -401,6 +436,55 @@ func (w *statusWriter) write(ctx context.Context, key string) error {
 	w.written[key] = writtenStatus{at: time.Now(), status: d}
 	w.mu.Unlock()
 	return nil
+}
+
+// clear removes the conditions and the pool annotation from a Service
+// that is no longer ours (its type or class changed): they would say
+// forever that it is announced.
+func (w *statusWriter) clear(ctx context.Context, svc *v1.Service) error {
+	if svc.DeletionTimestamp != nil || !carriesOurStatus(svc) {
+		return nil
+	}
+	patch, err := clearPatch(svc)
+	if err != nil {
+		return err
+	}
+	if err := w.limiter.Wait(ctx); err != nil {
+		return err
+	}
+	_, err = w.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}, "status")
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("clearing the status of %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	return nil
+}
+
+// carriesOurStatus tells whether svc has a condition or annotation this
+// provider writes.
+func carriesOurStatus(svc *v1.Service) bool {
+	_, annotated := svc.Annotations[service.AnnotationAllocatedFromPool]
+	return annotated || findCondition(svc.Status.Conditions, service.ConditionAddressAllocated) != nil ||
+		findCondition(svc.Status.Conditions, service.ConditionAnnounced) != nil
+}
+
+// clearPatch is the strategic merge patch of the status subresource that
+// deletes our conditions (by type, other components' stay) and the pool
+// annotation.
+func clearPatch(svc *v1.Service) ([]byte, error) {
+	patch := map[string]any{}
+	var conds []map[string]any
+	for _, typ := range []string{service.ConditionAddressAllocated, service.ConditionAnnounced} {
+		if findCondition(svc.Status.Conditions, typ) != nil {
+			conds = append(conds, map[string]any{"type": typ, "$patch": "delete"})
+		}
+	}
+	if len(conds) > 0 {
+		patch["status"] = map[string]any{"conditions": conds}
+	}
+	if _, ok := svc.Annotations[service.AnnotationAllocatedFromPool]; ok {
+		patch["metadata"] = map[string]any{"annotations": map[string]any{service.AnnotationAllocatedFromPool: nil}}
+	}
+	return json.Marshal(patch)
 }
 
 // statusPatch is the strategic merge patch of the status subresource

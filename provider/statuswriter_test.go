@@ -112,3 +112,64 @@ func TestRecordEnsureReportsNewProblemsOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusWriterClearsServicesNoLongerOurs: a Service that stops being
+// a LoadBalancer loses our conditions and pool annotation (other
+// components' stay), and what the writer kept of Services that are gone
+// or no longer ours is dropped at the next pass.
+func TestStatusWriterClearsServicesNoLongerOurs(t *testing.T) {
+	was := lbService("was-lb", v1.ServiceExternalTrafficPolicyCluster)
+	was.Spec.Type = v1.ServiceTypeClusterIP
+	was.Annotations[service.AnnotationAllocatedFromPool] = "public"
+	was.Annotations["example.com/keep"] = "yes"
+	was.Status.Conditions = []metav1.Condition{
+		{Type: service.ConditionAddressAllocated, Status: "True", Reason: "Allocated"},
+		{Type: "example.com/Other", Status: "True", Reason: "Theirs"},
+		{Type: service.ConditionAnnounced, Status: "True", Reason: reasonAnnounced},
+	}
+	web := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")
+	w, _ := startStatusWriter(t, was, web)
+	w.mu.Lock()
+	for _, key := range []string{"default/gone", "default/was-lb", "default/web"} {
+		w.seen[key] = map[netip.Addr]vipSeen{}
+		w.written[key] = writtenStatus{}
+		w.ensureProblems[key] = allocationOutcome{"PoolExhausted", "no free address"}
+	}
+	w.mu.Unlock()
+
+	w.pass()
+	if w.queue.Len() == 0 {
+		t.Fatal("the pass queued no write for the Service that is no longer ours")
+	}
+	ctx := context.Background()
+	for w.queue.Len() > 0 {
+		w.processNext(ctx)
+	}
+	got, err := w.client.CoreV1().Services("default").Get(ctx, "was-lb", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Status.Conditions) != 1 || got.Status.Conditions[0].Type != "example.com/Other" {
+		t.Errorf("conditions %v, want only example.com/Other", got.Status.Conditions)
+	}
+	if _, ok := got.Annotations[service.AnnotationAllocatedFromPool]; ok || got.Annotations["example.com/keep"] != "yes" {
+		t.Errorf("annotations %v, want the pool's gone and the others kept", got.Annotations)
+	}
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, key := range []string{"default/gone", "default/was-lb"} {
+		if _, ok := w.seen[key]; ok {
+			t.Errorf("seen still holds %s", key)
+		}
+		if _, ok := w.written[key]; ok {
+			t.Errorf("written still holds %s", key)
+		}
+		if _, ok := w.ensureProblems[key]; ok {
+			t.Errorf("ensureProblems still holds %s", key)
+		}
+	}
+	if _, ok := w.ensureProblems["default/web"]; !ok {
+		t.Error("the sweep dropped what is kept of a Service that is ours")
+	}
+}
