@@ -133,7 +133,9 @@ func announcedCondition(svc *v1.Service, vips []netip.Addr, in conditionInputs) 
 	parts := make([]string, 0, len(vips))
 	for _, vip := range vips {
 		reason, msg := vipReport(svc, vip, in)
-		worst = min(worst, slices.Index(vipSeverity, reason))
+		if i := slices.Index(vipSeverity, reason); i >= 0 {
+			worst = min(worst, i)
+		}
 		parts = append(parts, msg)
 	}
 	c.Reason, c.Message = vipSeverity[worst], strings.Join(parts, "; ")

@@ -72,7 +72,9 @@ func (c *cloud) InstanceMetadata(ctx context.Context, node *v1.Node) (*cloudprov
 	if rack, ok := cfg.NodeRack(node.Name, addrs); ok {
 		meta.Zone = rack.Zone
 	} else if len(cfg.Racks) > 0 {
-		klog.FromContext(ctx).Info("Warning: the node lies in no rack: it gets no zone, and no BGP peer with a rack gets paths via it; check racks[].subnets or machines[].rack",
+		// The NodeOutsideRacks Event and metric say it; the node
+		// controller asks every few minutes per node.
+		klog.FromContext(ctx).V(2).Info("Warning: the node lies in no rack: it gets no zone, and no BGP peer with a rack gets paths via it; check racks[].subnets or machines[].rack",
 			"node", klog.KObj(node), "addresses", addrs)
 	}
 	for _, a := range addrs {
