@@ -242,8 +242,15 @@ func (n *Node) kubeletArgs() ([]string, error) {
 		"--config=/var/lib/kubelet/config.yaml"}
 	args = append(args, flags...)
 	// The machine, not the cluster: no systemd (cgroupfs), cgroup v1, and
-	// one cgroup root per node (docs/real-cluster.md).
-	return append(args, "--cgroup-driver=cgroupfs", "--fail-cgroupv1=false", "--cgroup-root="+n.CgroupRoot()), nil
+	// one cgroup root per node (docs/real-cluster.md). Every node's
+	// filesystem is the shared host's disk, which other work fills: the
+	// default eviction (imagefs.available<15%) and image garbage
+	// collection (above 85% used) would measure that, taint every node
+	// with disk-pressure and delete the imported images, which cannot be
+	// pulled again. Memory stays guarded as usual.
+	return append(args, "--cgroup-driver=cgroupfs", "--fail-cgroupv1=false", "--cgroup-root="+n.CgroupRoot(),
+		"--eviction-hard=memory.available<100Mi,nodefs.available<1%,imagefs.available<1%,nodefs.inodesFree<1%",
+		"--image-gc-high-threshold=100", "--image-gc-low-threshold=99"), nil
 }
 
 // StartKubelet waits for kubeadm to have written the kubelet's files,
