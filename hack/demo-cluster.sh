@@ -73,7 +73,12 @@ spec:
   selector: {app: demo}
   ports: [{name: http, port: 80, targetPort: 8080}]
 YAML
-"$KUBECTL" rollout status deployment/demo --timeout=5m
+if ! "$KUBECTL" rollout status deployment/demo --timeout=5m; then
+	echo "the Deployment did not become ready; the nodes' taints and the Warning Events:" >&2
+	"$KUBECTL" get nodes -o custom-columns=NODE:.metadata.name,TAINTS:.spec.taints >&2
+	"$KUBECTL" get events -A --field-selector type=Warning >&2
+	exit 1
+fi
 VIP=
 for _ in $(seq 480); do
 	VIP=$("$KUBECTL" get svc demo -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
@@ -85,14 +90,31 @@ if [[ -z $VIP ]]; then
 	exit 1
 fi
 # Wait for exactly the path the requests take: every ToR with a next hop
-# per node of its rack, the client with a route through every ToR.
-nexthops() { ip -n "$1" route show "$VIP" | grep -c nexthop || true; }
-routed() { [[ $(nexthops ${PREFIX}tor-a) -eq 2 && $(nexthops ${PREFIX}tor-b) -eq 2 && $(nexthops ${PREFIX}tor-c) -eq 2 && $(nexthops ${PREFIX}client) -eq 3 ]]; }
+# per eligible node of its rack (kubeadm labels control-plane nodes
+# node.kubernetes.io/exclude-from-external-load-balancers, so racks a and b
+# carry the VIP via their worker only), the client with a route through
+# every ToR.
+nexthops() {
+	local route
+	route=$(ip -n "$1" route show "$VIP")
+	if grep -q nexthop <<<"$route"; then
+		grep -c nexthop <<<"$route"
+	elif grep -q via <<<"$route"; then
+		echo 1
+	else
+		echo 0
+	fi
+}
+eligible() {
+	"$KUBECTL" get nodes --no-headers -l "topology.kubernetes.io/zone=zone-$1,!node.kubernetes.io/exclude-from-external-load-balancers" | wc -l
+}
+want_a=$(eligible a) want_b=$(eligible b) want_c=$(eligible c)
+routed() { [[ $(nexthops ${PREFIX}tor-a) -eq $want_a && $(nexthops ${PREFIX}tor-b) -eq $want_b && $(nexthops ${PREFIX}tor-c) -eq $want_c && $(nexthops ${PREFIX}client) -eq 3 ]]; }
 for _ in $(seq 480); do
 	routed && break
 	sleep 0.25
 done
-routed || { echo "$VIP is not routed through every ToR to every node; see $DIR/logs" >&2; exit 1; }
+routed || { echo "$VIP is not routed through every ToR to every eligible node (want $want_a / $want_b / $want_c next hops on tor-a / tor-b / tor-c); see $DIR/logs" >&2; exit 1; }
 echo
 echo "\$ kubectl get nodes,pods,svc -o wide"
 "$KUBECTL" get nodes,pods,svc -o wide
