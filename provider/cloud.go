@@ -38,7 +38,9 @@ type cloud struct {
 	status    *statusWriter
 	// synced is set once the announcer has synced everything, and
 	// lastSync holds the outcome of its last full sync.
-	synced   atomic.Bool
+	synced atomic.Bool
+	// syncedAt is the time of the first full sync, in Unix nanoseconds.
+	syncedAt atomic.Int64
 	lastSync atomic.Pointer[announcements]
 	nodes    corelisters.NodeLister
 	speakers speakerSlot

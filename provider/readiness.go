@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
 )
@@ -11,8 +12,10 @@ import (
 // Ready tells whether this replica announces: its cloud config is loaded
 // (it is, once the cloud exists), the announcer has handed the speaker
 // the whole desired state at least once, and at least one of its BGP
-// sessions is Established. A replica with no router to peer with is ready
-// once it has synced, unless that is because its rack is unknown. The DaemonSet's readiness probe asks it (/readyz),
+// sessions is Established: all of them, or at least one once readyGrace
+// has passed. A replica with no router to peer with is ready once it has
+// synced, unless that is because its rack is unknown. The DaemonSet's
+// readiness probe asks it (/readyz),
 // so that a rolling update takes the next replica down only once the new
 // one announces.
 func (c *cloud) Ready() error {
@@ -36,14 +39,40 @@ func (c *cloud) Ready() error {
 	if len(want) == 0 {
 		return nil
 	}
+	established := 0
 	if sp := c.speaker(); sp != nil {
 		for _, p := range sp.Peers() {
 			if p.State == bgp.StateEstablished {
-				return nil
+				established++
 			}
 		}
 	}
-	return fmt.Errorf("none of the %d BGP sessions is Established", len(want))
+	return sessionsReady(len(want), established, time.Since(time.Unix(0, c.syncedAt.Load())))
+}
+
+// readyGrace is how long after its first sync a replica with some but
+// not all of its sessions Established waits for the others before it
+// calls itself ready: long enough for every router of a healthy fabric to
+// take the session (GoBGP retries a connect every 5 s), short enough that
+// a router that is down does not hold a rolling update for ever.
+const readyGrace = 30 * time.Second
+
+// sessionsReady decides readiness from the sessions: every one of the
+// replica's want sessions Established, or at least one once readyGrace
+// has passed since the first sync. With one session only, a rolling
+// update took the old replica down while the new one had not yet reached
+// every router, and a router without paths broke flows.
+func sessionsReady(want, established int, sinceSync time.Duration) error {
+	switch {
+	case established >= want:
+		return nil
+	case established == 0:
+		return fmt.Errorf("none of the %d BGP sessions is Established", want)
+	case sinceSync >= readyGrace:
+		return nil
+	default:
+		return fmt.Errorf("%d of the %d BGP sessions are Established; waiting for the others (up to %s after the first sync)", established, want, readyGrace)
+	}
 }
 
 // onSync takes the outcome of each full sync of the announcer. The
@@ -51,6 +80,7 @@ func (c *cloud) Ready() error {
 // router could have been reached, and saying so would be a moment's
 // noise at every start.
 func (c *cloud) onSync(an *announcements) {
+	c.syncedAt.CompareAndSwap(0, time.Now().UnixNano())
 	c.synced.Store(true)
 	c.lastSync.Store(an)
 	if c.sessions.open.Load() {

@@ -3,6 +3,7 @@ package provider
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
 )
@@ -42,5 +43,27 @@ func TestReadyWithoutPeers(t *testing.T) {
 				t.Errorf("Ready() = %v, want an error saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestSessionsReady: ready once every session is up, or once one is and
+// the grace after the first sync has passed; never with none.
+func TestSessionsReady(t *testing.T) {
+	for _, tc := range []struct {
+		want, established int
+		since             time.Duration
+		ready             bool
+	}{
+		{3, 3, 0, true},
+		{3, 2, 0, false},
+		{3, 2, readyGrace - time.Second, false},
+		{3, 2, readyGrace, true},
+		{3, 0, time.Hour, false},
+		{1, 1, 0, true},
+	} {
+		err := sessionsReady(tc.want, tc.established, tc.since)
+		if (err == nil) != tc.ready {
+			t.Errorf("sessionsReady(%d, %d, %s) = %v, want ready %v", tc.want, tc.established, tc.since, err, tc.ready)
+		}
 	}
 }

@@ -211,7 +211,7 @@ func (o *ourFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"),
 		"The Node this replica runs on (default $NODE_NAME, which the DaemonSet sets). Its rack (its machine's in the inventory, else the rack holding $NODE_IP) chooses the BGP peers with dialFrom.")
 	fs.StringVar(&o.readinessFlag, "readiness-bind-address", "",
-		"Serve /readyz over plain HTTP on this address (e.g. $(NODE_IP), IPv4 or IPv6), at --readiness-port, or on an address and port ([2001:db8::1]:10263): 200 once this replica has synced and one of its BGP sessions is Established (or it has none to peer with), else 503. For the readiness probe; liveness stays on the secure port's /healthz. Empty: off.")
+		"Serve /readyz over plain HTTP on this address (e.g. $(NODE_IP), IPv4 or IPv6), at --readiness-port, or on an address and port ([2001:db8::1]:10263): 200 once this replica has synced and all of its BGP sessions are Established, or one of them 30 s after the first sync (or it has none to peer with), else 503. For the readiness probe; liveness stays on the secure port's /healthz. Empty: off.")
 	fs.IntVar(&o.readinessPort, "readiness-port", defaultReadinessPort,
 		"The port of /readyz when --readiness-bind-address is an address alone.")
 }
