@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
+
+	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
 )
 
 const (
@@ -45,20 +47,16 @@ func renderWithMonitoring(t *testing.T) []*unstructured.Unstructured {
 	return render(t, dir)
 }
 
-// promtool returns the path of promtool (Debian's prometheus package); the
-// test fails under CI=true when it is missing, and is skipped otherwise.
+// promtool returns the path of promtool (Debian's prometheus package,
+// which .ci/run installs); fabric.RequireAll fails the test under CI=true
+// when it is missing, and skips it otherwise.
 func promtool(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("promtool")
-	if err == nil {
-		return p
+	if err != nil {
+		fabric.RequireAll(t, "the PrometheusRule test", []string{"promtool (Debian package prometheus)"})
 	}
-	msg := "promtool is not installed (Debian package prometheus; .ci/run installs it)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + " (CI=true: this test must run in CI)")
-	}
-	t.Skip(msg)
-	return ""
+	return p
 }
 
 // TestPrometheusRules checks the component's PrometheusRule with promtool:
