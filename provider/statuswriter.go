@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -244,21 +245,9 @@ func (w *statusWriter) pass() {
 func (w *statusWriter) sweep(ours map[string]bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for key := range w.seen {
-		if !ours[key] {
-			delete(w.seen, key)
-		}
-	}
-	for key := range w.written {
-		if !ours[key] {
-			delete(w.written, key)
-		}
-	}
-	for key := range w.ensureProblems {
-		if !ours[key] {
-			delete(w.ensureProblems, key)
-		}
-	}
+	maps.DeleteFunc(w.seen, func(key string, _ map[netip.Addr]vipSeen) bool { return !ours[key] })
+	maps.DeleteFunc(w.written, func(key string, _ writtenStatus) bool { return !ours[key] })
+	maps.DeleteFunc(w.ensureProblems, func(key string, _ allocationOutcome) bool { return !ours[key] })
 }
 
 // inputs gathers what svc's conditions are computed from.
@@ -422,14 +411,7 @@ func (w *statusWriter) write(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if err := w.limiter.Wait(ctx); err != nil {
-		return err
-	}
-	_, err = w.client.CoreV1().Services(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}, "status")
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	if err := w.patchStatus(ctx, ns, name, patch); err != nil {
 		return fmt.Errorf("patching the status of %s: %w", key, err)
 	}
 	w.mu.Lock()
@@ -449,14 +431,23 @@ func (w *statusWriter) clear(ctx context.Context, svc *v1.Service) error {
 	if err != nil {
 		return err
 	}
-	if err := w.limiter.Wait(ctx); err != nil {
-		return err
-	}
-	_, err = w.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}, "status")
-	if err != nil && !apierrors.IsNotFound(err) {
+	if err := w.patchStatus(ctx, svc.Namespace, svc.Name, patch); err != nil {
 		return fmt.Errorf("clearing the status of %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
 	return nil
+}
+
+// patchStatus sends a strategic merge patch of the status subresource,
+// within the writes' rate limit; a Service gone meanwhile is no error.
+func (w *statusWriter) patchStatus(ctx context.Context, namespace, name string, patch []byte) error {
+	if err := w.limiter.Wait(ctx); err != nil {
+		return err
+	}
+	_, err := w.client.CoreV1().Services(namespace).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}, "status")
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
 }
 
 // carriesOurStatus tells whether svc has a condition or annotation this
