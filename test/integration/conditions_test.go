@@ -3,9 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,9 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
-	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
-	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
 	"github.com/baremetal-ccm/baremetal-ccm/test/lbservice"
 )
 
@@ -107,24 +102,7 @@ func eventCounts(t *testing.T, c kubernetes.Interface, keep func(v1.Event) bool)
 // sessions going down and each recovery, with an Event for each change of
 // what is announced and none in a steady minute.
 func TestServiceConditions(t *testing.T) {
-	cp := controlplane.StartT(t)
-	c := cp.Client
-	router := bgprouter.Start(t, bgprouter.Options{ASN: 64513, Neighbors: []string{"127.0.0.1"}, NeighborASN: 64512})
-	port := freeLoopbackPort(t)
-	healthy := map[string]*atomic.Bool{}
-	for i := 1; i <= 3; i++ {
-		addr := fmt.Sprintf("127.0.0.%d", 10+i)
-		ok := &atomic.Bool{}
-		ok.Store(true)
-		healthy[addr] = ok
-		serveHealthz(t, fmt.Sprintf("%s:%d", addr, port), ok)
-		registerNode(t, c, fmt.Sprintf("node-%d", i), addr)
-	}
-	cfg := strings.Replace(lbConfig(router), "healthCheck:\n  enabled: false\n",
-		fmt.Sprintf("healthCheck:\n  port: %d\n  interval: 200ms\n  timeout: 100ms\n", port), 1)
-	cloudConfig := filepath.Join(t.TempDir(), "cloud.yaml")
-	writeFile(t, cloudConfig, cfg)
-	ccm.Start(t, ccm.Options{Kubeconfig: cp.Kubeconfig, CloudConfig: cloudConfig})
+	c, router, healthy := startHealthChecked(t)
 	router.WaitEstablished(t, waitTimeout)
 
 	allocated := wantCondition{condAllocated, "True", "Allocated", "203.0.113.1 from pool public"}

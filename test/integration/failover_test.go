@@ -260,11 +260,11 @@ func leaderIdentity(t *testing.T, c kubernetes.Interface) string {
 	return holder
 }
 
-// TestHealthCheckWithdraws runs kube-proxy-like healthz servers for the
-// nodes (on loopback addresses, which are the nodes' InternalIPs here): a
-// node whose healthz fails loses its paths; when all fail, all are kept
-// (fail open).
-func TestHealthCheckWithdraws(t *testing.T) {
+// startHealthChecked starts a control plane with three Nodes on loopback
+// addresses, each with a kube-proxy-like healthz whose answer healthy
+// switches, a router, and the CCM checking them every 200 ms.
+func startHealthChecked(t *testing.T) (kubernetes.Interface, *bgprouter.Router, map[string]*atomic.Bool) {
+	t.Helper()
 	cp := controlplane.StartT(t)
 	c := cp.Client
 	router := bgprouter.Start(t, bgprouter.Options{ASN: 64513, Neighbors: []string{"127.0.0.1"}, NeighborASN: 64512})
@@ -283,6 +283,15 @@ func TestHealthCheckWithdraws(t *testing.T) {
 	cloudConfig := filepath.Join(t.TempDir(), "cloud.yaml")
 	writeFile(t, cloudConfig, cfg)
 	ccm.Start(t, ccm.Options{Kubeconfig: cp.Kubeconfig, CloudConfig: cloudConfig})
+	return c, router, healthy
+}
+
+// TestHealthCheckWithdraws runs kube-proxy-like healthz servers for the
+// nodes (on loopback addresses, which are the nodes' InternalIPs here): a
+// node whose healthz fails loses its paths; when all fail, all are kept
+// (fail open).
+func TestHealthCheckWithdraws(t *testing.T) {
+	c, router, healthy := startHealthChecked(t)
 	createService(t, c, lbservice.New("web", 80))
 	waitIngress(t, c, "web", "203.0.113.1")
 	all := []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
