@@ -83,6 +83,7 @@ type Cluster struct {
 	passwords   map[string]string
 	mu          sync.Mutex
 	procs       []*proc.Proc
+	lease       *lease // this machine's lab is ours while held
 }
 
 // Up builds the cluster: the network, the ToRs, the nodes' containerd,
@@ -363,12 +364,13 @@ func (c *Cluster) Down() error {
 	if err := Cleanup(c.Opts.Prefix, c.Opts.Dir); err != nil {
 		errs = append(errs, err)
 	}
+	c.lease.release()
 	return errors.Join(errs...)
 }
 
 // Cleanup removes what a cluster with this prefix left behind, also
 // without a Cluster (after a crash): processes in its namespaces and
-// cgroups, the cgroups, the namespaces, the root link, and Dir.
+// cgroups, the cgroups, the namespaces, the root link, Dir and its lease.
 func Cleanup(prefix, dir string) error {
 	if prefix == "" {
 		return errors.New("realnode: refusing to clean up without a prefix")
@@ -399,6 +401,13 @@ func Cleanup(prefix, dir string) error {
 	}
 	if err := lab.RemoveDir(dir); err != nil {
 		errs = append(errs, err)
+	}
+	// The lease last, and only once all is gone: what a failed cleanup
+	// left is reaped again by the next lab.
+	if len(errs) == 0 {
+		if err := removeLease(prefix); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -33,6 +33,9 @@ func (c *Cluster) newNS(ctx context.Context, suffix string) (*fabric.Namespace, 
 // a data centre has); the VIPs are learnt over BGP.
 func (c *Cluster) buildNetwork(ctx context.Context) error {
 	var err error
+	if c.lease, err = takeLease(c.Opts.Prefix, c.Opts.Dir, c.Opts.logf); err != nil {
+		return err
+	}
 	if c.CoreNS, err = c.newNS(ctx, "core"); err != nil {
 		return err
 	}

@@ -21,6 +21,9 @@ func TestNodeIsolation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	prefix := fabric.UniqueName("rt")[:6]
+	if err := ReapStale(t.Logf); err != nil {
+		t.Fatal(err)
+	}
 	before, err := CaptureHostState(ctx, prefix)
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,9 @@ func TestRealCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
 	prefix := fabric.UniqueName("rn")[:6]
+	if err := ReapStale(t.Logf); err != nil {
+		t.Fatal(err)
+	}
 	before, err := CaptureHostState(ctx, prefix)
 	if err != nil {
 		t.Fatal(err)
