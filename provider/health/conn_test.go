@@ -2,10 +2,12 @@ package health
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -212,6 +214,86 @@ func TestNewConnectionsRefused(t *testing.T) {
 			}
 			if n := s.conns.Load(); n != 1 {
 				t.Errorf("the server served %d connections, want 1", n)
+			}
+		})
+	}
+}
+
+// TestProbeAnswers: how an answer's form decides the probe's result and
+// whether its connection carries the next probe. Each case is probed
+// twice.
+func TestProbeAnswers(t *testing.T) {
+	big := strings.Repeat("x", 2*maxBodyBytes)
+	for _, tc := range []struct {
+		name      string
+		handler   http.HandlerFunc
+		wantErr   bool
+		wantConns int64
+	}{
+		{
+			name:      "200 with a length: reused",
+			handler:   func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"nodeEligible": true}`) },
+			wantConns: 1,
+		},
+		{
+			name: "200 with a chunked body: reused",
+			handler: func(w http.ResponseWriter, _ *http.Request) {
+				io.WriteString(w, "ok")
+				w.(http.Flusher).Flush()
+				io.WriteString(w, "ok")
+			},
+			wantConns: 1,
+		},
+		{
+			name:      "a body over the limit: success, not reused",
+			handler:   func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, big) },
+			wantConns: 2,
+		},
+		{
+			name: "a header over the limit: failure",
+			handler: func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("X-Big", big[:maxHeaderBytes])
+			},
+			wantErr: true, wantConns: 2,
+		},
+		{
+			name: "HTTP/1.0, the body ends with the connection: not reused",
+			handler: func(w http.ResponseWriter, _ *http.Request) {
+				c, _, err := w.(http.Hijacker).Hijack()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\nok")
+			},
+			wantConns: 2,
+		},
+		{
+			name:      "503: failure, not reused",
+			handler:   func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) },
+			wantErr:   true,
+			wantConns: 2,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var conns atomic.Int64
+			srv := httptest.NewUnstartedServer(tc.handler)
+			srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+				if st == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			srv.Start()
+			t.Cleanup(srv.Close)
+			ep := newEndpoint(netip.MustParseAddrPort(srv.Listener.Addr().String()), DefaultConfig())
+			defer ep.close()
+			for i := range 2 {
+				if err := ep.probe(context.Background(), deadline); (err != nil) != tc.wantErr {
+					t.Errorf("probe %d: %v, want error: %v", i+1, err, tc.wantErr)
+				}
+			}
+			if n := conns.Load(); n != tc.wantConns {
+				t.Errorf("2 probes over %d connections, want %d", n, tc.wantConns)
 			}
 		})
 	}

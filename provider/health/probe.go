@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"time"
 )
 
@@ -125,7 +126,7 @@ func (e *endpoint) probe(ctx context.Context, timeout time.Duration) error {
 		return nil
 	}
 	e.kept.drop() // the next probe dials
-	if ctx.Err() == context.DeadlineExceeded {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("GET %s: no answer within %s", e.url, timeout)
 	}
 	return err
