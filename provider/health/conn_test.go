@@ -80,7 +80,12 @@ func TestConnectionReuse(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newServer(t, always(http.StatusOK), tc.opts...)
-			c, stop := runChecker(t, testConfig(tick, 1, 1), map[string]netip.AddrPort{"a": s.addr})
+			// A timeout longer than the interval (Parse refuses it, the
+			// Checker copes): with a threshold of 1, an answer made late
+			// by a busy machine's scheduler would flip the node.
+			cfg := testConfig(tick, 1, 1)
+			cfg.Timeout = 10 * tick
+			c, stop := runChecker(t, cfg, map[string]netip.AddrPort{"a": s.addr})
 			waitRequests(t, s, 4*freshEvery+1)
 			stop()
 			n, conns := s.requests.Load(), s.conns.Load()
@@ -130,7 +135,9 @@ func TestFailureClosesConnection(t *testing.T) {
 				}
 				return http.StatusOK
 			})
-			_, stop := runChecker(t, testConfig(2*tick, 3, 3), map[string]netip.AddrPort{"a": s.addr})
+			cfg := testConfig(4*tick, 3, 3)
+			cfg.Timeout = 3 * tick // the fast probe comes 75 ms after a hanging one
+			_, stop := runChecker(t, cfg, map[string]netip.AddrPort{"a": s.addr})
 			waitRequests(t, s, int64(len(tc.wantNew)))
 			stop()
 			s.mu.Lock()
@@ -193,6 +200,7 @@ func TestNewConnectionsRefused(t *testing.T) {
 			l := &stuckListener{Listener: listen(t)}
 			s := serveOn(t, l, always(http.StatusOK))
 			cfg := testConfig(4*tick, 2, 2)
+			cfg.Timeout = 3 * tick // answers over the kept connection come in time
 			c, _ := runChecker(t, cfg, map[string]netip.AddrPort{"a": s.addr})
 			// Right after the first answer: its connection has
 			// freshEvery−1 probes to go.
@@ -204,7 +212,7 @@ func TestNewConnectionsRefused(t *testing.T) {
 			took := time.Since(start)
 			bound := freshEvery*cfg.Interval + cfg.Timeout + time.Duration(cfg.UnhealthyThreshold-1)*cfg.fastInterval()
 			t.Logf("unhealthy %s after new connections stopped (bound %s)", took.Round(time.Millisecond), bound)
-			if took > bound+time.Second {
+			if took > bound+2*time.Second {
 				t.Errorf("unhealthy %s after new connections stopped, want at most %s", took, bound)
 			}
 			// The kept connection went on answering meanwhile: the node
