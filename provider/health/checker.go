@@ -19,12 +19,18 @@
 // unhealthy at most Interval + Timeout + (UnhealthyThreshold-1) × Timeout/2
 // = 1.75 s later (1.25 s when its port refuses connections or it answers
 // 503).
+//
+// A node's probes share one kept-alive HTTP connection, for at most
+// [freshEvery] probes: every fifth probe, and every probe after a failure,
+// opens a new one, so that a node that accepts no new connection while an
+// old one still answers is found unhealthy too, within freshEvery ×
+// Interval + Timeout + (UnhealthyThreshold-1) × Timeout/2 = 5.75 s with
+// the defaults (see [endpoint.probe]).
 package health
 
 import (
 	"context"
 	"math/rand/v2"
-	"net/http"
 	"net/netip"
 	"slices"
 	"sync"
@@ -37,7 +43,6 @@ import (
 // methods are safe for concurrent use.
 type Checker struct {
 	onChange func()
-	client   *http.Client
 	// notify holds a pending onChange call: flips that happen while one is
 	// pending are folded into it.
 	notify chan struct{}
@@ -86,7 +91,6 @@ type target struct {
 func NewChecker(cfg Config, onChange func()) *Checker {
 	return &Checker{
 		onChange: onChange,
-		client:   newClient(),
 		notify:   make(chan struct{}, 1),
 		cfg:      cfg.withDefaults(),
 		targets:  map[string]*target{},
@@ -121,8 +125,7 @@ func (c *Checker) Run(ctx context.Context) {
 			}
 			c.run = nil
 			c.mu.Unlock()
-			r.wg.Wait()
-			c.client.CloseIdleConnections()
+			r.wg.Wait() // the probers have closed their connections
 			return
 		case <-c.notify:
 			if c.onChange != nil {
@@ -291,6 +294,8 @@ func (c *Checker) probeLoop(ctx context.Context, p prober) {
 		err   error
 	}
 	results := make(chan result)
+	ep := newEndpoint(p.addr, p.cfg)
+	defer ep.close() // after the probes' end: none keeps a connection after it
 	var probes sync.WaitGroup
 	defer probes.Wait() // after the context's end, which cuts them short
 	fast := p.cfg.fastInterval()
@@ -330,7 +335,7 @@ func (c *Checker) probeLoop(ctx context.Context, p prober) {
 			probes.Add(1)
 			go func() {
 				defer probes.Done()
-				err := c.probe(ctx, p.addr, p.cfg.Path, p.cfg.Timeout)
+				err := ep.probe(ctx, p.cfg.Timeout)
 				select {
 				case results <- result{start, err}:
 				case <-ctx.Done():

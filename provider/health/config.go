@@ -37,7 +37,9 @@ type ConfigFile struct {
 	// Path is the URL path probed. Default /healthz.
 	Path string `json:"path,omitempty"`
 	// Interval is the time between the starts of two probes of a node.
-	// Default 1s.
+	// Default 1s. A node's probes share a connection, a new one every
+	// fifth probe, so a node that accepts no new connection is found
+	// within about 5 × Interval (see [Checker]).
 	Interval *metav1.Duration `json:"interval,omitempty"`
 	// Timeout is how long a probe may take, connection included; it must
 	// be less than Interval. Default 500ms.
