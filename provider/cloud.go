@@ -86,7 +86,7 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 		return nil, err
 	}
 
-	c.checker = health.NewChecker(cfg.HealthCheck, func() { c.announcer.Trigger() })
+	c.checker = health.NewChecker(cfg.HealthCheck, func() { c.announcer.healthChanged() })
 	factory := informers.NewSharedInformerFactory(opts.Client, 0)
 	svcInf := factory.Core().V1().Services()
 	c.status = newStatusWriter(opts.Client, svcInf.Informer(), svcInf.Lister(), c.events, c.config, alloc, c.pools.contains)

@@ -21,6 +21,9 @@ type syncLoop struct {
 	// queue holds the one key syncKey: a trigger adds it at once, a failed
 	// sync adds it again with exponential backoff.
 	queue workqueue.TypedRateLimitingInterface[string]
+	// beforeResync, when set, is called before each periodic sync: the
+	// announcer marks everything dirty so that the sync is a full one.
+	beforeResync func()
 }
 
 func newSyncLoop(name string, sync func(context.Context) error) *syncLoop {
@@ -56,6 +59,9 @@ func (l *syncLoop) resync(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if l.beforeResync != nil {
+				l.beforeResync()
+			}
 			l.Trigger()
 		}
 	}
