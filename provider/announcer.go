@@ -160,26 +160,33 @@ func newAnnouncer(factory informers.SharedInformerFactory, deps announcerDeps) *
 		byVIP:         svcInf.Informer().GetIndexer(),
 		nodes:         nodeInf.Lister(),
 		slices:        sliceInf.Lister(),
-		hasSynced:     []cache.InformerSynced{svcInf.Informer().HasSynced, nodeInf.Informer().HasSynced, sliceInf.Informer().HasSynced},
 		failOpen:      map[netip.Addr]bool{},
 	}
 	a.syncLoop = newSyncLoop("announcer", a.sync)
 	a.syncLoop.beforeResync = a.dirty.markAll
-	_, _ = svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { a.serviceChanged(obj) },
-		UpdateFunc: a.serviceUpdated,
-		DeleteFunc: a.serviceChanged,
-	})
-	_, _ = nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { a.nodesChanged() },
-		UpdateFunc: a.nodeUpdated,
-		DeleteFunc: func(any) { a.nodesChanged() },
-	})
-	_, _ = sliceInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { a.sliceChanged(obj) },
-		UpdateFunc: a.sliceUpdated,
-		DeleteFunc: a.sliceChanged,
-	})
+	// Synced once each handler has been handed the initial list: the
+	// first sync then leaves none of those events behind.
+	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{
+		svcInf.Informer(): cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { a.serviceChanged(obj) },
+			UpdateFunc: a.serviceUpdated,
+			DeleteFunc: a.serviceChanged,
+		},
+		nodeInf.Informer(): cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { a.nodesChanged() },
+			UpdateFunc: a.nodeUpdated,
+			DeleteFunc: func(any) { a.nodesChanged() },
+		},
+		sliceInf.Informer(): cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { a.sliceChanged(obj) },
+			UpdateFunc: a.sliceUpdated,
+			DeleteFunc: a.sliceChanged,
+		},
+	} {
+		// Added before the factory starts the informer, so it cannot fail.
+		reg, _ := inf.AddEventHandler(h)
+		a.hasSynced = append(a.hasSynced, reg.HasSynced)
+	}
 	return a
 }
 
