@@ -94,8 +94,13 @@ type announcer struct {
 	// byVIP indexes the Services by the addresses in their status
 	// (indexByVIP), so that one Service's sync looks at the holders of its
 	// addresses, not at every Service.
-	byVIP     cache.Indexer
-	nodes     corelisters.NodeLister
+	byVIP cache.Indexer
+	nodes corelisters.NodeLister
+	// slicesByService indexes the EndpointSlices by the namespace/name
+	// of their Service (indexByService): a lister's label selector would
+	// look at every slice of the namespace for each VIP.
+	slicesByService cache.Indexer
+	// slices is used by the tests.
 	slices    discoverylisters.EndpointSliceLister
 	hasSynced []cache.InformerSynced
 
@@ -130,6 +135,18 @@ type announcer struct {
 	*syncLoop
 }
 
+// indexByService names the EndpointSlices informer's index of the
+// slices' Services (namespace/name).
+const indexByService = "service"
+
+// sliceService indexes an EndpointSlice by its Service.
+func sliceService(obj any) ([]string, error) {
+	if key := serviceOfSlice(obj); key != "" {
+		return []string{key}, nil
+	}
+	return nil, nil
+}
+
 // indexByVIP names the Services informer's index of status addresses.
 const indexByVIP = "vip"
 
@@ -154,13 +171,15 @@ func newAnnouncer(factory informers.SharedInformerFactory, deps announcerDeps) *
 	_ = svcInf.Informer().AddIndexers(cache.Indexers{indexByVIP: statusVIPs})
 	nodeInf := factory.Core().V1().Nodes()
 	sliceInf := factory.Discovery().V1().EndpointSlices()
+	_ = sliceInf.Informer().AddIndexers(cache.Indexers{indexByService: sliceService})
 	a := &announcer{
-		announcerDeps: deps,
-		services:      svcInf.Lister(),
-		byVIP:         svcInf.Informer().GetIndexer(),
-		nodes:         nodeInf.Lister(),
-		slices:        sliceInf.Lister(),
-		failOpen:      map[netip.Addr]bool{},
+		announcerDeps:   deps,
+		services:        svcInf.Lister(),
+		byVIP:           svcInf.Informer().GetIndexer(),
+		nodes:           nodeInf.Lister(),
+		slices:          sliceInf.Lister(),
+		slicesByService: sliceInf.Informer().GetIndexer(),
+		failOpen:        map[netip.Addr]bool{},
 	}
 	a.syncLoop = newSyncLoop("announcer", a.sync)
 	a.syncLoop.beforeResync = a.dirty.markAll
