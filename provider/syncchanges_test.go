@@ -80,7 +80,7 @@ func (c *callRecorder) state() map[netip.Prefix]bgp.Advertisement {
 // informers would, so that a test knows which events happened.
 type changeHarness struct {
 	a       *announcer
-	sp      *callRecorder
+	sp      *callRecorder // nil with another speaker
 	health  fakeHealth
 	stores  map[string]cache.Indexer
 	reports int
@@ -88,13 +88,24 @@ type changeHarness struct {
 
 func newChangeHarness(t *testing.T, objs ...runtime.Object) *changeHarness {
 	t.Helper()
+	sp := newCallRecorder()
+	h := startChangeHarness(t, sp, objs...)
+	h.sp = sp
+	sp.take()
+	return h
+}
+
+// startChangeHarness starts the announcer with sp and objs, and syncs
+// once.
+func startChangeHarness(tb testing.TB, sp speaker, objs ...runtime.Object) *changeHarness {
+	tb.Helper()
 	cfg, err := config.Parse([]byte(announcerConfig))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	h := &changeHarness{sp: newCallRecorder(), health: fakeHealth{}}
+	h := &changeHarness{health: fakeHealth{}}
 	factory := informers.NewSharedInformerFactory(fake.NewClientset(objs...), 0)
-	deps := testDeps(cfg, h.sp, fakeAllocations(nil), h.health)
+	deps := testDeps(cfg, sp, fakeAllocations(nil), h.health)
 	deps.report = func(*announcements) { h.reports++ }
 	h.a = newAnnouncer(factory, deps)
 	h.stores = map[string]cache.Indexer{
@@ -103,22 +114,21 @@ func newChangeHarness(t *testing.T, objs ...runtime.Object) *changeHarness {
 		"slice":   factory.Discovery().V1().EndpointSlices().Informer().GetIndexer(),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	tb.Cleanup(cancel)
 	factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), h.a.hasSynced...) {
-		t.Fatal("informers not synced")
+		tb.Fatal("informers not synced")
 	}
 	// The informers' own add events marked everything; the first sync is
 	// a full one anyway.
 	if err := h.a.sync(context.Background()); err != nil {
-		t.Fatalf("first sync: %v", err)
+		tb.Fatalf("first sync: %v", err)
 	}
-	h.sp.take()
 	h.reports = 0
 	return h
 }
 
-func (h *changeHarness) updateNode(t *testing.T, name string, change func(*v1.Node)) {
+func (h *changeHarness) updateNode(t testing.TB, name string, change func(*v1.Node)) {
 	t.Helper()
 	old, err := h.a.nodes.Get(name)
 	if err != nil {
@@ -132,7 +142,7 @@ func (h *changeHarness) updateNode(t *testing.T, name string, change func(*v1.No
 	h.a.nodeUpdated(old, n)
 }
 
-func (h *changeHarness) updateService(t *testing.T, name string, change func(*v1.Service)) {
+func (h *changeHarness) updateService(t testing.TB, name string, change func(*v1.Service)) {
 	t.Helper()
 	old, err := h.a.services.Services("default").Get(name)
 	if err != nil {
@@ -146,7 +156,7 @@ func (h *changeHarness) updateService(t *testing.T, name string, change func(*v1
 	h.a.serviceUpdated(old, s)
 }
 
-func (h *changeHarness) deleteService(t *testing.T, name string) {
+func (h *changeHarness) deleteService(t testing.TB, name string) {
 	t.Helper()
 	old, err := h.a.services.Services("default").Get(name)
 	if err != nil {
@@ -158,7 +168,7 @@ func (h *changeHarness) deleteService(t *testing.T, name string) {
 	h.a.serviceChanged(old)
 }
 
-func (h *changeHarness) updateSlice(t *testing.T, svc string, change func(*discoveryv1.EndpointSlice)) {
+func (h *changeHarness) updateSlice(t testing.TB, svc string, change func(*discoveryv1.EndpointSlice)) {
 	t.Helper()
 	old, err := h.a.slices.EndpointSlices("default").Get(svc + "-x")
 	if err != nil {
@@ -360,5 +370,59 @@ func TestSyncChangesProportional(t *testing.T) {
 				t.Errorf("after the sync of changes, the speaker's state differs from a full sync's (-full +changes):\n%s", diff)
 			}
 		})
+	}
+}
+
+// dirtyService tells whether the Service key waits for a sync.
+func (a *announcer) dirtyService(key string) bool {
+	a.dirty.mu.Lock()
+	defer a.dirty.mu.Unlock()
+	_, ok := a.dirty.services[key]
+	return ok
+}
+
+// TestOwnStatusWritesAreNoChange: the status writer's patches (our
+// conditions and pool annotation), as the informer delivers them, leave
+// the announcer nothing to sync.
+func TestOwnStatusWritesAreNoChange(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client := fake.NewClientset(node("a1", []string{"198.51.100.11"}), lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1"))
+	cfg, err := config.Parse([]byte(announcerConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	factory := informers.NewSharedInformerFactory(client, 0)
+	a := newAnnouncer(factory, testDeps(cfg, newCallRecorder(), fakeAllocations(nil), fakeHealth{}))
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), a.hasSynced...) {
+		t.Fatal("informers not synced")
+	}
+	if err := a.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := client.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Annotations[service.AnnotationAllocatedFromPool] = "default"
+	svc.Status.Conditions = []metav1.Condition{{Type: service.ConditionAnnounced, Status: metav1.ConditionTrue, Reason: "Announced"}}
+	if _, err := client.CoreV1().Services("default").Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The handler sees the events in order: once it has seen a later
+	// one, it has seen ours.
+	if _, err := client.CoreV1().Services("default").Create(ctx, lbService("sentinel", v1.ServiceExternalTrafficPolicyCluster), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !a.dirtyService("default/sentinel") {
+		if time.Now().After(deadline) {
+			t.Fatal("the announcer's handler did not see the sentinel Service")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if a.dirtyService("default/web") {
+		t.Error("our own status write marked the Service for a sync")
 	}
 }
