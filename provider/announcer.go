@@ -68,8 +68,9 @@ type announcerDeps struct {
 	// status is not authority (see poolHistory).
 	mayAnnounce func(netip.Addr) bool
 	warn        warner
-	// report, when set, is handed the outcome of every full sync: the
-	// Services' conditions follow it.
+	// report, when set, is handed the outcomes after every full sync and
+	// every sync of changes that changed them: the Services' conditions
+	// follow them.
 	report func(*announcements)
 }
 

@@ -37,7 +37,7 @@ type cloud struct {
 	events    *events
 	status    *statusWriter
 	// synced is set once the announcer has synced everything, and
-	// lastSync holds the outcome of its last full sync.
+	// lastSync holds the outcomes it reported last.
 	synced atomic.Bool
 	// syncedAt is the time of the first full sync, in Unix nanoseconds.
 	syncedAt atomic.Int64

@@ -47,7 +47,7 @@ type conditionInputs struct {
 	// none or the Service holds its addresses.
 	failed *allocationOutcome
 	pools  []ipam.Pool
-	// announced is the outcome of the announcer's last full sync; nil
+	// announced is the outcomes the announcer reported last; nil
 	// before the first one.
 	announced *announcements
 	// peers is how many routers the cloud config lists.

@@ -26,7 +26,7 @@ type vipOutcome struct {
 	peered, routers int
 }
 
-// announcements are the outcomes of one full sync.
+// announcements are the outcomes of every VIP, as of one sync.
 type announcements struct {
 	// speaker is false when the cloud config has no bgp section: nothing
 	// is announced at all.

@@ -75,7 +75,7 @@ func sessionsReady(want, established int, sinceSync time.Duration) error {
 	}
 }
 
-// onSync takes the outcome of each full sync of the announcer. The
+// onSync takes the outcomes the announcer reports after each sync. The
 // Services' conditions follow it once the sessions are open: before, no
 // router could have been reached, and saying so would be a moment's
 // noise at every start.

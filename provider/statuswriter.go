@@ -60,7 +60,7 @@ type eventSink interface {
 //
 // It learns from two sides: EnsureLoadBalancer tells what the allocation
 // of a Service came to (recordEnsure), and the announcer hands it the
-// outcome of every full sync (observe), which follows every change of
+// outcomes of its syncs (observe), which follow every change of
 // nodes, endpoints, health and Services. Writes are coalesced per Service
 // (minPatchInterval) and rate-limited all together (patchQPS).
 type statusWriter struct {
@@ -158,7 +158,7 @@ func (w *statusWriter) becomeLeader() {
 	w.askPass()
 }
 
-// observe takes the outcome of one full sync of the announcer. It never
+// observe takes the outcomes the announcer reports after a sync. It never
 // blocks.
 func (w *statusWriter) observe(an *announcements) {
 	w.announced.Store(an)
