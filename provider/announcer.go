@@ -129,8 +129,8 @@ type announcer struct {
 	// the health check said of each when the index was computed.
 	cands   []candidate
 	healthy healthSnapshot
-	// outcomes are the outcomes last reported; never modified, a sync
-	// that changes them reports a copy.
+	// outcomes are the outcomes last reported, which the syncs of
+	// changes update.
 	outcomes *announcements
 
 	*syncLoop

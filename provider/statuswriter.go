@@ -293,7 +293,7 @@ func (w *statusWriter) reportChanges(svc *v1.Service) {
 	}
 	cur := make(map[netip.Addr]vipSeen, len(vips))
 	for _, vip := range vips {
-		if o, ok := an.vips[vip]; ok && w.mayAnnounce(vip) {
+		if o, ok := an.outcome(vip); ok && w.mayAnnounce(vip) {
 			cur[vip] = vipSeen{nodes: o.nodes, failOpen: o.failOpen}
 		}
 	}

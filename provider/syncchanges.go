@@ -78,7 +78,7 @@ func (a *announcer) syncChanges(ctx context.Context, c changes) error {
 			out := newVIPOutcome(adv, a.failOpen[vip], peers)
 			o = &out
 		}
-		if prev, had := a.outcomes.vips[vip]; (o == nil && had) || (o != nil && (!had || prev != *o)) {
+		if prev, had := a.outcomes.outcome(vip); (o == nil && had) || (o != nil && (!had || prev != *o)) {
 			if changed == nil {
 				changed = map[netip.Addr]*vipOutcome{}
 			}
@@ -89,23 +89,15 @@ func (a *announcer) syncChanges(ctx context.Context, c changes) error {
 	return errors.Join(errs...)
 }
 
-// reportChanged reports a copy of the outcomes with changed (nil: the
-// VIP is no longer held) applied, if there are any.
+// reportChanged updates the outcomes with changed (nil: the VIP is no
+// longer held) and reports them, if there are any.
 func (a *announcer) reportChanged(changed map[netip.Addr]*vipOutcome) {
 	if len(changed) == 0 {
 		return
 	}
-	next := &announcements{speaker: true, vips: maps.Clone(a.outcomes.vips)}
-	for vip, o := range changed {
-		if o == nil {
-			delete(next.vips, vip)
-		} else {
-			next.vips[vip] = *o
-		}
-	}
-	a.outcomes = next
+	a.outcomes.update(changed)
 	if a.report != nil {
-		a.report(next)
+		a.report(a.outcomes)
 	}
 }
 
