@@ -246,6 +246,32 @@ func TestSyncChangesProportional(t *testing.T) {
 		idle bool
 	}{
 		{
+			name:        "a full sync asked for (config, sessions, resync): SetAll with every VIP",
+			change:      func(t *testing.T, h *changeHarness) { h.a.Trigger() },
+			want:        []string{fmt.Sprintf("setAll %d", clusterVIPs+4)},
+			wantReports: 1,
+		},
+		{
+			name: "node a2's IPv4 address renumbered: the IPv4 Cluster VIPs (its IPv6 next hop is the same)",
+			change: func(t *testing.T, h *changeHarness) {
+				h.updateNode(t, "a2", func(n *v1.Node) { n.Status.Addresses[0].Address = "198.51.100.13" })
+			},
+			want: calls("announce", clusterV4()...),
+		},
+		{
+			name: "node b1 takes a1's address: b1 is newer and loses it, nothing moves",
+			change: func(t *testing.T, h *changeHarness) {
+				h.updateNode(t, "b1", func(n *v1.Node) {
+					n.CreationTimestamp = metav1.NewTime(time.Now().Add(time.Hour))
+					n.Status.Addresses[0].Address = "198.51.100.11"
+				})
+			},
+			// b1 has no address left: the IPv4 Cluster VIPs lose it, and
+			// its Local VIP has no node.
+			want:        append(calls("announce", clusterV4()...), "withdraw 203.0.113.102"),
+			wantReports: 1,
+		},
+		{
 			name:   "node heartbeat: nothing",
 			idle:   true,
 			change: func(t *testing.T, h *changeHarness) { h.updateNode(t, "a1", heartbeat) },
