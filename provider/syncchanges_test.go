@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -28,6 +29,8 @@ type callRecorder struct {
 	fakeSpeaker
 	callMu sync.Mutex
 	calls  []string
+	// refuse makes Announce fail.
+	refuse bool
 }
 
 func newCallRecorder() *callRecorder {
@@ -42,6 +45,12 @@ func (c *callRecorder) record(call string) {
 
 func (c *callRecorder) Announce(ctx context.Context, adv bgp.Advertisement) error {
 	c.record("announce " + adv.Prefix.Addr().String())
+	c.callMu.Lock()
+	refuse := c.refuse
+	c.callMu.Unlock()
+	if refuse {
+		return errors.New("refused")
+	}
 	return c.fakeSpeaker.Announce(ctx, adv)
 }
 
@@ -450,5 +459,30 @@ func TestOwnStatusWritesAreNoChange(t *testing.T) {
 	}
 	if a.dirtyService("default/web") {
 		t.Error("our own status write marked the Service for a sync")
+	}
+}
+
+// TestSyncChangesFailureIsFullRetry: after the speaker refused a change,
+// the retry is a full sync, which sets everything right.
+func TestSyncChangesFailureIsFullRetry(t *testing.T) {
+	h := newChangeHarness(t, proportionalityObjects()...)
+	ctx := context.Background()
+	h.sp.refuse = true
+	h.updateService(t, "c3", func(s *v1.Service) { s.Annotations[service.AnnotationBGPCommunities] = "65000:3" })
+	if err := h.a.sync(ctx); err == nil {
+		t.Fatal("sync with a refusing speaker = nil error")
+	}
+	if diff := cmp.Diff([]string{"announce 203.0.113.3"}, h.sp.take()); diff != "" {
+		t.Errorf("speaker calls of the failed sync (-want +got):\n%s", diff)
+	}
+	h.sp.refuse = false
+	if err := h.a.sync(ctx); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if diff := cmp.Diff([]string{fmt.Sprintf("setAll %d", clusterVIPs+4)}, h.sp.take()); diff != "" {
+		t.Errorf("speaker calls of the retry (-want +got):\n%s", diff)
+	}
+	if got := h.sp.state()[netip.MustParsePrefix("203.0.113.3/32")].Communities; len(got) != 1 {
+		t.Errorf("after the retry, 203.0.113.3 has communities %v, want the new one", got)
 	}
 }

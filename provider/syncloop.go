@@ -11,10 +11,12 @@ import (
 
 const syncKey = "all"
 
-// syncLoop runs a whole-state sync after every trigger, at most every
+// syncLoop runs a sync after every trigger, at most every
 // minSyncInterval (what arrives meanwhile is one more sync, not many),
 // every resyncInterval, and again with exponential backoff after a
-// failure. The announcer and the route syncer each run one.
+// failure. The announcer and the route syncer each run one: the route
+// syncer's syncs are whole-state, the announcer's cover what changed
+// (see syncChanges) and are whole-state at each resync.
 type syncLoop struct {
 	name string
 	sync func(context.Context) error
