@@ -68,10 +68,11 @@ type announcerDeps struct {
 	// status is not authority (see poolHistory).
 	mayAnnounce func(netip.Addr) bool
 	warn        warner
-	// report, when set, is handed the outcomes after every full sync and
-	// every sync of changes that changed them: the Services' conditions
-	// follow them.
-	report func(*announcements)
+	// report, when set, is handed the outcomes after every full sync
+	// (changed nil) and every sync of changes that changed them or a
+	// Service (changed names the Services, namespace/name): the
+	// Services' conditions follow them.
+	report func(an *announcements, changed []string)
 }
 
 // warner records Warning Events once per distinct problem.
@@ -237,7 +238,7 @@ func (a *announcer) syncAllLocked(ctx context.Context) error {
 	sp := a.speaker()
 	if sp == nil {
 		if a.report != nil {
-			a.report(&announcements{})
+			a.report(&announcements{}, nil)
 		}
 		return nil
 	}
@@ -273,7 +274,7 @@ func (a *announcer) syncAllLocked(ctx context.Context) error {
 	}
 	a.index, a.sentTo, a.cfg, a.cands, a.healthy, a.outcomes = index, sp, cfg, cands, healthy, outcomes
 	if a.report != nil {
-		a.report(outcomes)
+		a.report(outcomes, nil)
 	}
 	return nil
 }

@@ -42,8 +42,11 @@ type cloud struct {
 	// syncedAt is the time of the first full sync, in Unix nanoseconds.
 	syncedAt atomic.Int64
 	lastSync atomic.Pointer[announcements]
-	nodes    corelisters.NodeLister
-	speakers speakerSlot
+	// statusObservedAll is set once the status writer has been handed
+	// outcomes about every Service (onSync).
+	statusObservedAll atomic.Bool
+	nodes             corelisters.NodeLister
+	speakers          speakerSlot
 	// sessions stay closed until the first sync (sessions.go).
 	sessions sessionGate
 	// pools are the address ranges this process has had in force: the

@@ -57,6 +57,7 @@ func (a *announcer) syncChanges(ctx context.Context, c changes) error {
 		a.serviceDirty(key, dirty)
 	}
 	if len(dirty) == 0 {
+		a.reportChanged(nil, c.services)
 		return nil
 	}
 	scope := slices.SortedFunc(maps.Keys(dirty), netip.Addr.Compare)
@@ -83,21 +84,30 @@ func (a *announcer) syncChanges(ctx context.Context, c changes) error {
 				changed = map[netip.Addr]*vipOutcome{}
 			}
 			changed[vip] = o
+			for _, s := range v.holders[vip] {
+				if c.services == nil {
+					c.services = map[string]struct{}{}
+				}
+				c.services[serviceKey(s.Namespace, s.Name)] = struct{}{}
+			}
 		}
 	}
-	a.reportChanged(changed)
+	a.reportChanged(changed, c.services)
 	return errors.Join(errs...)
 }
 
 // reportChanged updates the outcomes with changed (nil: the VIP is no
-// longer held) and reports them, if there are any.
-func (a *announcer) reportChanged(changed map[netip.Addr]*vipOutcome) {
-	if len(changed) == 0 {
+// longer held) and reports them with the Services whose conditions may
+// follow: those that changed and the holders of the VIPs whose outcome
+// did. Nothing is reported when there are none.
+func (a *announcer) reportChanged(changed map[netip.Addr]*vipOutcome, services map[string]struct{}) {
+	if len(changed) == 0 && len(services) == 0 {
 		return
 	}
 	a.outcomes.update(changed)
 	if a.report != nil {
-		a.report(a.outcomes)
+		keys := make([]string, 0, len(services)) // not nil: nil is every Service
+		a.report(a.outcomes, append(keys, slices.Sorted(maps.Keys(services))...))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -93,6 +94,8 @@ type changeHarness struct {
 	health  fakeHealth
 	stores  map[string]cache.Indexer
 	reports int
+	// status collects the Services the reports named; "*" for every one.
+	status map[string]bool
 }
 
 func newChangeHarness(t *testing.T, objs ...runtime.Object) *changeHarness {
@@ -112,10 +115,18 @@ func startChangeHarness(tb testing.TB, sp speaker, objs ...runtime.Object) *chan
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h := &changeHarness{health: fakeHealth{}}
+	h := &changeHarness{health: fakeHealth{}, status: map[string]bool{}}
 	factory := informers.NewSharedInformerFactory(fake.NewClientset(objs...), 0)
 	deps := testDeps(cfg, sp, fakeAllocations(nil), h.health)
-	deps.report = func(*announcements) { h.reports++ }
+	deps.report = func(_ *announcements, changed []string) {
+		h.reports++
+		if changed == nil {
+			changed = []string{"*"}
+		}
+		for _, key := range changed {
+			h.status[key] = true
+		}
+	}
 	h.a = newAnnouncer(factory, deps)
 	h.stores = map[string]cache.Indexer{
 		"node":    factory.Core().V1().Nodes().Informer().GetIndexer(),
@@ -133,7 +144,7 @@ func startChangeHarness(tb testing.TB, sp speaker, objs ...runtime.Object) *chan
 	if err := h.a.sync(context.Background()); err != nil {
 		tb.Fatalf("first sync: %v", err)
 	}
-	h.reports = 0
+	h.reports, h.status = 0, map[string]bool{}
 	return h
 }
 
@@ -227,6 +238,15 @@ func calls(verb string, vips ...string) []string {
 	return out
 }
 
+// clusterSvcs are the Services of clusterV4.
+func clusterSvcs() []string {
+	var out []string
+	for i := 1; i <= clusterVIPs; i++ {
+		out = append(out, fmt.Sprintf("default/c%d", i))
+	}
+	return append(out, "default/dual")
+}
+
 func clusterV4() []string {
 	var out []string
 	for i := 1; i <= clusterVIPs; i++ {
@@ -253,9 +273,12 @@ func TestSyncChangesProportional(t *testing.T) {
 		wantReports int
 		// idle: the event leaves nothing to do, not even a sync.
 		idle bool
+		// status: the Services the status writer is told to look at.
+		status []string
 	}{
 		{
 			name:        "a full sync asked for (config, sessions, resync): SetAll with every VIP",
+			status:      []string{"*"},
 			change:      func(t *testing.T, h *changeHarness) { h.a.Trigger() },
 			want:        []string{fmt.Sprintf("setAll %d", clusterVIPs+4)},
 			wantReports: 1,
@@ -268,7 +291,8 @@ func TestSyncChangesProportional(t *testing.T) {
 			want: calls("announce", clusterV4()...),
 		},
 		{
-			name: "node b1 takes a1's address: b1 is newer and loses it, nothing moves",
+			name:   "node b1 takes a1's address: b1 is newer and loses it, nothing moves",
+			status: append(clusterSvcs(), "default/l2"),
 			change: func(t *testing.T, h *changeHarness) {
 				h.updateNode(t, "b1", func(n *v1.Node) {
 					n.CreationTimestamp = metav1.NewTime(time.Now().Add(time.Hour))
@@ -286,7 +310,8 @@ func TestSyncChangesProportional(t *testing.T) {
 			change: func(t *testing.T, h *changeHarness) { h.updateNode(t, "a1", heartbeat) },
 		},
 		{
-			name: "node a1 NotReady: the Cluster VIPs of both its families and the Local VIP with its endpoint",
+			name:   "node a1 NotReady: the Cluster VIPs of both its families and the Local VIP with its endpoint",
+			status: append(clusterSvcs(), "default/l1"),
 			change: func(t *testing.T, h *changeHarness) {
 				h.updateNode(t, "a1", notReady)
 			},
@@ -295,18 +320,21 @@ func TestSyncChangesProportional(t *testing.T) {
 		},
 		{
 			name:        "node b1 (IPv4 only) excluded: the IPv4 Cluster VIPs and its Local VIP",
+			status:      append(clusterSvcs(), "default/l2"),
 			change:      func(t *testing.T, h *changeHarness) { h.updateNode(t, "b1", excluded) },
 			want:        append(calls("announce", clusterV4()...), "withdraw 203.0.113.102"),
 			wantReports: 1,
 		},
 		{
 			name:        "node a2 unhealthy: the VIPs it carries, not the Local ones without its endpoints",
+			status:      clusterSvcs(),
 			change:      func(t *testing.T, h *changeHarness) { h.setHealth("a2", false) },
 			want:        append(calls("announce", clusterV4()...), "announce 2001:db8:100::1"),
 			wantReports: 1,
 		},
 		{
 			name:        "node b1 unhealthy: the IPv4 Cluster VIPs and its Local VIP, which fails open",
+			status:      append(clusterSvcs(), "default/l2"),
 			change:      func(t *testing.T, h *changeHarness) { h.setHealth("b1", false) },
 			want:        calls("announce", clusterV4()...),
 			wantReports: 1,
@@ -318,11 +346,13 @@ func TestSyncChangesProportional(t *testing.T) {
 			},
 		},
 		{
-			name: "one Service's communities: its VIP only",
+			name:   "one Service's communities: its VIP only",
+			status: []string{"default/c3"},
 			change: func(t *testing.T, h *changeHarness) {
 				h.updateService(t, "c3", func(s *v1.Service) { s.Annotations[service.AnnotationBGPCommunities] = "65000:3" })
 			},
-			want: calls("announce", "203.0.113.3"),
+			want:        calls("announce", "203.0.113.3"),
+			wantReports: 1,
 		},
 		{
 			name: "our own status patch (conditions, pool annotation): nothing",
@@ -335,13 +365,16 @@ func TestSyncChangesProportional(t *testing.T) {
 			},
 		},
 		{
-			name: "a Service change that moves no path: no call",
+			name:   "a Service change that moves no path: no call",
+			status: []string{"default/c3"},
 			change: func(t *testing.T, h *changeHarness) {
 				h.updateService(t, "c3", func(s *v1.Service) { s.Spec.Ports = []v1.ServicePort{{Port: 8080}} })
 			},
+			wantReports: 1,
 		},
 		{
-			name: "one Service's address changes: the old withdrawn, the new announced",
+			name:   "one Service's address changes: the old withdrawn, the new announced",
+			status: []string{"default/c3"},
 			change: func(t *testing.T, h *changeHarness) {
 				h.updateService(t, "c3", func(s *v1.Service) { s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "203.0.113.50"}} })
 			},
@@ -350,12 +383,14 @@ func TestSyncChangesProportional(t *testing.T) {
 		},
 		{
 			name:        "one Service deleted: its VIP withdrawn",
+			status:      []string{"default/c3"},
 			change:      func(t *testing.T, h *changeHarness) { h.deleteService(t, "c3") },
 			want:        calls("withdraw", "203.0.113.3"),
 			wantReports: 1,
 		},
 		{
-			name: "an endpoint ready on another node: that Local VIP only",
+			name:   "an endpoint ready on another node: that Local VIP only",
+			status: []string{"default/l1"},
 			change: func(t *testing.T, h *changeHarness) {
 				h.updateSlice(t, "l1", func(s *discoveryv1.EndpointSlice) {
 					n, ready := "a2", true
@@ -395,6 +430,11 @@ func TestSyncChangesProportional(t *testing.T) {
 			}
 			if h.reports != tc.wantReports {
 				t.Errorf("outcomes reported %d times, want %d", h.reports, tc.wantReports)
+			}
+			wantStatus := slices.Clone(tc.status)
+			slices.Sort(wantStatus)
+			if diff := cmp.Diff(wantStatus, slices.Sorted(maps.Keys(h.status))); diff != "" {
+				t.Errorf("Services handed to the status writer (-want +got):\n%s", diff)
 			}
 			// A full sync finds nothing else to change.
 			got := h.sp.state()
