@@ -67,6 +67,12 @@ func (a *announcer) syncChanges(ctx context.Context, c changes) error {
 	}
 	peers := sp.Peers()
 	var changed map[netip.Addr]*vipOutcome
+	// touched are the Services whose conditions may follow: the ones
+	// that changed, and the holders of the VIPs whose outcome changed.
+	touched := maps.Clone(c.services)
+	if touched == nil {
+		touched = map[string]struct{}{}
+	}
 	var errs []error
 	for _, vip := range scope {
 		adv, err := a.settle(ctx, sp, v, vip, a.healthy)
@@ -85,21 +91,17 @@ func (a *announcer) syncChanges(ctx context.Context, c changes) error {
 			}
 			changed[vip] = o
 			for _, s := range v.holders[vip] {
-				if c.services == nil {
-					c.services = map[string]struct{}{}
-				}
-				c.services[serviceKey(s.Namespace, s.Name)] = struct{}{}
+				touched[serviceKey(s.Namespace, s.Name)] = struct{}{}
 			}
 		}
 	}
-	a.reportChanged(changed, c.services)
+	a.reportChanged(changed, touched)
 	return errors.Join(errs...)
 }
 
 // reportChanged updates the outcomes with changed (nil: the VIP is no
 // longer held) and reports them with the Services whose conditions may
-// follow: those that changed and the holders of the VIPs whose outcome
-// did. Nothing is reported when there are none.
+// follow. Nothing is reported when there are neither.
 func (a *announcer) reportChanged(changed map[netip.Addr]*vipOutcome, services map[string]struct{}) {
 	if len(changed) == 0 && len(services) == 0 {
 		return
