@@ -16,7 +16,7 @@ STATICCHECK_VERSION := v0.8.2
 # Generous: the whole suite takes a fraction of this on 2 cores.
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build image release-manifests test unit lint k8s-bins demo demo-down demo-cluster demo-cluster-down bench-ipam bench-bgp bench-health bench-e2e clean
+.PHONY: all build image release-manifests test unit lint k8s-bins demo demo-down demo-cluster demo-cluster-down bench-ipam bench-bgp bench-health bench-provider bench-e2e clean
 
 all: build
 
@@ -53,7 +53,7 @@ unit:
 
 lint:
 	$(GO) vet ./...
-	$(GO) vet -tags bench ./bgp/ ./provider/health/ ./test/bench/
+	$(GO) vet -tags bench ./bgp/ ./provider/ ./provider/health/ ./test/bench/
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags bench ./...
 	@# Product code never imports test code (test/, hack/).
@@ -87,6 +87,10 @@ bench-bgp:
 # 1,000 healthz endpoints on 127.1.x.y probed every second for 30 s.
 bench-health:
 	$(GO) test -tags bench -count=1 -p 1 -run '^TestBenchmarkProbes$$' -timeout 10m -v ./provider/health/
+
+# One cluster change's cost to the announcer, at 1,000 and 10,000 VIPs.
+bench-provider:
+	$(GO) test -tags bench -count=1 -p 1 -run '^$$' -bench '^BenchmarkAnnouncerChange$$' -benchtime 200x ./provider/
 
 # The end-to-end LoadBalancer benchmarks (minutes; run on a quiet machine).
 bench-e2e:

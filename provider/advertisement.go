@@ -8,6 +8,20 @@ import (
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
 )
 
+// vipPlan is the desired state of one VIP, and what it was computed from
+// that a later change may move.
+type vipPlan struct {
+	adv bgp.Advertisement
+	// failOpen: every node that may carry the VIP fails its health
+	// check, and all of them are announced.
+	failOpen bool
+	// local: a holder has externalTrafficPolicy Local, so that only the
+	// endpointNodes (those with a ready endpoint of a Local holder) may
+	// carry the VIP; else every candidate of its family may.
+	local         bool
+	endpointNodes []string
+}
+
 // advertisement computes the desired state of one VIP: the next hops are
 // the candidates of its family that pass the health check and, for
 // externalTrafficPolicy Local, hold a ready endpoint of a holder
@@ -15,11 +29,11 @@ import (
 // them are used, and failOpen is true: a broken health check must not
 // black-hole a Service. With weighted ECMP (weightedECMP), each next hop's
 // share is the holders' ready endpoints on its node, added up.
-func (v *view) advertisement(vip netip.Addr, health healthView, endpointCounts func(*v1.Service) map[string]int) (adv bgp.Advertisement, failOpen bool) {
-	adv = bgp.Advertisement{Prefix: netip.PrefixFrom(vip, vip.BitLen())}
+func (v *view) advertisement(vip netip.Addr, health healthView, endpointCounts func(*v1.Service) map[string]int) vipPlan {
+	adv := bgp.Advertisement{Prefix: netip.PrefixFrom(vip, vip.BitLen())}
 	holders := v.holders[vip]
 	if len(holders) == 0 {
-		return adv, false
+		return vipPlan{adv: adv}
 	}
 	var local map[string]int // node -> ready endpoints of the Local holders
 	for _, s := range holders {
@@ -53,11 +67,17 @@ func (v *view) advertisement(vip netip.Addr, health healthView, endpointCounts f
 		}
 	}
 	adv.NextHops = healthy
-	failOpen = len(healthy) == 0 && len(all) > 0
+	failOpen := len(healthy) == 0 && len(all) > 0
 	if failOpen {
 		adv.NextHops = all
 	}
 	attrs := mergeAttributes(v.cfg.BGP.ASN, holders)
 	adv.Communities, adv.LargeCommunities, adv.LocalPref = attrs.Communities, attrs.LargeCommunities, attrs.LocalPref
-	return adv, failOpen
+	plan := vipPlan{adv: adv, failOpen: failOpen, local: local != nil}
+	for n, count := range local {
+		if count > 0 {
+			plan.endpointNodes = append(plan.endpointNodes, n)
+		}
+	}
+	return plan
 }

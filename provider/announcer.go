@@ -68,9 +68,11 @@ type announcerDeps struct {
 	// status is not authority (see poolHistory).
 	mayAnnounce func(netip.Addr) bool
 	warn        warner
-	// report, when set, is handed the outcome of every full sync: the
-	// Services' conditions follow it.
-	report func(*announcements)
+	// report, when set, is handed the outcomes after every full sync
+	// (changed nil) and every sync of changes that changed them or a
+	// Service (changed names the Services, namespace/name): the
+	// Services' conditions follow them.
+	report func(an *announcements, changed []string)
 }
 
 // warner records Warning Events once per distinct problem.
@@ -94,13 +96,19 @@ type announcer struct {
 	// byVIP indexes the Services by the addresses in their status
 	// (indexByVIP), so that one Service's sync looks at the holders of its
 	// addresses, not at every Service.
-	byVIP     cache.Indexer
-	nodes     corelisters.NodeLister
+	byVIP cache.Indexer
+	nodes corelisters.NodeLister
+	// slicesByService indexes the EndpointSlices by the namespace/name
+	// of their Service (indexByService): a lister's label selector would
+	// look at every slice of the namespace for each VIP.
+	slicesByService cache.Indexer
+	// slices is used by the tests.
 	slices    discoverylisters.EndpointSliceLister
 	hasSynced []cache.InformerSynced
 
 	// mu serialises syncs, so that paths are always computed from one view
-	// and handed to the speaker in order. It also guards failOpen.
+	// and handed to the speaker in order. It also guards failOpen and
+	// the state of the syncs below.
 	mu sync.Mutex
 	// failOpen holds the VIPs announced over unhealthy nodes because every
 	// candidate failed its health check, to warn once per change.
@@ -108,7 +116,37 @@ type announcer struct {
 	// outsideRacks counts the Nodes in no rack (reportRackless).
 	outsideRacks atomic.Int64
 
+	// dirty collects the changes since the last sync (see syncChanges).
+	dirty dirtySet
+	// The state of the last syncs, which a sync of changes starts from.
+	// index is nil until a full sync succeeds, and again after a failure:
+	// the next sync is then a full one.
+	index *vipIndex
+	// sentTo is the speaker index.sent was handed to, and cfg the config
+	// the index was computed with: another one asks for a full sync.
+	sentTo speaker
+	cfg    *config.Config
+	// cands are the candidates (see freshCandidates), and healthy what
+	// the health check said of each when the index was computed.
+	cands   []candidate
+	healthy healthSnapshot
+	// outcomes are the outcomes last reported, which the syncs of
+	// changes update.
+	outcomes *announcements
+
 	*syncLoop
+}
+
+// indexByService names the EndpointSlices informer's index of the
+// slices' Services (namespace/name).
+const indexByService = "service"
+
+// sliceService indexes an EndpointSlice by its Service.
+func sliceService(obj any) ([]string, error) {
+	if key := serviceOfSlice(obj); key != "" {
+		return []string{key}, nil
+	}
+	return nil, nil
 }
 
 // indexByVIP names the Services informer's index of status addresses.
@@ -135,63 +173,108 @@ func newAnnouncer(factory informers.SharedInformerFactory, deps announcerDeps) *
 	_ = svcInf.Informer().AddIndexers(cache.Indexers{indexByVIP: statusVIPs})
 	nodeInf := factory.Core().V1().Nodes()
 	sliceInf := factory.Discovery().V1().EndpointSlices()
+	_ = sliceInf.Informer().AddIndexers(cache.Indexers{indexByService: sliceService})
 	a := &announcer{
-		announcerDeps: deps,
-		services:      svcInf.Lister(),
-		byVIP:         svcInf.Informer().GetIndexer(),
-		nodes:         nodeInf.Lister(),
-		slices:        sliceInf.Lister(),
-		hasSynced:     []cache.InformerSynced{svcInf.Informer().HasSynced, nodeInf.Informer().HasSynced, sliceInf.Informer().HasSynced},
-		failOpen:      map[netip.Addr]bool{},
+		announcerDeps:   deps,
+		services:        svcInf.Lister(),
+		byVIP:           svcInf.Informer().GetIndexer(),
+		nodes:           nodeInf.Lister(),
+		slices:          sliceInf.Lister(),
+		slicesByService: sliceInf.Informer().GetIndexer(),
+		failOpen:        map[netip.Addr]bool{},
 	}
-	a.syncLoop = newSyncLoop("announcer", a.syncAll)
-	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { a.Trigger() },
-		UpdateFunc: func(any, any) { a.Trigger() },
-		DeleteFunc: func(any) { a.Trigger() },
-	}
-	for _, inf := range []cache.SharedIndexInformer{svcInf.Informer(), nodeInf.Informer(), sliceInf.Informer()} {
-		_, _ = inf.AddEventHandler(h)
+	a.syncLoop = newSyncLoop("announcer", a.sync)
+	a.syncLoop.beforeResync = a.dirty.markAll
+	// Synced once each handler has been handed the initial list: the
+	// first sync then leaves none of those events behind.
+	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{
+		svcInf.Informer(): cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { a.serviceChanged(obj) },
+			UpdateFunc: a.serviceUpdated,
+			DeleteFunc: a.serviceChanged,
+		},
+		nodeInf.Informer(): cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { a.nodesChanged() },
+			UpdateFunc: a.nodeUpdated,
+			DeleteFunc: func(any) { a.nodesChanged() },
+		},
+		sliceInf.Informer(): cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { a.sliceChanged(obj) },
+			UpdateFunc: a.sliceUpdated,
+			DeleteFunc: a.sliceChanged,
+		},
+	} {
+		// Added before the factory starts the informer, so it cannot fail.
+		reg, _ := inf.AddEventHandler(h)
+		a.hasSynced = append(a.hasSynced, reg.HasSynced)
 	}
 	return a
 }
 
-// run syncs after every change, at most every minSyncInterval, and every
-// resyncInterval, until ctx ends.
+// run syncs the changes after every change, at most every minSyncInterval,
+// and everything every resyncInterval, until ctx ends.
 func (a *announcer) run(ctx context.Context) { a.syncLoop.run(ctx, a.hasSynced...) }
+
+// Trigger asks for a full sync soon: the config, the sessions or the
+// allocator changed. It never blocks.
+func (a *announcer) Trigger() {
+	a.dirty.markAll()
+	a.syncLoop.Trigger()
+}
 
 // syncAll hands the speaker the whole desired state.
 func (a *announcer) syncAll(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return a.syncAllLocked(ctx)
+}
+
+// syncAllLocked is syncAll; callers hold mu. It recomputes every VIP and
+// hands the speaker all of them at once (SetAll), so that whatever a
+// sync of changes may have missed is set right; and it rebuilds the
+// state the syncs of changes start from.
+func (a *announcer) syncAllLocked(ctx context.Context) error {
+	a.index = nil
 	sp := a.speaker()
 	if sp == nil {
 		if a.report != nil {
-			a.report(&announcements{})
+			a.report(&announcements{}, nil)
 		}
 		return nil
 	}
 	a.warn.beginSweep()
 	defer a.warn.endSweep()
-	v, err := a.view(ctx, nil, nil)
+	cfg := a.config()
+	cands, err := a.freshCandidates(cfg)
 	if err != nil {
 		return err
 	}
+	v, err := a.view(cfg, cands, nil, nil)
+	if err != nil {
+		return err
+	}
+	healthy := newHealthSnapshot(cands, a.health)
+	index := newVIPIndex()
 	advs := make([]bgp.Advertisement, 0, len(v.holders))
 	outcomes := &announcements{speaker: true, vips: make(map[netip.Addr]vipOutcome, len(v.holders))}
 	peers := sp.Peers()
 	for _, vip := range v.vips() {
-		adv := a.advertise(ctx, v, vip)
-		outcomes.vips[vip] = newVIPOutcome(adv, a.failOpen[vip], peers)
-		if len(adv.NextHops) > 0 {
-			advs = append(advs, adv)
+		p := a.plan(ctx, v, vip, healthy)
+		index.set(vip, holderKeys(v.holders[vip]), p.local, p.endpointNodes)
+		outcomes.vips[vip] = newVIPOutcome(p.adv, p.failOpen, peers)
+		if len(p.adv.NextHops) > 0 {
+			advs = append(advs, p.adv)
 		}
 	}
 	if err := sp.SetAll(ctx, advs); err != nil {
 		return fmt.Errorf("handing %d VIPs to the speaker: %w", len(advs), err)
 	}
+	for _, adv := range advs {
+		index.sent[adv.Prefix.Addr()] = adv
+	}
+	a.index, a.sentTo, a.cfg, a.cands, a.healthy, a.outcomes = index, sp, cfg, cands, healthy, outcomes
 	if a.report != nil {
-		a.report(outcomes)
+		a.report(outcomes, nil)
 	}
 	return nil
 }
@@ -213,19 +296,27 @@ func (a *announcer) syncService(ctx context.Context, svc *v1.Service, addrs []ne
 	if sp == nil {
 		return nil, fmt.Errorf("no BGP speaker: the cloud config has no bgp section")
 	}
-	v, err := a.view(ctx, &override{svc: svc, addrs: addrs}, addrs)
+	cfg := a.config()
+	cands, err := a.freshCandidates(cfg)
+	if err != nil {
+		return nil, err
+	}
+	v, err := a.view(cfg, cands, &override{svc: svc, addrs: addrs}, addrs)
 	if err != nil {
 		return nil, err
 	}
 	peers := sp.Peers()
 	var out []announced
 	for _, vip := range addrs {
-		adv := a.advertise(ctx, v, vip)
-		if err := apply(ctx, sp, adv); err != nil {
+		adv, err := a.settle(ctx, sp, v, vip, a.health)
+		if err != nil {
 			return out, err
 		}
 		out = append(out, announced{vip: vip, nodes: len(adv.NextHops), routers: routersReached(peers, adv)})
 	}
+	// The informers will tell of the Service's new status: by then the
+	// index is what it says.
+	a.dirty.markService(serviceKey(svc.Namespace, svc.Name))
 	return out, nil
 }
 
@@ -238,31 +329,75 @@ func (a *announcer) withdrawService(ctx context.Context, svc *v1.Service, addrs 
 	if sp == nil {
 		return nil
 	}
-	v, err := a.view(ctx, &override{svc: svc, gone: true}, addrs)
+	cfg := a.config()
+	cands, err := a.freshCandidates(cfg)
+	if err != nil {
+		return err
+	}
+	v, err := a.view(cfg, cands, &override{svc: svc, gone: true}, addrs)
 	if err != nil {
 		return err
 	}
 	for _, vip := range addrs {
-		if err := apply(ctx, sp, a.advertise(ctx, v, vip)); err != nil {
+		if _, err := a.settle(ctx, sp, v, vip, a.health); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// advertise computes a VIP's advertisement and warns once when it turns
-// to, or from, fail-open. Callers hold mu.
-func (a *announcer) advertise(ctx context.Context, v *view, vip netip.Addr) bgp.Advertisement {
-	adv, failOpen := v.advertisement(vip, a.health, a.endpointCounts)
-	if failOpen != a.failOpen[vip] {
-		if failOpen {
-			klog.FromContext(ctx).Info("Warning: every node of this VIP fails its health check; announcing all of them (fail open)", "vip", vip, "nodes", len(adv.NextHops))
+// plan computes a VIP's desired state with health and warns once when it
+// turns to, or from, fail-open. Callers hold mu.
+func (a *announcer) plan(ctx context.Context, v *view, vip netip.Addr, health healthView) vipPlan {
+	p := v.advertisement(vip, health, a.endpointCounts)
+	if p.failOpen != a.failOpen[vip] {
+		if p.failOpen {
+			klog.FromContext(ctx).Info("Warning: every node of this VIP fails its health check; announcing all of them (fail open)", "vip", vip, "nodes", len(p.adv.NextHops))
 			a.failOpen[vip] = true
 		} else {
 			delete(a.failOpen, vip)
 		}
 	}
-	return adv
+	return p
+}
+
+// settle computes a VIP's desired state, records it in the index and
+// hands it to the speaker unless the speaker has it already. After a
+// failure the next sync is a full one. Callers hold mu.
+func (a *announcer) settle(ctx context.Context, sp speaker, v *view, vip netip.Addr, health healthView) (bgp.Advertisement, error) {
+	p := a.plan(ctx, v, vip, health)
+	x := a.index
+	if x == nil || sp != a.sentTo {
+		return p.adv, apply(ctx, sp, p.adv)
+	}
+	x.set(vip, holderKeys(v.holders[vip]), p.local, p.endpointNodes)
+	prev, had := x.sent[vip]
+	switch {
+	case len(p.adv.NextHops) == 0 && !had:
+		return p.adv, nil
+	case had && sameAdvertisement(prev, p.adv):
+		return p.adv, nil
+	}
+	if err := apply(ctx, sp, p.adv); err != nil {
+		a.index = nil
+		a.Trigger()
+		return p.adv, err
+	}
+	if len(p.adv.NextHops) == 0 {
+		delete(x.sent, vip)
+	} else {
+		x.sent[vip] = p.adv
+	}
+	return p.adv, nil
+}
+
+// holderKeys returns the namespace/name of each Service.
+func holderKeys(svcs []*v1.Service) []string {
+	keys := make([]string, len(svcs))
+	for i, s := range svcs {
+		keys[i] = serviceKey(s.Namespace, s.Name)
+	}
+	return keys
 }
 
 func apply(ctx context.Context, sp speaker, adv bgp.Advertisement) error {

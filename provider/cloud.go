@@ -37,13 +37,16 @@ type cloud struct {
 	events    *events
 	status    *statusWriter
 	// synced is set once the announcer has synced everything, and
-	// lastSync holds the outcome of its last full sync.
+	// lastSync holds the outcomes it reported last.
 	synced atomic.Bool
 	// syncedAt is the time of the first full sync, in Unix nanoseconds.
 	syncedAt atomic.Int64
 	lastSync atomic.Pointer[announcements]
-	nodes    corelisters.NodeLister
-	speakers speakerSlot
+	// statusObservedAll is set once the status writer has been handed
+	// outcomes about every Service (onSync).
+	statusObservedAll atomic.Bool
+	nodes             corelisters.NodeLister
+	speakers          speakerSlot
 	// sessions stay closed until the first sync (sessions.go).
 	sessions sessionGate
 	// pools are the address ranges this process has had in force: the
@@ -86,7 +89,7 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 		return nil, err
 	}
 
-	c.checker = health.NewChecker(cfg.HealthCheck, func() { c.announcer.Trigger() })
+	c.checker = health.NewChecker(cfg.HealthCheck, func() { c.announcer.healthChanged() })
 	factory := informers.NewSharedInformerFactory(opts.Client, 0)
 	svcInf := factory.Core().V1().Services()
 	c.status = newStatusWriter(opts.Client, svcInf.Informer(), svcInf.Lister(), c.events, c.config, alloc, c.pools.contains)

@@ -47,7 +47,7 @@ type conditionInputs struct {
 	// none or the Service holds its addresses.
 	failed *allocationOutcome
 	pools  []ipam.Pool
-	// announced is the outcome of the announcer's last full sync; nil
+	// announced is the outcomes the announcer reported last; nil
 	// before the first one.
 	announced *announcements
 	// peers is how many routers the cloud config lists.
@@ -147,7 +147,7 @@ func announcedCondition(svc *v1.Service, vips []netip.Addr, in conditionInputs) 
 
 // vipReport says how one VIP is announced.
 func vipReport(svc *v1.Service, vip netip.Addr, in conditionInputs) (reason, msg string) {
-	o, ok := in.announced.vips[vip]
+	o, ok := in.announced.outcome(vip)
 	switch {
 	case !in.mayAnnounce(vip):
 		return reasonNotInPool, fmt.Sprintf("%s is in no address pool of the cloud config: not announced", vip)

@@ -4,6 +4,7 @@ import (
 	"hash/fnv"
 	"net/netip"
 	"slices"
+	"sync"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
 )
@@ -26,12 +27,41 @@ type vipOutcome struct {
 	peered, routers int
 }
 
-// announcements are the outcomes of one full sync.
+// announcements are the outcomes of every VIP. A full sync of the
+// announcer makes new ones; a sync of changes updates the VIPs it
+// recomputed in place, under mu (copying 10,000 outcomes for each change
+// would cost more than the change), and readers look VIPs up one by one.
 type announcements struct {
 	// speaker is false when the cloud config has no bgp section: nothing
-	// is announced at all.
+	// is announced at all. It never changes.
 	speaker bool
-	vips    map[netip.Addr]vipOutcome
+
+	mu   sync.RWMutex
+	vips map[netip.Addr]vipOutcome
+}
+
+// outcome returns the outcome of vip, if it is held.
+func (an *announcements) outcome(vip netip.Addr) (vipOutcome, bool) {
+	if an == nil {
+		return vipOutcome{}, false
+	}
+	an.mu.RLock()
+	defer an.mu.RUnlock()
+	o, ok := an.vips[vip]
+	return o, ok
+}
+
+// update sets the outcomes of changed (nil: the VIP is no longer held).
+func (an *announcements) update(changed map[netip.Addr]*vipOutcome) {
+	an.mu.Lock()
+	defer an.mu.Unlock()
+	for vip, o := range changed {
+		if o == nil {
+			delete(an.vips, vip)
+		} else {
+			an.vips[vip] = *o
+		}
+	}
 }
 
 // newVIPOutcome summarises the advertisement of one VIP.
@@ -70,6 +100,8 @@ func (an *announcements) failOpenByFamily() (v4, v6 int) {
 	if an == nil {
 		return 0, 0
 	}
+	an.mu.RLock()
+	defer an.mu.RUnlock()
 	for vip, o := range an.vips {
 		if !o.failOpen {
 			continue

@@ -75,15 +75,24 @@ func sessionsReady(want, established int, sinceSync time.Duration) error {
 	}
 }
 
-// onSync takes the outcome of each full sync of the announcer. The
-// Services' conditions follow it once the sessions are open: before, no
-// router could have been reached, and saying so would be a moment's
-// noise at every start.
-func (c *cloud) onSync(an *announcements) {
+// onSync takes the outcomes the announcer reports after each sync, and
+// the Services they may have changed for (nil: any). The Services'
+// conditions follow them once the sessions are open: before, no router
+// could have been reached, and saying so would be a moment's noise at
+// every start. The first outcomes the status writer sees are about every
+// Service.
+func (c *cloud) onSync(an *announcements, changed []string) {
 	c.syncedAt.CompareAndSwap(0, time.Now().UnixNano())
 	c.synced.Store(true)
 	c.lastSync.Store(an)
-	if c.sessions.open.Load() {
-		c.status.observe(an)
+	if !c.sessions.open.Load() {
+		return
 	}
+	if !c.statusObservedAll.Load() {
+		changed = nil
+	}
+	if changed == nil {
+		c.statusObservedAll.Store(true)
+	}
+	c.status.observe(an, changed)
 }

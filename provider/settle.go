@@ -36,6 +36,6 @@ func (h statusSettler) OnUpdate(oldObj, newObj any) {
 	}
 	if freed := h.c.alloc.Settle(svc.Namespace, svc.Name, shown); len(freed) > 0 {
 		h.log.V(2).Info("Freed the addresses the status no longer shows", "service", klog.KObj(svc), "addresses", freed)
-		h.c.announcer.Trigger()
+		h.c.announcer.serviceChanged(svc)
 	}
 }

@@ -60,7 +60,7 @@ type eventSink interface {
 //
 // It learns from two sides: EnsureLoadBalancer tells what the allocation
 // of a Service came to (recordEnsure), and the announcer hands it the
-// outcome of every full sync (observe), which follows every change of
+// outcomes of its syncs (observe), which follow every change of
 // nodes, endpoints, health and Services. Writes are coalesced per Service
 // (minPatchInterval) and rate-limited all together (patchQPS).
 type statusWriter struct {
@@ -74,7 +74,8 @@ type statusWriter struct {
 
 	leader    atomic.Bool
 	announced atomic.Pointer[announcements]
-	// passes asks the pass goroutine for a pass over every Service.
+	// passes asks the pass goroutine for a pass over the Services
+	// pending (see observe).
 	passes chan struct{}
 
 	mu sync.Mutex
@@ -88,6 +89,10 @@ type statusWriter struct {
 	pending map[string]bool
 	// written maps namespace/name to the last write.
 	written map[string]writtenStatus
+	// passAll asks the next pass to look at every Service, passKeys at
+	// these (namespace/name) only.
+	passAll  bool
+	passKeys map[string]struct{}
 
 	queue   workqueue.TypedRateLimitingInterface[string]
 	limiter flowcontrol.RateLimiter
@@ -146,7 +151,7 @@ func (w *statusWriter) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-w.passes:
-			w.pass()
+			w.passPending()
 		}
 	}
 }
@@ -155,16 +160,33 @@ func (w *statusWriter) run(ctx context.Context) {
 // leads and the allocator is restored.
 func (w *statusWriter) becomeLeader() {
 	w.leader.Store(true)
+	w.mu.Lock()
+	w.passAll = true
+	w.mu.Unlock()
 	w.askPass()
 }
 
-// observe takes the outcome of one full sync of the announcer. It never
-// blocks.
-func (w *statusWriter) observe(an *announcements) {
+// observe takes the outcomes the announcer reports after a sync, and
+// changed, the namespace/name of the Services whose outcomes or
+// conditions may have changed (nil: any). It never blocks.
+func (w *statusWriter) observe(an *announcements, changed []string) {
 	w.announced.Store(an)
-	if w.leader.Load() {
-		w.askPass()
+	if !w.leader.Load() {
+		return // becomeLeader asks for a pass over every Service
 	}
+	w.mu.Lock()
+	if changed == nil {
+		w.passAll, w.passKeys = true, nil
+	} else if !w.passAll {
+		if w.passKeys == nil {
+			w.passKeys = map[string]struct{}{}
+		}
+		for _, key := range changed {
+			w.passKeys[key] = struct{}{}
+		}
+	}
+	w.mu.Unlock()
+	w.askPass()
 }
 
 func (w *statusWriter) askPass() {
@@ -211,8 +233,30 @@ func (w *statusWriter) forget(key string) {
 	delete(w.written, key)
 }
 
-// pass looks at every Service: it reports the changes of what is
-// announced as Events and queues those whose conditions are not current.
+// passPending passes over what observe asked for: every Service, or the
+// ones it named (a change costs the Services it touches).
+func (w *statusWriter) passPending() {
+	w.mu.Lock()
+	all, keys := w.passAll, w.passKeys
+	w.passAll, w.passKeys = false, nil
+	w.mu.Unlock()
+	if all {
+		w.pass()
+		return
+	}
+	if !w.leader.Load() {
+		return
+	}
+	for key := range keys {
+		ns, name, _ := strings.Cut(key, "/")
+		if s, err := w.services.Services(ns).Get(name); err == nil {
+			w.check(s)
+		}
+	}
+}
+
+// pass looks at every Service (see check) and forgets what it kept of
+// the Services that are gone.
 func (w *statusWriter) pass() {
 	if !w.leader.Load() {
 		return
@@ -223,20 +267,29 @@ func (w *statusWriter) pass() {
 	}
 	ours := make(map[string]bool, len(svcs))
 	for _, s := range svcs {
-		key := serviceKey(s.Namespace, s.Name)
-		if !service.Announceable(s) {
-			if s.DeletionTimestamp == nil && carriesOurStatus(s) {
-				w.enqueue(key, 0) // no longer ours: write clears it
-			}
-			continue
-		}
-		ours[key] = true
-		w.reportChanges(s)
-		if !conditionsCurrent(s, w.desired(s)) {
-			w.enqueue(key, 0)
+		if w.check(s) {
+			ours[serviceKey(s.Namespace, s.Name)] = true
 		}
 	}
 	w.sweep(ours)
+}
+
+// check reports the changes of what is announced for s as Events and
+// queues s if its conditions are not current. It tells whether s is
+// ours.
+func (w *statusWriter) check(s *v1.Service) bool {
+	key := serviceKey(s.Namespace, s.Name)
+	if !service.Announceable(s) {
+		if s.DeletionTimestamp == nil && carriesOurStatus(s) {
+			w.enqueue(key, 0) // no longer ours: write clears it
+		}
+		return false
+	}
+	w.reportChanges(s)
+	if !conditionsCurrent(s, w.desired(s)) {
+		w.enqueue(key, 0)
+	}
+	return true
 }
 
 // sweep drops what is kept about Services that are gone or no longer
@@ -293,7 +346,7 @@ func (w *statusWriter) reportChanges(svc *v1.Service) {
 	}
 	cur := make(map[netip.Addr]vipSeen, len(vips))
 	for _, vip := range vips {
-		if o, ok := an.vips[vip]; ok && w.mayAnnounce(vip) {
+		if o, ok := an.outcome(vip); ok && w.mayAnnounce(vip) {
 			cur[vip] = vipSeen{nodes: o.nodes, failOpen: o.failOpen}
 		}
 	}

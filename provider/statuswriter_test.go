@@ -2,9 +2,13 @@ package provider
 
 import (
 	"context"
+	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -171,5 +175,44 @@ func TestStatusWriterClearsServicesNoLongerOurs(t *testing.T) {
 	}
 	if _, ok := w.ensureProblems["default/web"]; !ok {
 		t.Error("the sweep dropped what is kept of a Service that is ours")
+	}
+}
+
+// TestStatusWriterPassesOverWhatChanged: outcomes that name the Services
+// they changed for make a pass over those only; outcomes about every
+// Service (a full sync, becoming leader) make a pass over all of them.
+func TestStatusWriterPassesOverWhatChanged(t *testing.T) {
+	w, _ := startStatusWriter(t,
+		lbService("web1", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1"),
+		lbService("web2", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.2"),
+		lbService("web3", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.3"))
+	an := &announcements{speaker: true, vips: map[netip.Addr]vipOutcome{}}
+	for i := 1; i <= 3; i++ {
+		an.vips[netip.AddrFrom4([4]byte{203, 0, 113, byte(i)})] = vipOutcome{nodes: 1, peered: 1, routers: 1}
+	}
+	queued := func() []string {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return slices.Sorted(maps.Keys(w.pending))
+	}
+	for _, tc := range []struct {
+		name    string
+		changed []string
+		want    []string
+	}{
+		{"one Service", []string{"default/web2"}, []string{"default/web2"}},
+		{"none", []string{}, nil},
+		{"every Service", nil, []string{"default/web1", "default/web2", "default/web3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w.mu.Lock()
+			clear(w.pending)
+			w.mu.Unlock()
+			w.observe(an, tc.changed)
+			w.passPending()
+			if diff := cmp.Diff(tc.want, queued()); diff != "" {
+				t.Errorf("queued after observe(%v) (-want +got):\n%s", tc.changed, diff)
+			}
+		})
 	}
 }

@@ -11,16 +11,21 @@ import (
 
 const syncKey = "all"
 
-// syncLoop runs a whole-state sync after every trigger, at most every
+// syncLoop runs a sync after every trigger, at most every
 // minSyncInterval (what arrives meanwhile is one more sync, not many),
 // every resyncInterval, and again with exponential backoff after a
-// failure. The announcer and the route syncer each run one.
+// failure. The announcer and the route syncer each run one: the route
+// syncer's syncs are whole-state, the announcer's cover what changed
+// (see syncChanges) and are whole-state at each resync.
 type syncLoop struct {
 	name string
 	sync func(context.Context) error
 	// queue holds the one key syncKey: a trigger adds it at once, a failed
 	// sync adds it again with exponential backoff.
 	queue workqueue.TypedRateLimitingInterface[string]
+	// beforeResync, when set, is called before each periodic sync: the
+	// announcer marks everything dirty so that the sync is a full one.
+	beforeResync func()
 }
 
 func newSyncLoop(name string, sync func(context.Context) error) *syncLoop {
@@ -56,6 +61,9 @@ func (l *syncLoop) resync(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if l.beforeResync != nil {
+				l.beforeResync()
+			}
 			l.Trigger()
 		}
 	}

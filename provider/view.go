@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -30,22 +29,14 @@ type view struct {
 	holders map[netip.Addr][]*v1.Service
 }
 
-// view builds the picture of o (nil: none) and the other Services: of
-// every VIP when scope is nil, else of the VIPs in scope only, looking at
-// their holders alone (a Service's sync costs the same with 10 or 10,000
-// Services). Addresses that may not be announced (mayAnnounce) are left
-// out, with a Warning on their Service.
-func (a *announcer) view(ctx context.Context, o *override, scope []netip.Addr) (*view, error) {
-	v := &view{cfg: a.config(), holders: map[netip.Addr][]*v1.Service{}}
-	nodes, err := a.nodes.List(everything)
-	if err != nil {
-		return nil, fmt.Errorf("listing nodes: %w", err)
-	}
-	var dups []duplicateAddress
-	v.candidates, dups = candidates(nodes, v.cfg)
-	a.reportDuplicates(nodes, dups)
-	a.reportRackless(nodes, v.cfg)
-
+// view builds the picture of o (nil: none) and the other Services, over
+// cands (see freshCandidates): of every VIP when scope is nil, else of the
+// VIPs in scope only, looking at their holders alone (a Service's sync
+// costs the same with 10 or 10,000 Services). Addresses that may not be
+// announced (mayAnnounce) are left out, with a Warning on their Service
+// when scope is nil.
+func (a *announcer) view(cfg *config.Config, cands []candidate, o *override, scope []netip.Addr) (*view, error) {
+	v := &view{cfg: cfg, candidates: cands, holders: map[netip.Addr][]*v1.Service{}}
 	isOverride := func(s *v1.Service) bool {
 		return o != nil && s.Namespace == o.svc.Namespace && s.Name == o.svc.Name
 	}
@@ -95,6 +86,20 @@ func (a *announcer) view(ctx context.Context, o *override, scope []netip.Addr) (
 		sort.Slice(hs, func(i, j int) bool { return olderService(hs[i], hs[j]) })
 	}
 	return v, nil
+}
+
+// freshCandidates lists the Nodes and returns the candidates among them
+// (see candidates), reporting the Nodes that lost an address to an older
+// one and those outside every rack.
+func (a *announcer) freshCandidates(cfg *config.Config) ([]candidate, error) {
+	nodes, err := a.nodes.List(everything)
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	cands, dups := candidates(nodes, cfg)
+	a.reportDuplicates(nodes, dups)
+	a.reportRackless(nodes, cfg)
+	return cands, nil
 }
 
 // dropUnannounceable removes the VIPs no replica may announce: addresses

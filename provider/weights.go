@@ -3,7 +3,6 @@ package provider
 import (
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
 	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
@@ -45,9 +44,15 @@ func share(endpoints int) uint32 {
 
 // endpointCounts returns how many ready endpoints of s each node holds.
 func (a *announcer) endpointCounts(s *v1.Service) map[string]int {
-	eps, err := a.slices.EndpointSlices(s.Namespace).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: s.Name}))
+	objs, err := a.slicesByService.ByIndex(indexByService, serviceKey(s.Namespace, s.Name))
 	if err != nil {
 		return nil
+	}
+	eps := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, obj := range objs {
+		if es, ok := obj.(*discoveryv1.EndpointSlice); ok {
+			eps = append(eps, es)
+		}
 	}
 	return readyEndpointCounts(eps)
 }

@@ -285,17 +285,20 @@ func TestEndpointBurstCoalesced(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Wait until the cache has the last version (a1: 1+50%3 = 3, a2: 50).
+	// The announcer's handler sees the events in order: once it has seen
+	// a last one, of another Service, it has seen the burst.
+	if _, err := client.DiscoveryV1().EndpointSlices("default").Create(ctx, slice("sentinel", "sentinel-1", discoveryv1.AddressTypeIPv4), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		eps, err := a.slices.EndpointSlices("default").Get("web-1")
-		if err == nil && len(eps.Endpoints) == 3+burst {
-			break
-		}
+	for !a.dirtyService("default/sentinel") {
 		if time.Now().After(deadline) {
-			t.Fatalf("the informer did not see the last update: %v", err)
+			t.Fatal("the announcer's handler did not see the last event")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if eps, err := a.slices.EndpointSlices("default").Get("web-1"); err != nil || len(eps.Endpoints) != 3+burst {
+		t.Fatalf("the informer does not have the last update (a1: 1+50%%3 = 3, a2: 50): %v", err)
 	}
 	if n := a.queue.Len(); n != 1 {
 		t.Fatalf("after %d changes the queue holds %d syncs, want 1", burst, n)

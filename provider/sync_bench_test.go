@@ -1,0 +1,127 @@
+//go:build bench
+
+// The benchmarks are built only with -tags bench (make bench-provider),
+// like the repository's others.
+
+package provider
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/baremetal-ccm/baremetal-ccm/bgp"
+	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
+)
+
+// The cost of one cluster change to the announcer, from the informer's
+// event to the embedded GoBGP's RIB, at 1,000 and 10,000 VIPs:
+//
+//	go test -tags bench -run '^$' -bench BenchmarkAnnouncerChange -benchtime 200x -count 1 ./provider/
+//
+// The cluster: benchNodes nodes; one Service per VIP, one in ten with
+// externalTrafficPolicy Cluster (carried by every node), the others Local
+// with endpoints on two nodes. A node thus carries about 14 % of the
+// VIPs. The speaker is a real one (GoBGP, no session).
+const benchNodes = 50
+
+func benchObjects(vips int) []runtime.Object {
+	var objs []runtime.Object
+	for i := range benchNodes {
+		objs = append(objs, node(benchNodeName(i), []string{fmt.Sprintf("198.51.100.%d", 10+i)}))
+	}
+	base := netip.MustParseAddr("198.18.0.0").As4()
+	for i := range vips {
+		ip := netip.AddrFrom4([4]byte{base[0], base[1] + byte(i>>16), byte(i >> 8), byte(i)})
+		name := fmt.Sprintf("s%05d", i)
+		if i%10 == 0 {
+			objs = append(objs, lbService(name, v1.ServiceExternalTrafficPolicyCluster, ip.String()))
+			continue
+		}
+		objs = append(objs, lbService(name, v1.ServiceExternalTrafficPolicyLocal, ip.String()),
+			endpointSlice(name, map[string]bool{benchNodeName(i % benchNodes): true, benchNodeName((i + 1) % benchNodes): true}))
+	}
+	return objs
+}
+
+func benchNodeName(i int) string { return fmt.Sprintf("n%02d", i) }
+
+func BenchmarkAnnouncerChange(b *testing.B) {
+	for _, vips := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("vips=%d", vips), func(b *testing.B) {
+			ctx := context.Background()
+			sp, err := bgp.NewSpeaker(ctx, bgp.Config{
+				ASN:            64512,
+				RouterID:       netip.MustParseAddr("198.51.100.1"),
+				ExportPrefixes: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(sp.Stop)
+			h := startChangeHarness(b, sp, benchObjects(vips)...)
+			sync := func(b *testing.B) {
+				if err := h.a.sync(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.Run("full-sync", func(b *testing.B) {
+				for range b.N {
+					h.a.Trigger()
+					sync(b)
+				}
+			})
+			b.Run("service-change", func(b *testing.B) {
+				for i := range b.N {
+					// A Cluster Service's communities: its one VIP, via
+					// every node, changes.
+					h.updateService(b, "s00010", func(s *v1.Service) {
+						s.Annotations[service.AnnotationBGPCommunities] = fmt.Sprintf("65000:%d", i%2)
+					})
+					sync(b)
+				}
+			})
+			b.Run("endpoint-change", func(b *testing.B) {
+				for i := range b.N {
+					h.updateSlice(b, "s00011", func(s *discoveryv1.EndpointSlice) {
+						ready := i%2 == 0
+						s.Endpoints[0].Conditions.Ready = &ready
+					})
+					sync(b)
+				}
+			})
+			b.Run("node-heartbeat", func(b *testing.B) {
+				for range b.N {
+					h.updateNode(b, benchNodeName(7), func(n *v1.Node) {
+						n.Status.Conditions[0].LastHeartbeatTime = metav1.NewTime(time.Now())
+					})
+					sync(b)
+				}
+			})
+			b.Run("node-health-flip", func(b *testing.B) {
+				carried := 0
+				for _, adv := range h.a.index.sent {
+					for _, hop := range adv.NextHops {
+						if hop.Node == benchNodeName(7) {
+							carried++
+						}
+					}
+				}
+				for i := range b.N {
+					h.setHealth(benchNodeName(7), i%2 == 1)
+					sync(b)
+				}
+				h.setHealth(benchNodeName(7), true)
+				sync(b)
+				b.ReportMetric(float64(carried), "vips-carried")
+			})
+		})
+	}
+}
