@@ -27,6 +27,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/baremetal-ccm/baremetal-ccm/provider/health"
+	"github.com/baremetal-ccm/baremetal-ccm/test/proc"
 )
 
 // The probe benchmark: go test -tags bench -count=1 -run '^TestBenchmarkProbes$' -v ./provider/health/
@@ -86,7 +87,7 @@ func TestBenchmarkProbes(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 
-	t.Logf("load average before: %s", loadAvg())
+	t.Logf("load average before: %s", proc.LoadAverage())
 	req0, conns0 := srv.stats(t)
 	cpu0, srvCPU0 := cpuSelf(t), srv.cpu(t)
 	start := time.Now()
@@ -102,7 +103,7 @@ func TestBenchmarkProbes(t *testing.T) {
 	elapsed := time.Since(start)
 	req, conns := srv.stats(t)
 	tw := timeWait()
-	t.Logf("load average after: %s", loadAvg())
+	t.Logf("load average after: %s", proc.LoadAverage())
 
 	unhealthy := 0
 	for _, ok := range c.States() {
@@ -304,19 +305,6 @@ func in127dot1(hexAddr string) bool {
 	ip, _, ok := strings.Cut(hexAddr, ":")
 	b, err := hex.DecodeString(ip)
 	return ok && err == nil && len(b) == 4 && b[3] == 127 && b[2] == 1
-}
-
-// loadAvg is the machine's 1, 5 and 15 minute load average.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown (" + err.Error() + ")"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], ", ")
 }
 
 func envInt(t *testing.T, name string, def int) int {

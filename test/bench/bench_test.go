@@ -26,6 +26,7 @@ import (
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
 	"github.com/baremetal-ccm/baremetal-ccm/test/lbservice"
+	"github.com/baremetal-ccm/baremetal-ccm/test/proc"
 )
 
 const benchNodeCount = 50
@@ -67,7 +68,7 @@ func benchBurst(t *testing.T, ccmDown bool) {
 	const services, workers = 1000, 32
 	cl := v6Cluster(t)
 	iw := watchIngress(t, cl.c)
-	t.Logf("load average before: %s", loadAvg())
+	t.Logf("load average before: %s", proc.LoadAverage())
 	if ccmDown {
 		cl.ccm.Stop()
 	}
@@ -157,7 +158,7 @@ func benchBurst(t *testing.T, ccmDown bool) {
 		close(stop)
 		<-waitDone
 	}
-	t.Logf("load average after: %s", loadAvg())
+	t.Logf("load average after: %s", proc.LoadAverage())
 	t.Logf("CPU time used meanwhile: %s", cpuSince(cpu))
 	if profiled != nil {
 		<-profiled
@@ -198,7 +199,7 @@ func TestBenchCreateLatency(t *testing.T) {
 	const services = 100
 	cl := v6Cluster(t)
 	iw := watchIngress(t, cl.c)
-	t.Logf("load average before: %s", loadAvg())
+	t.Logf("load average before: %s", proc.LoadAverage())
 	ctx := context.Background()
 
 	var toRouter, toFull, toIngress, toWithdrawn, listing []time.Duration
@@ -283,7 +284,7 @@ func TestBenchCreateLatency(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	t.Logf("load average after: %s", loadAvg())
+	t.Logf("load average after: %s", proc.LoadAverage())
 	t.Logf("router listing per poll: %s", summarize(listing))
 	t.Logf("create → VIP in the router (first path):  %s", summarize(toRouter))
 	t.Logf("create → VIP with all %d next hops:       %s", wantHops(benchNodeCount), summarize(toFull))
@@ -364,7 +365,7 @@ func TestBenchHealthWithdraw(t *testing.T) {
 		return true
 	}
 	table, _ := waitTable("all VIPs announced", settled)
-	t.Logf("load average before: %s", loadAvg())
+	t.Logf("load average before: %s", proc.LoadAverage())
 
 	results := map[healthMode][]time.Duration{}
 	rng := rand.New(rand.NewPCG(5, 5))
@@ -397,7 +398,7 @@ func TestBenchHealthWithdraw(t *testing.T) {
 			})
 		}
 	}
-	t.Logf("load average after: %s", loadAvg())
+	t.Logf("load average after: %s", proc.LoadAverage())
 	for _, mode := range []healthMode{answer503, refused, hanging} {
 		t.Logf("node healthz %-8s → its next hop gone from every VIP: %s", mode, summarize(results[mode]))
 	}

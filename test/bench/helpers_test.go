@@ -79,20 +79,6 @@ func (s summary) String() string {
 	return fmt.Sprintf("n=%d min=%s p50=%s p90=%s p99=%s max=%s mean=%s", s.N, r(s.Min), r(s.P50), r(s.P90), r(s.P99), r(s.Max), r(s.Mean))
 }
 
-// loadAvg is the machine's 1, 5 and 15 minute load average, as uptime
-// prints it.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown (" + err.Error() + ")"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], ", ")
-}
-
 // cpuTimes returns the CPU time (user + system) used so far by this test
 // process ("test": the router, the informers, the workers) and by each of
 // its children (etcd, kube-apiserver, the CCM), by command name.
