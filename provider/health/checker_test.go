@@ -198,6 +198,14 @@ func startChecker(t *testing.T, cfg Config, targets map[string]netip.AddrPort, n
 	c := NewChecker(cfg, rec.onChange)
 	rec.c = c
 	c.SetTargets(targets)
+	runUntilStopped(t, c)
+	return c, rec
+}
+
+// runUntilStopped runs c until stop is called or the test ends; stop
+// returns once Run has.
+func runUntilStopped(t *testing.T, c *Checker) (stop func()) {
+	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -205,7 +213,7 @@ func startChecker(t *testing.T, cfg Config, targets map[string]netip.AddrPort, n
 		defer close(done)
 		c.Run(ctx)
 	}()
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		select {
 		case <-done:
@@ -213,7 +221,8 @@ func startChecker(t *testing.T, cfg Config, targets map[string]netip.AddrPort, n
 			t.Errorf("Run did not return within %s of its context's end", deadline)
 		}
 	})
-	return c, rec
+	t.Cleanup(stop)
+	return stop
 }
 
 // waitFor polls cond until it holds, failing the test after deadline.

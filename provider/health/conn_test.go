@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"k8s.io/klog/v2/ktesting"
 )
 
 // closeEach makes the server close the connection after every answer
@@ -36,26 +34,9 @@ func idleTimeout(d time.Duration) func(*httptest.Server) {
 // kept.
 func runChecker(t *testing.T, cfg Config, targets map[string]netip.AddrPort) (c *Checker, stop func()) {
 	t.Helper()
-	var calls atomic.Int64
-	c = NewChecker(cfg, func() { calls.Add(1) })
+	c = NewChecker(cfg, func() {})
 	c.SetTargets(targets)
-	_, ctx := ktesting.NewTestContext(t)
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Run(ctx)
-	}()
-	stop = sync.OnceFunc(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(deadline):
-			t.Errorf("Run did not return within %s of its context's end", deadline)
-		}
-	})
-	t.Cleanup(stop)
-	return c, stop
+	return c, runUntilStopped(t, c)
 }
 
 // TestConnectionReuse: a node's probes share a kept-alive connection, a
