@@ -148,6 +148,13 @@ func compareLarge(x, y LargeCommunity) int {
 	return cmp.Compare(x.Local2, y.Local2)
 }
 
+// Equal reports whether a and b are the same advertisement: the same
+// prefix, next hops in the same order, and attributes. The speaker does
+// nothing when handed an advertisement equal to the one it announces.
+func (a *Advertisement) Equal(b *Advertisement) bool {
+	return a.Prefix == b.Prefix && slices.Equal(a.NextHops, b.NextHops) && sameAttributes(a, b)
+}
+
 // sameAttributes reports whether a and b carry the same path attributes
 // (everything but the next hops). Both are normalized.
 func sameAttributes(a, b *Advertisement) bool {

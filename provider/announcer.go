@@ -375,7 +375,7 @@ func (a *announcer) settle(ctx context.Context, sp speaker, v *view, vip netip.A
 	switch {
 	case len(p.adv.NextHops) == 0 && !had:
 		return p.adv, nil
-	case had && sameAdvertisement(prev, p.adv):
+	case had && prev.Equal(&p.adv):
 		return p.adv, nil
 	}
 	if err := apply(ctx, sp, p.adv); err != nil {

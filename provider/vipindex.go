@@ -2,7 +2,6 @@ package provider
 
 import (
 	"net/netip"
-	"slices"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
 )
@@ -128,13 +127,4 @@ func removeSet[K comparable](m map[K]map[netip.Addr]struct{}, k K, vip netip.Add
 			delete(m, k)
 		}
 	}
-}
-
-// sameAdvertisement tells whether the speaker would do nothing on being
-// handed b after a: both come from advertisement, which lists the next
-// hops and attributes in a stable order.
-func sameAdvertisement(a, b bgp.Advertisement) bool {
-	return a.Prefix == b.Prefix && a.LocalPref == b.LocalPref && a.TransitiveLinkBandwidth == b.TransitiveLinkBandwidth &&
-		slices.Equal(a.NextHops, b.NextHops) && slices.Equal(a.Communities, b.Communities) &&
-		slices.Equal(a.LargeCommunities, b.LargeCommunities)
 }
