@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
+	"github.com/baremetal-ccm/baremetal-ccm/test/kubelet"
 )
 
 // The pod routes need nothing of RBAC beyond the other controllers': the
@@ -40,15 +41,11 @@ func routesScenario(t *testing.T, e *env) {
 	ctx := context.Background()
 	e.Router.WaitEstablished(t, waitTimeout)
 	registerNode(t, c, "node-a1", "198.51.100.11")
-	n, err := c.CoreV1().Nodes().Get(ctx, "node-a1", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// What kube-controller-manager's node IPAM writes.
-	n.Spec.PodCIDR, n.Spec.PodCIDRs = "203.0.113.128/28", []string{"203.0.113.128/28"}
-	if _, err := c.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	// What kube-controller-manager's node IPAM writes, while the CCM's
+	// node controller initializes the same Node.
+	kubelet.UpdateNode(t, c, "node-a1", func(n *v1.Node) {
+		n.Spec.PodCIDR, n.Spec.PodCIDRs = "203.0.113.128/28", []string{"203.0.113.128/28"}
+	})
 	waitRouter(t, e.Router, "203.0.113.128", "[198.51.100.11]")
 	waitNode(t, c, "node-a1", "NetworkUnavailable=False from the route controller", func(n *v1.Node) bool {
 		for _, cond := range n.Status.Conditions {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
@@ -92,12 +93,18 @@ func TestHostileInput(t *testing.T) {
 		{"a status address outside every pool", func(t *testing.T, e *hostileEnv) {
 			createService(t, e.c, lbservice.New("forged", 80))
 			ip := waitAnyIngress(t, e.c, "forged")
-			s, err := e.c.CoreV1().Services("default").Get(context.Background(), "forged", metav1.GetOptions{})
+			// The CCM writes this status too (its conditions): forge on
+			// the latest version.
+			err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+				s, err := e.c.CoreV1().Services("default").Get(context.Background(), "forged", metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, v1.LoadBalancerIngress{IP: "198.51.100.250"})
+				_, err = e.c.CoreV1().Services("default").UpdateStatus(context.Background(), s, metav1.UpdateOptions{})
+				return err
+			})
 			if err != nil {
-				t.Fatal(err)
-			}
-			s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, v1.LoadBalancerIngress{IP: "198.51.100.250"})
-			if _, err := e.c.CoreV1().Services("default").UpdateStatus(context.Background(), s, metav1.UpdateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			// The Warning says the announcer has seen the status.

@@ -20,6 +20,7 @@ import (
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
+	"github.com/baremetal-ccm/baremetal-ccm/test/kubelet"
 	"github.com/baremetal-ccm/baremetal-ccm/test/lbservice"
 )
 
@@ -125,18 +126,6 @@ func waitEvent(t *testing.T, c kubernetes.Interface, svc, reason string) string 
 	return msg
 }
 
-func updateNode(t *testing.T, c kubernetes.Interface, name string, f func(*v1.Node)) {
-	t.Helper()
-	n, err := c.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f(n)
-	if _, err := c.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("updating node %s: %v", name, err)
-	}
-}
-
 func TestLoadBalancerLifecycle(t *testing.T) {
 	cp := controlplane.StartT(t)
 	c := cp.Client
@@ -227,7 +216,7 @@ func TestLoadBalancerLifecycle(t *testing.T) {
 	waitRoutes(t, router, "node-3 NotReady", map[string][]string{
 		"203.0.113.1": v4Hops[:2], "2001:db8:100::": v6Hops[:2], localIP: {"198.51.100.12"},
 	})
-	updateNode(t, c, "node-1", func(n *v1.Node) { n.Labels[v1.LabelNodeExcludeBalancers] = "true" })
+	kubelet.UpdateNode(t, c, "node-1", func(n *v1.Node) { n.Labels[v1.LabelNodeExcludeBalancers] = "true" })
 	waitRoutes(t, router, "node-1 excluded", map[string][]string{"203.0.113.1": v4Hops[1:2], "2001:db8:100::": v6Hops[1:2]})
 	setReady(t, c, "node-3", v1.ConditionTrue)
 	waitRoutes(t, router, "node-3 Ready again", map[string][]string{"203.0.113.1": v4Hops[1:], "2001:db8:100::": v6Hops[1:]})
@@ -284,14 +273,9 @@ func TestLoadBalancerLifecycle(t *testing.T) {
 	waitIngress(t, c, "share-a", sharedIP)
 
 	// Update: a new requested address moves the VIP.
-	web, err := c.CoreV1().Services("default").Get(context.Background(), "web", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	web.Annotations = map[string]string{"baremetal-ccm.io/load-balancer-ips": "203.0.113.7"}
-	if _, err := c.CoreV1().Services("default").Update(context.Background(), web, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	updateService(t, c, "web", func(web *v1.Service) {
+		web.Annotations = map[string]string{"baremetal-ccm.io/load-balancer-ips": "203.0.113.7"}
+	})
 	waitIngress(t, c, "web", "203.0.113.7")
 	waitRoutes(t, router, "web moved", map[string][]string{"203.0.113.7": v4Hops[1:], "203.0.113.1": nil})
 }

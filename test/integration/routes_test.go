@@ -20,6 +20,7 @@ import (
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
+	"github.com/baremetal-ccm/baremetal-ccm/test/kubelet"
 )
 
 // The pod networks of the route tests: documentation ranges the nodes'
@@ -66,7 +67,7 @@ func (s *podCIDRSource) podCIDRs(t *testing.T, c kubernetes.Interface, node stri
 		i := s.next
 		s.next++
 		cidrs := []string{fmt.Sprintf("203.0.113.%d/28", 128+16*i), fmt.Sprintf("2001:db8:100:%x::/64", i)}
-		updateNode(t, c, node, func(n *v1.Node) { n.Spec.PodCIDR, n.Spec.PodCIDRs = cidrs[0], cidrs })
+		kubelet.UpdateNode(t, c, node, func(n *v1.Node) { n.Spec.PodCIDR, n.Spec.PodCIDRs = cidrs[0], cidrs })
 		return cidrs
 	}
 	var cidrs []string
@@ -166,7 +167,7 @@ func TestPodRoutes(t *testing.T) {
 
 	// A kubelet restarted with another --node-ip: the CCM's node
 	// controller writes the new address, and the route follows in place.
-	updateNode(t, c, "node-2", func(n *v1.Node) {
+	kubelet.UpdateNode(t, c, "node-2", func(n *v1.Node) {
 		n.Annotations[cloudproviderapi.AnnotationAlphaProvidedIPAddr] = "198.51.100.22,2001:db8:1::22"
 	})
 	table[pods2[0]], table[pods2[1]] = []string{"198.51.100.22"}, []string{"2001:db8:1::22"}

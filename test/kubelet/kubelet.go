@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	cloudproviderapi "k8s.io/cloud-provider/api"
 )
 
@@ -60,6 +61,29 @@ func SetReady(t testing.TB, c kubernetes.Interface, name string, status v1.Condi
 	})
 	if err != nil {
 		t.Fatalf("setting node %s Ready=%s: %v", name, status, err)
+	}
+}
+
+// conflictBackoff bounds UpdateNode's retries: about 10 s in all, enough
+// for the CCM's node controller, which writes the same Nodes, to finish.
+var conflictBackoff = wait.Backoff{Steps: 10, Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0.1}
+
+// UpdateNode applies mutate to the Node's latest version and writes it,
+// again from a fresh read on a conflict: the CCM's node and route
+// controllers write the same Nodes while a test changes them.
+func UpdateNode(t testing.TB, c kubernetes.Interface, name string, mutate func(*v1.Node)) {
+	t.Helper()
+	err := retry.RetryOnConflict(conflictBackoff, func() error {
+		n, err := c.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		mutate(n)
+		_, err = c.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("updating node %s: %v", name, err)
 	}
 }
 
