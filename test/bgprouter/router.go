@@ -164,31 +164,63 @@ func (r *Router) Established() ([]string, error) {
 func (r *Router) NextHops() (map[string]map[netip.Prefix][]netip.Addr, error) {
 	out := map[string]map[netip.Prefix][]netip.Addr{}
 	for _, n := range r.neighbors {
-		table := map[netip.Prefix][]netip.Addr{}
-		for _, fam := range families {
-			if err := r.listAdjIn(n, fam, func(d *api.Destination) {
-				for _, p := range d.GetPaths() {
-					prefix, hop, err := decode(p)
-					if err == nil {
-						table[prefix] = append(table[prefix], hop)
-					}
-				}
-			}); err != nil {
-				return nil, fmt.Errorf("bgprouter: listing paths from %s: %w", n, err)
-			}
-		}
-		for _, hops := range table {
-			slices.SortFunc(hops, func(a, b netip.Addr) int { return a.Compare(b) })
+		table, err := r.Paths(n)
+		if err != nil {
+			return nil, err
 		}
 		out[n] = table
 	}
 	return out, nil
 }
 
-func (r *Router) listAdjIn(neighbor string, fam *api.Family, f func(*api.Destination)) error {
+// Paths returns the next hops one neighbor sent for each prefix, sorted.
+func (r *Router) Paths(neighbor string) (map[netip.Prefix][]netip.Addr, error) {
+	table := map[netip.Prefix][]netip.Addr{}
+	for _, fam := range families {
+		if err := r.listAdjIn(neighbor, fam, func(d *api.Destination) {
+			for _, p := range d.GetPaths() {
+				prefix, hop, err := decode(p)
+				if err == nil {
+					table[prefix] = append(table[prefix], hop)
+				}
+			}
+		}); err != nil {
+			return nil, fmt.Errorf("bgprouter: listing paths from %s: %w", neighbor, err)
+		}
+	}
+	for _, hops := range table {
+		slices.SortFunc(hops, func(a, b netip.Addr) int { return a.Compare(b) })
+	}
+	return table, nil
+}
+
+// PathsTo returns the next hops one neighbor sent for one prefix, sorted:
+// a lookup that costs the same however many prefixes the router holds.
+func (r *Router) PathsTo(neighbor string, prefix netip.Prefix) ([]netip.Addr, error) {
+	fam := families[0]
+	if prefix.Addr().Is6() {
+		fam = families[1]
+	}
+	var hops []netip.Addr
+	if err := r.listAdjIn(neighbor, fam, func(d *api.Destination) {
+		for _, p := range d.GetPaths() {
+			if got, hop, err := decode(p); err == nil && got == prefix {
+				hops = append(hops, hop)
+			}
+		}
+	}, &api.TableLookupPrefix{Prefix: prefix.String()}); err != nil {
+		return nil, fmt.Errorf("bgprouter: looking up %s from %s: %w", prefix, neighbor, err)
+	}
+	slices.SortFunc(hops, func(a, b netip.Addr) int { return a.Compare(b) })
+	return hops, nil
+}
+
+// listAdjIn calls f for each destination neighbor sent, of the family, or
+// only those of prefixes if any are given.
+func (r *Router) listAdjIn(neighbor string, fam *api.Family, f func(*api.Destination), prefixes ...*api.TableLookupPrefix) error {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	stream, err := r.proc.api.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: neighbor, Family: fam})
+	stream, err := r.proc.api.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: neighbor, Family: fam, Prefixes: prefixes})
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,20 @@ func speaker(t *testing.T, peers ...*Router) *server.BgpServer {
 
 func announce(t *testing.T, s *server.BgpServer, prefix netip.Prefix, hop netip.Addr, id uint32) {
 	t.Helper()
+	if _, err := s.AddPath(context.Background(), &api.AddPathRequest{Path: ipv4Path(t, prefix, hop, id)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func withdraw(t *testing.T, s *server.BgpServer, prefix netip.Prefix, hop netip.Addr, id uint32) {
+	t.Helper()
+	if err := s.DeletePath(context.Background(), &api.DeletePathRequest{Path: ipv4Path(t, prefix, hop, id)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ipv4Path(t *testing.T, prefix netip.Prefix, hop netip.Addr, id uint32) *api.Path {
+	t.Helper()
 	nlri, err := anypb.New(&api.IPAddressPrefix{Prefix: prefix.Addr().String(), PrefixLen: uint32(prefix.Bits())})
 	if err != nil {
 		t.Fatal(err)
@@ -64,10 +78,7 @@ func announce(t *testing.T, s *server.BgpServer, prefix netip.Prefix, hop netip.
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := &api.Path{Family: families[0], Nlri: nlri, Pattrs: []*anypb.Any{origin, nh}, Identifier: id}
-	if _, err := s.AddPath(context.Background(), &api.AddPathRequest{Path: path}); err != nil {
-		t.Fatal(err)
-	}
+	return &api.Path{Family: families[0], Nlri: nlri, Pattrs: []*anypb.Any{origin, nh}, Identifier: id}
 }
 
 // Two routers and a speaker at once, as the reload test runs them: each
@@ -98,5 +109,59 @@ func TestRoutersReceivePaths(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// PathsTo finds one prefix's paths, and a Watch sees the withdrawal of one
+// of them and when it arrived.
+func TestLookupAndWatch(t *testing.T) {
+	r := Start(t, Options{ASN: 64513, Neighbors: []string{"127.0.0.1"}, NeighborASN: 64512})
+	w := r.WatchNeighbor(t, "127.0.0.1")
+	s := speaker(t, r)
+	vip, other := netip.MustParsePrefix("203.0.113.10/32"), netip.MustParsePrefix("203.0.113.11/32")
+	hops := []netip.Addr{netip.MustParseAddr("198.51.100.11"), netip.MustParseAddr("198.51.100.12")}
+	for i, h := range hops {
+		announce(t, s, vip, h, uint32(i+1))
+	}
+	announce(t, s, other, hops[0], 1)
+	r.WaitEstablished(t, time.Minute)
+	lookup := func(want []netip.Addr) error {
+		got, err := r.PathsTo("127.0.0.1", vip)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("%s via %v, want %v", vip, got, want)
+		}
+		return nil
+	}
+	if err := fabric.Eventually(context.Background(), time.Minute, 50*time.Millisecond, func() error { return lookup(hops) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.PathsTo("127.0.0.1", netip.MustParsePrefix("203.0.113.12/32")); err != nil || len(got) != 0 {
+		t.Errorf("a prefix never announced: got %v, %v; want no paths", got, err)
+	}
+	if n := w.Withdrawals(); n != 0 {
+		t.Errorf("withdrawals before any: %d", n)
+	}
+	before := time.Now()
+	withdraw(t, s, vip, hops[1], 2)
+	if err := fabric.Eventually(context.Background(), time.Minute, 50*time.Millisecond, func() error { return lookup(hops[:1]) }); err != nil {
+		t.Fatal(err)
+	}
+	err := fabric.Eventually(context.Background(), time.Minute, 20*time.Millisecond, func() error {
+		if n := w.Withdrawals(); n != 1 {
+			return fmt.Errorf("withdrawals seen: %d, want 1", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := w.Last(); last.Before(before) {
+		t.Errorf("last event at %s, before the withdrawal at %s", last, before)
+	}
+	if err := w.Err(); err != nil {
+		t.Error(err)
 	}
 }

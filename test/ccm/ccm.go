@@ -161,6 +161,9 @@ func (p *Process) LogTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// PID is the process's ID: for reading its /proc entries.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
 // Kill sends SIGKILL and waits for the process to end.
 func (p *Process) Kill() {
 	_ = p.cmd.Process.Kill()

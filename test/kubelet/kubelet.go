@@ -27,6 +27,16 @@ const Timeout = 60 * time.Second
 // is --node-ip (comma-separated for dual-stack); empty: none.
 func Register(t testing.TB, c kubernetes.Interface, name, nodeIP string) {
 	t.Helper()
+	if err := Create(context.Background(), c, name, nodeIP); err != nil {
+		t.Fatal(err)
+	}
+	SetReady(t, c, name, v1.ConditionTrue)
+}
+
+// Create creates the Node as Register does, without the Ready condition:
+// for callers that register many Nodes from several goroutines and set
+// their status themselves (see ReadyCondition).
+func Create(ctx context.Context, c kubernetes.Interface, name, nodeIP string) error {
 	n := &v1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{}},
 		Spec: v1.NodeSpec{Taints: []v1.Taint{{
@@ -36,10 +46,16 @@ func Register(t testing.TB, c kubernetes.Interface, name, nodeIP string) {
 	if nodeIP != "" {
 		n.Annotations[cloudproviderapi.AnnotationAlphaProvidedIPAddr] = nodeIP
 	}
-	if _, err := c.CoreV1().Nodes().Create(context.Background(), n, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating node %s: %v", name, err)
+	if _, err := c.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating node %s: %w", name, err)
 	}
-	SetReady(t, c, name, v1.ConditionTrue)
+	return nil
+}
+
+// ReadyCondition is the Ready condition a kubelet reports, of status.
+func ReadyCondition(status v1.ConditionStatus) v1.NodeCondition {
+	now := metav1.Now()
+	return v1.NodeCondition{Type: v1.NodeReady, Status: status, Reason: "Test", LastHeartbeatTime: now, LastTransitionTime: now}
 }
 
 // SetReady sets the Node's Ready condition, retrying on conflicts.
@@ -50,9 +66,8 @@ func SetReady(t testing.TB, c kubernetes.Interface, name string, status v1.Condi
 		if err != nil {
 			return false, err
 		}
-		now := metav1.Now()
 		n.Status.Conditions = slices.DeleteFunc(n.Status.Conditions, func(c v1.NodeCondition) bool { return c.Type == v1.NodeReady })
-		n.Status.Conditions = append(n.Status.Conditions, v1.NodeCondition{Type: v1.NodeReady, Status: status, Reason: "Test", LastHeartbeatTime: now, LastTransitionTime: now})
+		n.Status.Conditions = append(n.Status.Conditions, ReadyCondition(status))
 		_, err = c.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
 			return false, nil
