@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 
 	"github.com/baremetal-ccm/baremetal-ccm/internal/ociimage"
 )
@@ -34,10 +35,17 @@ var agnhostTools = []agnhostTool{
 	{host: "wget", name: "wget"},
 	{host: "nc.openbsd", name: "nc"},
 	{host: "grep", name: "grep"},
-	{host: "cat", name: "cat"},
-	{host: "sleep", name: "sleep"},
+	{host: "sed", name: "sed"},
 	{host: "ip", name: "ip"},
 	{host: "ss", name: "ss"},
+}
+
+// agnhostCoreutils are the usual commands a shell line pipes through or
+// sleeps with, Debian's coreutils under their own names, as busybox gives
+// them in upstream's image.
+var agnhostCoreutils = []string{
+	"cat", "cut", "date", "dd", "echo", "env", "head", "hostname", "ls",
+	"mkdir", "rm", "sleep", "tail", "timeout", "touch", "tr", "wc",
 }
 
 // hostSearchPath is where agnhostTools are looked up: Debian's, whatever
@@ -50,7 +58,7 @@ const hostSearchPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 // argument, running as root; /agnhost-2 linking to it (entrypoint tests);
 // /uploads (netexec's upload handler writes there); a shell and the
 // network tools of agnhostTools in /usr/bin with /bin linking to it
-// (`/bin/sh -c`). Left out, as no LoadBalancer test uses them: the
+// (`/bin/sh -c`) with agnhostCoreutils. Left out, as no LoadBalancer test uses them: the
 // fake registry's content, porter's TLS key pair, coredns, iperf, dig.
 func agnhostSpec(ctx context.Context, binary string) (ociimage.Spec, error) {
 	s, err := binaryImage(binary, "/agnhost")
@@ -63,7 +71,11 @@ func agnhostSpec(ctx context.Context, binary string) (ociimage.Spec, error) {
 		ociimage.Symlink{Path: "/bin", Target: "usr/bin"},
 	)
 	s.Dirs = append(s.Dirs, ociimage.Dir{Path: "/uploads"})
-	for _, tool := range agnhostTools {
+	tools := slices.Clone(agnhostTools)
+	for _, name := range agnhostCoreutils {
+		tools = append(tools, agnhostTool{host: name, name: name})
+	}
+	for _, tool := range tools {
 		path, err := lookHostTool(tool.host)
 		if err != nil {
 			return ociimage.Spec{}, err

@@ -25,6 +25,7 @@ func TestAgnhostSpec(t *testing.T) {
 			controlplane.Unavailable(t, err.Error())
 		}
 	}
+	// Coreutils are Debian's essential packages: always there.
 	// Not ELF, so not dynamically linked: what binaryImage asks of it.
 	binary := filepath.Join(t.TempDir(), "agnhost")
 	if err := os.WriteFile(binary, []byte("#!/agnhost stand-in\n"), 0o755); err != nil {
@@ -50,7 +51,7 @@ func TestAgnhostSpec(t *testing.T) {
 	if f, ok := files["/agnhost"]; !ok || f.Source != binary || f.Mode != 0o755 {
 		t.Errorf("/agnhost = %+v (present %v), want %s with mode 0755", f, ok, binary)
 	}
-	for _, name := range []string{"sh", "curl", "wget", "nc", "grep", "cat", "sleep", "ip", "ss"} {
+	for _, name := range []string{"sh", "curl", "wget", "nc", "grep", "sed", "ip", "ss", "cat", "head", "sleep", "echo"} {
 		if _, ok := files["/usr/bin/"+name]; !ok {
 			t.Errorf("the image has no /usr/bin/%s", name)
 		}
