@@ -25,6 +25,13 @@ func EtcdBinDir(ctx context.Context) (string, error) {
 	return hackBinDir(ctx, "BMCCM_ETCD_BIN", "build-etcd.sh")
 }
 
+// E2EBinDir is the directory holding e2e.test, ginkgo and agnhost:
+// $BMCCM_E2E_BIN if set, else what hack/build-e2e.sh prints (it builds
+// them on its first run: long, e2e.test is large).
+func E2EBinDir(ctx context.Context) (string, error) {
+	return hackBinDir(ctx, "BMCCM_E2E_BIN", "build-e2e.sh")
+}
+
 func hackBinDir(ctx context.Context, env, script string) (string, error) {
 	if d := os.Getenv(env); d != "" {
 		return d, nil

@@ -54,6 +54,11 @@ type Options struct {
 	// make two images (they differ in their version label) for a rolling
 	// update.
 	CCMTags []string
+	// AgnhostBinary, if set, is the static agnhost program
+	// (hack/build-e2e.sh), and BuildLab also builds the agnhost image that
+	// Kubernetes' e2e tests start (AgnhostImage, E2ERepoList). Only the
+	// upstream e2e run needs it.
+	AgnhostBinary string
 }
 
 // Archive is an image archive and the reference it imports as.
@@ -73,6 +78,10 @@ func (o Options) PauseImage() string { return o.Reference("pause", PauseTag) }
 
 // NetserverImage is the workload image's reference.
 func (o Options) NetserverImage() string { return o.Reference("netserver", NetserverTag) }
+
+// AgnhostImage is the agnhost image's reference, the one the e2e
+// framework asks for given E2ERepoList.
+func (o Options) AgnhostImage() string { return o.Reference("agnhost", AgnhostTag) }
 
 // CCMImage is the CCM image's reference for tag; it does not depend on the
 // repository (manifests/ names it so).
@@ -110,7 +119,7 @@ func (o Options) validate() error {
 // BuildLab builds every image of the lab into o.Dir and returns their
 // archives: kube-apiserver, kube-controller-manager, kube-scheduler,
 // kube-proxy, etcd, pause and netserver under o.Repository, then the CCM
-// image for each of o.CCMTags. It builds the Go programs of the pause and
+// image for each of o.CCMTags, then agnhost if o.AgnhostBinary is set. It builds the Go programs of the pause and
 // netserver images (`go build`, CGO off) from this repository, so it runs
 // with the working directory inside it (as a test does).
 func BuildLab(ctx context.Context, o Options) ([]Archive, error) {

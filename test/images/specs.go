@@ -84,6 +84,14 @@ func labImages(ctx context.Context, o Options) ([]labImage, error) {
 		}
 		images = append(images, labImage{CCMImage(tag), s})
 	}
+
+	if o.AgnhostBinary != "" {
+		s, err := agnhostSpec(ctx, o.AgnhostBinary)
+		if err != nil {
+			return nil, err
+		}
+		images = append(images, labImage{o.AgnhostImage(), s})
+	}
 	return images, nil
 }
 
@@ -147,6 +155,12 @@ func goBuild(ctx context.Context, dir, name string) (string, error) {
 func checkVersions(ctx context.Context, o Options) error {
 	for _, name := range controlPlaneBinaries {
 		if err := checkVersion(ctx, filepath.Join(o.K8sBinDir, name), "Kubernetes "+KubernetesVersion); err != nil {
+			return err
+		}
+	}
+	if o.AgnhostBinary != "" {
+		// cobra's --version of agnhost's root command, named "app".
+		if err := checkVersion(ctx, o.AgnhostBinary, "app version "+AgnhostTag); err != nil {
 			return err
 		}
 	}
