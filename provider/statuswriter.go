@@ -328,8 +328,12 @@ func (w *statusWriter) desired(svc *v1.Service) desiredStatus {
 }
 
 // reportChanges sends the Events of what changed for svc's VIPs since
-// the last pass: a VIP announced via more or fewer nodes (Announced), one
-// that lost every node (NoEligibleNode) or turned fail-open (FailOpen).
+// the last pass: a VIP announced via more or fewer nodes than before, or
+// again after losing them (Announced), one that lost every node
+// (NoEligibleNode) or turned fail-open (FailOpen). A VIP's first
+// announcement has no Event: the Announced condition says it, and an
+// Event per new Service would be one more API write of each, for what
+// the upstream EnsuredLoadBalancer Event and the condition already tell.
 // A new leader takes what it first sees of a Service that already has
 // the Announced condition as known: the previous leader reported it.
 // Sessions going down or up are no Service's Event: they are the same
@@ -375,7 +379,7 @@ func (w *statusWriter) reportChanges(svc *v1.Service) {
 			if !had || !p.failOpen {
 				failOpen = append(failOpen, msg)
 			}
-		case !had || p.nodes != c.nodes || p.failOpen:
+		case had && (p.nodes != c.nodes || p.failOpen):
 			if reason == reasonAnnounced && had && p.nodes > 0 && p.nodes != c.nodes {
 				msg += fmt.Sprintf(" (was %d)", p.nodes)
 			}

@@ -60,9 +60,10 @@ func startStatusWriter(t *testing.T, objs ...runtime.Object) (*statusWriter, *re
 }
 
 // TestStatusWriterEventsOnChangeOnly: the Events follow changes of what is
-// announced — a new Service, more or fewer nodes, losing every node, fail
-// open — and a pass that sees nothing new sends none; a Service that a
-// previous leader already reported on gets no Event for what it already says.
+// announced — more or fewer nodes, losing every node, fail open — and a
+// pass that sees nothing new sends none; a new Service's first
+// announcement has none (its condition says it), nor has a Service that a
+// previous leader already reported on, for what it already says.
 func TestStatusWriterEventsOnChangeOnly(t *testing.T) {
 	vip := netip.MustParseAddr("203.0.113.1")
 	fresh := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")
@@ -76,7 +77,7 @@ func TestStatusWriterEventsOnChangeOnly(t *testing.T) {
 		vips map[netip.Addr]vipOutcome
 		want []string
 	}{
-		{"first announcement: the new Service only", map[netip.Addr]vipOutcome{vip: {nodes: 3, peered: 1, routers: 1}, old: {nodes: 3, peered: 1, routers: 1}}, []string{reasonAnnounced}},
+		{"first announcement: the condition says it", map[netip.Addr]vipOutcome{vip: {nodes: 3, peered: 1, routers: 1}, old: {nodes: 3, peered: 1, routers: 1}}, nil},
 		{"nothing changed", map[netip.Addr]vipOutcome{vip: {nodes: 3, peered: 1, routers: 1}, old: {nodes: 3, peered: 1, routers: 1}}, nil},
 		{"a session went down: no Service Event", map[netip.Addr]vipOutcome{vip: {nodes: 3, peered: 1}, old: {nodes: 3, peered: 1}}, nil},
 		{"a node went", map[netip.Addr]vipOutcome{vip: {nodes: 2, peered: 1, routers: 1}, old: {nodes: 3, peered: 1, routers: 1}}, []string{reasonAnnounced}},

@@ -345,6 +345,10 @@ func loadBalancerScenario(t *testing.T, e *env) {
 	}
 	want := "[198.51.100.11 198.51.100.12]"
 	waitRouter(t, e.Router, vip, want)
+	// A node leaves the VIP: the change is reported with an Event (the
+	// first announcement has only the condition).
+	kubelet.SetReady(t, c, "node-a2", v1.ConditionFalse)
+	waitRouter(t, e.Router, vip, "[198.51.100.11]")
 
 	if err := c.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -357,7 +361,8 @@ func loadBalancerScenario(t *testing.T, e *env) {
 	if err != nil {
 		t.Errorf("service web: not gone %s after the delete; finalizers %v", waitTimeout, got.Finalizers)
 	}
-	// The announcement is reported with an Event (create, patch events).
+	// The change of the announcement is reported with an Event (create,
+	// patch events).
 	events, err := c.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -113,9 +113,6 @@ func TestServiceConditions(t *testing.T) {
 	if got := s.Annotations[poolAnnot]; got != "public" {
 		t.Errorf("annotation %s = %q, want public", poolAnnot, got)
 	}
-	if msg := waitEvent(t, c, "web", "Announced"); !strings.Contains(msg, "203.0.113.1 announced via 3 nodes to 1 router") {
-		t.Errorf("Announced event = %q", msg)
-	}
 
 	// Not allocated: why, and nothing announced.
 	createService(t, c, lbservice.New("nopool", 80, func(s *v1.Service) { s.Annotations["baremetal-ccm.io/pool"] = "nosuchpool" }))
@@ -129,11 +126,19 @@ func TestServiceConditions(t *testing.T) {
 	}
 	waitConditions(t, c, "web", allocated, wantCondition{condAnnounced, "False", "NoEligibleNode", "203.0.113.1 is not announced: no eligible node"})
 	waitEvent(t, c, "web", "NoEligibleNode")
+	// The first announcement had only its condition: no Event (the
+	// NoEligibleNode Event, sent after it, says the recorder works).
+	if n := eventCounts(t, c, func(e v1.Event) bool { return e.InvolvedObject.Name == "web" && e.Reason == "Announced" }); len(n) != 0 {
+		t.Errorf("Announced events of web before any change: %v, want none", n)
+	}
 	waitRoutes(t, router, "every node NotReady", map[string][]string{"203.0.113.1": nil})
 	for i := 1; i <= 3; i++ {
 		setReady(t, c, fmt.Sprintf("node-%d", i), v1.ConditionTrue)
 	}
 	waitConditions(t, c, "web", allocated, announced)
+	if msg := waitEvent(t, c, "web", "Announced"); !strings.Contains(msg, "203.0.113.1 announced via 3 nodes to 1 router") {
+		t.Errorf("Announced event after the nodes came back = %q", msg)
+	}
 
 	// Every node fails its health check: announced over all (fail open).
 	for _, ok := range healthy {

@@ -180,10 +180,6 @@ func TestLoadBalancerLifecycle(t *testing.T) {
 	if sb.Status.LoadBalancer.Ingress != nil && sb.Status.LoadBalancer.Ingress[0].IP != sa.Status.LoadBalancer.Ingress[0].IP {
 		t.Errorf("sharing services got %v and %v", sa.Status.LoadBalancer.Ingress, sb.Status.LoadBalancer.Ingress)
 	}
-	if msg := waitEvent(t, c, "web", "Announced"); !strings.Contains(msg, "203.0.113.1 announced via 3 nodes to 1 router") {
-		t.Errorf("Announced event = %q", msg)
-	}
-
 	// externalTrafficPolicy Local: only nodes with a ready endpoint.
 	local := v1.ServiceExternalTrafficPolicyLocal
 	createService(t, c, lbservice.New("local", 80, func(s *v1.Service) { s.Spec.ExternalTrafficPolicy = local }))
@@ -216,6 +212,11 @@ func TestLoadBalancerLifecycle(t *testing.T) {
 	waitRoutes(t, router, "node-3 NotReady", map[string][]string{
 		"203.0.113.1": v4Hops[:2], "2001:db8:100::": v6Hops[:2], localIP: {"198.51.100.12"},
 	})
+	// The change has an Event; the first announcement had only the
+	// condition.
+	if msg := waitEvent(t, c, "web", "Announced"); !strings.Contains(msg, "203.0.113.1 announced via 2 nodes to 1 router (was 3)") {
+		t.Errorf("Announced event = %q", msg)
+	}
 	kubelet.UpdateNode(t, c, "node-1", func(n *v1.Node) { n.Labels[v1.LabelNodeExcludeBalancers] = "true" })
 	waitRoutes(t, router, "node-1 excluded", map[string][]string{"203.0.113.1": v4Hops[1:2], "2001:db8:100::": v6Hops[1:2]})
 	setReady(t, c, "node-3", v1.ConditionTrue)
