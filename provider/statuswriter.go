@@ -333,7 +333,7 @@ func (w *statusWriter) desired(svc *v1.Service) desiredStatus {
 // (NoEligibleNode) or turned fail-open (FailOpen). A VIP's first
 // announcement has no Event: the Announced condition says it, and an
 // Event per new Service would be one more API write of each, for what
-// the upstream EnsuredLoadBalancer Event and the condition already tell.
+// the condition already tells.
 // A new leader takes what it first sees of a Service that already has
 // the Announced condition as known: the previous leader reported it.
 // Sessions going down or up are no Service's Event: they are the same

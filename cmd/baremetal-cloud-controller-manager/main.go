@@ -87,7 +87,7 @@ func run() int {
 	provider.RegisterMetrics()
 
 	st := &starter{ctx: ctx, options: ccmOptions, ours: &ours}
-	cmd := app.NewCloudControllerManagerCommand(ccmOptions, st.initCloud, app.DefaultInitFuncConstructors, names.CCMControllerAliases(), fss, ctx.Done())
+	cmd := app.NewCloudControllerManagerCommand(ccmOptions, st.initCloud, withQuietServiceEvents(app.DefaultInitFuncConstructors), names.CCMControllerAliases(), fss, ctx.Done())
 	cmd.Use = "baremetal-cloud-controller-manager"
 	cmd.Long += "\n\nTo check a cloud config file without starting anything:\n  baremetal-cloud-controller-manager validate --cloud-config FILE"
 	cmd.AddCommand(newValidateCommand())

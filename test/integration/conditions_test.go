@@ -3,12 +3,14 @@ package integration
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
@@ -78,6 +80,30 @@ const ourComponent = "baremetal-cloud-controller-manager"
 // eventCounts returns, for each Event of the namespace that keep says to
 // count, how often it was reported (an Event repeated is counted up, not
 // created again).
+// waitEventMessage waits for an Event about the Service with this reason
+// whose message starts with msg.
+func waitEventMessage(t *testing.T, c kubernetes.Interface, svc, reason, msg string) {
+	t.Helper()
+	var seen []string
+	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+		evs, err := c.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: fields.Set{"involvedObject.name": svc, "reason": reason}.String()})
+		if err != nil {
+			return false, nil
+		}
+		seen = seen[:0]
+		for _, e := range evs.Items {
+			if strings.HasPrefix(e.Message, msg) {
+				return true, nil
+			}
+			seen = append(seen, e.Message)
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("service %s: no %s event starting %q; seen %q", svc, reason, msg, seen)
+	}
+}
+
 func eventCounts(t *testing.T, c kubernetes.Interface, keep func(v1.Event) bool) map[string]int32 {
 	t.Helper()
 	evs, err := c.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
@@ -120,25 +146,25 @@ func TestServiceConditions(t *testing.T) {
 		wantCondition{condAllocated, "False", "UnknownPool", "nosuchpool"},
 		wantCondition{condAnnounced, "False", "NoAddress", "no address is allocated"})
 
-	// Every eligible node lost, then back.
+	// The first announcement had only its condition: no Event (the
+	// Announced Events of the changes below say the recorder works).
+	if n := eventCounts(t, c, func(e v1.Event) bool { return e.InvolvedObject.Name == "web" && e.Reason == "Announced" }); len(n) != 0 {
+		t.Errorf("Announced events of web before any change: %v, want none", n)
+	}
+
+	// Every eligible node lost, one after the other, then back.
 	for i := 1; i <= 3; i++ {
 		setReady(t, c, fmt.Sprintf("node-%d", i), v1.ConditionFalse)
 	}
 	waitConditions(t, c, "web", allocated, wantCondition{condAnnounced, "False", "NoEligibleNode", "203.0.113.1 is not announced: no eligible node"})
 	waitEvent(t, c, "web", "NoEligibleNode")
-	// The first announcement had only its condition: no Event (the
-	// NoEligibleNode Event, sent after it, says the recorder works).
-	if n := eventCounts(t, c, func(e v1.Event) bool { return e.InvolvedObject.Name == "web" && e.Reason == "Announced" }); len(n) != 0 {
-		t.Errorf("Announced events of web before any change: %v, want none", n)
-	}
 	waitRoutes(t, router, "every node NotReady", map[string][]string{"203.0.113.1": nil})
 	for i := 1; i <= 3; i++ {
 		setReady(t, c, fmt.Sprintf("node-%d", i), v1.ConditionTrue)
 	}
 	waitConditions(t, c, "web", allocated, announced)
-	if msg := waitEvent(t, c, "web", "Announced"); !strings.Contains(msg, "203.0.113.1 announced via 3 nodes to 1 router") {
-		t.Errorf("Announced event after the nodes came back = %q", msg)
-	}
+	// The nodes come back one by one: the last change has all three.
+	waitEventMessage(t, c, "web", "Announced", "203.0.113.1 announced via 3 nodes to 1 router")
 
 	// Every node fails its health check: announced over all (fail open).
 	for _, ok := range healthy {
@@ -168,6 +194,18 @@ func TestServiceConditions(t *testing.T) {
 	keep := func(e v1.Event) bool { return e.InvolvedObject.Name == "web" || e.Source.Component == ourComponent }
 	if n := eventCounts(t, c, func(e v1.Event) bool { return e.InvolvedObject.Name == "nopool" && e.Reason == "UnknownPool" }); len(n) != 1 {
 		t.Errorf("UnknownPool events of nopool: %v, want one", n)
+	}
+	// The service controller's failures are written, its successes not:
+	// the conditions say them.
+	if n := eventCounts(t, c, func(e v1.Event) bool {
+		return e.InvolvedObject.Name == "nopool" && e.Reason == "SyncLoadBalancerFailed"
+	}); len(n) != 1 {
+		t.Errorf("SyncLoadBalancerFailed events of nopool: %v, want one", n)
+	}
+	if n := eventCounts(t, c, func(e v1.Event) bool {
+		return slices.Contains([]string{"EnsuringLoadBalancer", "EnsuredLoadBalancer", "UpdatedLoadBalancer"}, e.Reason)
+	}); len(n) != 0 {
+		t.Errorf("the service controller's success Events were written: %v", n)
 	}
 	before := eventCounts(t, c, keep)
 	time.Sleep(time.Minute)
