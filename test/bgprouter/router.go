@@ -259,13 +259,22 @@ func (r *Router) Union() (map[netip.Prefix][]netip.Addr, error) {
 // WaitEstablished waits until every neighbor's session is up.
 func (r *Router) WaitEstablished(t testing.TB, timeout time.Duration) {
 	t.Helper()
+	r.WaitEstablishedWith(t, timeout, r.neighbors...)
+}
+
+// WaitEstablishedWith waits until the sessions with these neighbors are up,
+// whichever the others are.
+func (r *Router) WaitEstablishedWith(t testing.TB, timeout time.Duration, neighbors ...string) {
+	t.Helper()
 	err := fabric.Eventually(context.Background(), timeout, 100*time.Millisecond, func() error {
 		up, err := r.Established()
 		if err != nil {
 			return err
 		}
-		if len(up) < len(r.neighbors) {
-			return fmt.Errorf("sessions up %v of %v", up, r.neighbors)
+		for _, n := range neighbors {
+			if !slices.Contains(up, n) {
+				return fmt.Errorf("sessions up %v, want %v", up, neighbors)
+			}
 		}
 		return nil
 	})
