@@ -37,7 +37,13 @@ const (
 	reservedASN16             = 65535
 	reservedASN32             = 4294967295
 	minHoldTime               = 3 * time.Second
-	defaultConnectRetrySecond = 5
+	// defaultConnectRetrySecond: GoBGP waits 1–2 s before its first
+	// connection attempt and this to twice this between the next ones.
+	// A replica that starts while its router still refuses it (a router
+	// holds a neighbor idle for a while after a session ended: GoBGP 5 s)
+	// gets its session a second or two after, not up to 10 s: at one
+	// connection attempt per router a second, nothing to spare.
+	defaultConnectRetrySecond = 1
 )
 
 // defaultKeepalive is the keepalive interval for hold when none is set:
