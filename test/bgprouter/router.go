@@ -136,27 +136,42 @@ func (r *Router) Endpoint() string { return net.JoinHostPort(r.Address, strconv.
 
 // Established returns the neighbors whose session is up.
 func (r *Router) Established() ([]string, error) {
+	states, err := r.States()
+	if err != nil {
+		return nil, err
+	}
+	var up []string
+	for n, st := range states {
+		if st == api.PeerState_ESTABLISHED {
+			up = append(up, n)
+		}
+	}
+	slices.Sort(up)
+	return up, nil
+}
+
+// States returns each neighbor's session state. A GoBGP router refuses a
+// neighbor's connections while it is IDLE: for 5 s after a session ended
+// (its idle hold time), then it is ACTIVE again (passive, listening).
+func (r *Router) States() (map[string]api.PeerState_SessionState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	stream, err := r.proc.api.ListPeer(ctx, &api.ListPeerRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("bgprouter: listing peers: %w", err)
 	}
-	var up []string
+	states := map[string]api.PeerState_SessionState{}
 	for {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			break
+			return states, nil
 		}
 		if err != nil {
 			return nil, fmt.Errorf("bgprouter: listing peers: %w", err)
 		}
-		if p := resp.GetPeer(); p.GetState().GetSessionState() == api.PeerState_ESTABLISHED {
-			up = append(up, p.GetConf().GetNeighborAddress())
-		}
+		p := resp.GetPeer()
+		states[p.GetConf().GetNeighborAddress()] = p.GetState().GetSessionState()
 	}
-	slices.Sort(up)
-	return up, nil
 }
 
 // NextHops returns, per neighbor, the next hops it sent for each prefix,
