@@ -468,24 +468,12 @@ func (cl *cluster) profileCCM(t *testing.T, seconds int) <-chan struct{} {
 		close(done)
 		return done
 	}
-	cert, err := tls.X509KeyPair(cl.cp.Config.CertData, cl.cp.Config.KeyData)
-	if err != nil {
-		t.Fatalf("admin client certificate: %v", err)
-	}
-	client := &http.Client{Timeout: time.Duration(seconds+30) * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}, // the CCM's self-signed serving cert
-	}}
+	client := adminHTTPClient(t, cl.cp, time.Duration(seconds+30)*time.Second)
 	go func() {
 		defer close(done)
-		resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d/debug/pprof/profile?seconds=%d", cl.securePort, seconds))
+		b, err := debugGet(client, cl.securePort, fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds))
 		if err != nil {
 			t.Errorf("CCM profile: %v", err)
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Errorf("CCM profile: got %s %v (%d bytes), want 200", resp.Status, err, len(b))
 			return
 		}
 		if err := os.WriteFile(out, b, 0o644); err != nil {
@@ -495,6 +483,36 @@ func (cl *cluster) profileCCM(t *testing.T, seconds int) <-chan struct{} {
 		t.Logf("CCM CPU profile of %d s written to %s", seconds, out)
 	}()
 	return done
+}
+
+// adminHTTPClient calls the CCM's secure port as the cluster's admin (its
+// client certificate), within timeout per request.
+func adminHTTPClient(t *testing.T, cp *controlplane.ControlPlane, timeout time.Duration) *http.Client {
+	t.Helper()
+	cert, err := tls.X509KeyPair(cp.Config.CertData, cp.Config.KeyData)
+	if err != nil {
+		t.Fatalf("admin client certificate: %v", err)
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}, // the CCM's self-signed serving cert
+	}}
+}
+
+// debugGet fetches path from the CCM's secure port on 127.0.0.1.
+func debugGet(client *http.Client, port int, path string) ([]byte, error) {
+	resp, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d%s", port, path))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: got %s (%d bytes), want 200", path, resp.Status, len(b))
+	}
+	return b, nil
 }
 
 // routerTable is the router's table for the VIPs of one prefix range:
