@@ -225,7 +225,7 @@ func (l *scaleLab) measureSteadyState(t *testing.T, source string) {
 	if err := os.WriteFile(path, heap, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("(c) heap in use: %s; GoBGP's part: %s (profile %s)", heapShare(t, path, ""), heapShare(t, path, "gobgp"), path)
+	t.Logf("(c) heap in use: %s; GoBGP's part: %s (profile %s)", heapShare(t, path, ""), heapShare(t, path, `github\.com/osrg/gobgp`), path)
 }
 
 // heapShare is go tool pprof's summary of the in-use heap, of the
