@@ -213,6 +213,9 @@ func (l *scaleLab) measureSteadyState(t *testing.T, source string) {
 	}
 	t.Logf("(c) RSS %d MiB now, %d MiB at most over %s; CPU %.1f%% of one core (%.1f s in %s)",
 		rss>>20, maxRSS>>20, window, 100*cpu.Seconds()/elapsed.Seconds(), cpu.Seconds(), elapsed.Round(time.Second))
+	if maxRSS > 400<<20 {
+		t.Errorf("(c) RSS up to %d MiB, want ≤ 400 MiB", maxRSS>>20)
+	}
 	t.Logf("(f) %d nodes probed every second: %d sockets open, %d TIME_WAIT to the healthz port, goroutines %s", scaleNodes, sockets, timeWait, goroutines)
 	heap, err := debugGet(client, l.ports[source], "/debug/pprof/heap")
 	if err != nil {
