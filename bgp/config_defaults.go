@@ -27,16 +27,16 @@ const (
 	// far below 1000; the limit then costs at most about 330 kB a router.
 	DefaultMaxPrefixes = 1000
 	// maxMaxPrefixes bounds maxPrefixes itself (about 330 MB).
-	maxMaxPrefixes            = 1_000_000
-	maxMaxPathsPerPrefix      = 255 // GoBGP keeps ADD-PATH send-max in a uint8
-	maxRestartTime            = 4095 * time.Second
-	maxHoldTime               = 65535 * time.Second
-	maxMD5KeyLen              = 80 // TCP_MD5SIG_MAXKEYLEN
-	maxTTLSecurityHops        = 254
-	asTrans                   = 23456
-	reservedASN16             = 65535
-	reservedASN32             = 4294967295
-	minHoldTime               = 3 * time.Second
+	maxMaxPrefixes       = 1_000_000
+	maxMaxPathsPerPrefix = 255 // GoBGP keeps ADD-PATH send-max in a uint8
+	maxRestartTime       = 4095 * time.Second
+	maxHoldTime          = 65535 * time.Second
+	maxMD5KeyLen         = 80 // TCP_MD5SIG_MAXKEYLEN
+	maxTTLSecurityHops   = 254
+	asTrans              = 23456
+	reservedASN16        = 65535
+	reservedASN32        = 4294967295
+	minHoldTime          = 3 * time.Second
 	// defaultConnectRetrySecond: GoBGP waits 1–2 s before its first
 	// connection attempt and this to twice this between the next ones.
 	// A replica that starts while its router still refuses it (a router
