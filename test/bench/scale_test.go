@@ -173,7 +173,11 @@ func startScaleLab(t *testing.T) *scaleLab {
 func scaleServices() ([]*v1.Service, []*discoveryv1.EndpointSlice) {
 	var svcs []*v1.Service
 	var epSlices []*discoveryv1.EndpointSlice
-	v6 := lbservice.SingleStack(v1.IPv6Protocol)
+	// The VIPs reach kube-proxy on the nodes without a NodePort; with one
+	// each, 10,000 Services would not fit the 2,768 ports of the default
+	// range (the Local ones' health check ports still come from it).
+	noNodePorts := func(s *v1.Service) { s.Spec.AllocateLoadBalancerNodePorts = ptr.To(false) }
+	v6 := func(s *v1.Service) { lbservice.SingleStack(v1.IPv6Protocol)(s); noNodePorts(s) }
 	for i := range scaleCluster {
 		svcs = append(svcs, lbservice.New(fmt.Sprintf("cluster-%04d", i), 80, v6))
 	}
@@ -198,7 +202,7 @@ func scaleServices() ([]*v1.Service, []*discoveryv1.EndpointSlice) {
 		epSlices = append(epSlices, slice)
 	}
 	for i := range scaleDual {
-		svcs = append(svcs, lbservice.New(fmt.Sprintf("dual-%04d", i), 80, lbservice.DualStack))
+		svcs = append(svcs, lbservice.New(fmt.Sprintf("dual-%04d", i), 80, lbservice.DualStack, noNodePorts))
 	}
 	for i := range scaleShared {
 		for j := range sharers {
@@ -282,7 +286,7 @@ func wantPaths(addrs map[string][]string) map[netip.Prefix]int {
 // with the first error.
 func parallel(t *testing.T, n, workers int, f func(ctx context.Context, i int) error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), scaleTimeout)
 	defer cancel()
 	jobs := make(chan int)
 	var mu sync.Mutex
