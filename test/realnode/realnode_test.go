@@ -190,12 +190,12 @@ func (w *world) localPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var nodes []string // the last step's nodes with a ready endpoint
 	for _, replicas := range []int32{1, 3, 0, 2} {
 		if err := c.Scale(w.ctx, ns, "local", replicas); err != nil {
 			t.Fatal(err)
 		}
 		// The EndpointSlice change: the ready set reaches its new size.
-		var nodes []string
 		err := fabric.Eventually(w.ctx, 3*time.Minute, 20*time.Millisecond, func() error {
 			var err error
 			nodes, err = c.ReadyEndpointNodes(w.ctx, ns, "local")
@@ -214,23 +214,33 @@ func (w *world) localPolicy(t *testing.T) {
 		routed := w.waitNextHops(t, vip, nodes, nil)
 		t.Logf("replicas %d: ToRs route %s via %v %s after the EndpointSlice change", replicas, vip, nodes, routed.Sub(changed).Round(time.Millisecond))
 	}
-	// kube-proxy programs the new endpoints on its own schedule: the
-	// routes can be there before it does (docs/real-cluster.md).
+	// kube-proxy programs the new endpoints on its own schedule, each
+	// node's on its own: the routes can be there before it does
+	// (docs/real-cluster.md). Wait until every routed node answers.
 	changed := time.Now()
 	err = fabric.Eventually(w.ctx, time.Minute, 50*time.Millisecond, func() error {
-		rs, err := c.Probe(w.ctx, URL(vip), 1, 0, time.Second)
+		rs, err := c.Probe(w.ctx, URL(vip), 10, 0, time.Second)
 		if err != nil {
 			return err
 		}
-		if Failed(rs) > 0 {
-			return fmt.Errorf("%s", rs[0].Err)
+		answered := map[string]bool{}
+		for _, r := range rs {
+			if r.Err != "" {
+				return fmt.Errorf("request %d: %s", r.Seq, r.Err)
+			}
+			answered[r.Answer.Node] = true
+		}
+		for _, n := range nodes {
+			if !answered[n] {
+				return fmt.Errorf("no answer from %s yet (answered: %v)", n, answered)
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("first answer through %s %s after the routes", vip, time.Since(changed).Round(time.Millisecond))
+	t.Logf("every node with an endpoint answers through %s %s after the routes", vip, time.Since(changed).Round(time.Millisecond))
 	// The pod sees the client's own address.
 	rs, err := c.Probe(w.ctx, URL(vip), 20, 0, 2*time.Second)
 	if err != nil {
