@@ -160,3 +160,11 @@ func validASN(asn int64) string {
 	}
 	return ""
 }
+
+// PathsPerPrefix is MaxPathsPerPrefix, or its default when it is unset.
+func (c Config) PathsPerPrefix() int {
+	if c.MaxPathsPerPrefix == 0 {
+		return DefaultMaxPathsPerPrefix
+	}
+	return c.MaxPathsPerPrefix
+}

@@ -11,21 +11,34 @@ import (
 // process (FNV-1a with a splitmix64 finalizer, no random seed): replicas
 // that announce the same VIP choose the same nodes.
 func weight(vip netip.Addr, node string) uint64 {
-	const (
-		offset64 = 14695981039346656037
-		prime64  = 1099511628211
-	)
+	return seedOf(vip).weight(node)
+}
+
+// seed is the rendezvous hash's state after the VIP: every node's weight
+// for one VIP continues from it.
+type seed uint64
+
+const fnvPrime64 = 1099511628211
+
+func seedOf(vip netip.Addr) seed {
+	const offset64 = 14695981039346656037
 	h := uint64(offset64)
 	b := vip.As16()
 	for _, c := range b {
 		h ^= uint64(c)
-		h *= prime64
+		h *= fnvPrime64
 	}
 	h ^= 0xFF // separator: no node name starts the same as an address
-	h *= prime64
+	h *= fnvPrime64
+	return seed(h)
+}
+
+// weight is node's weight for the VIP of s.
+func (s seed) weight(node string) uint64 {
+	h := uint64(s)
 	for i := 0; i < len(node); i++ {
 		h ^= uint64(node[i])
-		h *= prime64
+		h *= fnvPrime64
 	}
 	h ^= h >> 30
 	h *= 0xbf58476d1ce4e5b9
