@@ -20,6 +20,10 @@ type vipPlan struct {
 	// carry the VIP; else every candidate of its family may.
 	local         bool
 	endpointNodes []string
+	// bar tells which other node would enter adv's shortlist (see
+	// bgp.Shortlist): a node change moves the VIP only when the node is
+	// among its next hops or passes the bar.
+	bar bgp.Bar
 }
 
 // advertisement computes the desired state of one VIP: the next hops are
@@ -29,6 +33,10 @@ type vipPlan struct {
 // them are used, and failOpen is true: a broken health check must not
 // black-hole a Service. With weighted ECMP (weightedECMP), each next hop's
 // share is the holders' ready endpoints on its node, added up.
+//
+// The next hops are the shortlist of those nodes (bgp.Shortlist): the
+// ones some router may get a path via, so that each VIP keeps and hands
+// over maxPathsPerPrefix × (racks + 1) nodes at most, not every node.
 func (v *view) advertisement(vip netip.Addr, health healthView, endpointCounts func(*v1.Service) map[string]int) vipPlan {
 	adv := bgp.Advertisement{Prefix: netip.PrefixFrom(vip, vip.BitLen())}
 	holders := v.holders[vip]
@@ -49,7 +57,10 @@ func (v *view) advertisement(vip netip.Addr, health healthView, endpointCounts f
 	}
 	weighted := weightedECMP(v.cfg.BGP.WeightedECMP.Enabled, holders)
 	adv.TransitiveLinkBandwidth = weighted && v.cfg.BGP.WeightedECMP.Transitive
-	var healthy, all []bgp.NextHop
+	// healthy and all are every candidate for a moment: they reuse the
+	// view's buffers, and only the shortlist is kept.
+	healthy, all := v.hopBuf[0][:0], v.hopBuf[1][:0]
+	defer func() { v.hopBuf = [2][]bgp.NextHop{healthy, all} }()
 	for _, c := range v.candidates {
 		if local != nil && local[c.name] == 0 {
 			continue
@@ -66,14 +77,16 @@ func (v *view) advertisement(vip netip.Addr, health healthView, endpointCounts f
 			healthy = append(healthy, hop)
 		}
 	}
-	adv.NextHops = healthy
+	hops := healthy
 	failOpen := len(healthy) == 0 && len(all) > 0
 	if failOpen {
-		adv.NextHops = all
+		hops = all
 	}
+	var bar bgp.Bar
+	adv.NextHops, bar = bgp.Shortlist(vip, hops, v.cfg.BGP.PathsPerPrefix(), true)
 	attrs := mergeAttributes(v.cfg.BGP.ASN, holders)
 	adv.Communities, adv.LargeCommunities, adv.LocalPref = attrs.Communities, attrs.LargeCommunities, attrs.LocalPref
-	plan := vipPlan{adv: adv, failOpen: failOpen, local: local != nil}
+	plan := vipPlan{adv: adv, failOpen: failOpen, local: local != nil, bar: bar}
 	for n, count := range local {
 		if count > 0 {
 			plan.endpointNodes = append(plan.endpointNodes, n)
@@ -81,3 +94,4 @@ func (v *view) advertisement(vip netip.Addr, health healthView, endpointCounts f
 	}
 	return plan
 }
+

@@ -260,7 +260,7 @@ func (a *announcer) syncAllLocked(ctx context.Context) error {
 	peers := sp.Peers()
 	for _, vip := range v.vips() {
 		p := a.plan(ctx, v, vip, healthy)
-		index.set(vip, holderKeys(v.holders[vip]), p.local, p.endpointNodes)
+		index.set(vip, holderKeys(v.holders[vip]), p)
 		outcomes.vips[vip] = newVIPOutcome(p.adv, p.failOpen, peers)
 		if len(p.adv.NextHops) > 0 {
 			advs = append(advs, p.adv)
@@ -370,7 +370,7 @@ func (a *announcer) settle(ctx context.Context, sp speaker, v *view, vip netip.A
 	if x == nil || sp != a.sentTo {
 		return p.adv, apply(ctx, sp, p.adv)
 	}
-	x.set(vip, holderKeys(v.holders[vip]), p.local, p.endpointNodes)
+	x.set(vip, holderKeys(v.holders[vip]), p)
 	prev, had := x.sent[vip]
 	switch {
 	case len(p.adv.NextHops) == 0 && !had:

@@ -8,6 +8,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
+	"github.com/baremetal-ccm/baremetal-ccm/bgp"
 	"github.com/baremetal-ccm/baremetal-ccm/ipam"
 	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
 	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
@@ -27,6 +28,8 @@ type view struct {
 	// holders maps each VIP to the Services holding it (several when
 	// shared), oldest first.
 	holders map[netip.Addr][]*v1.Service
+	// hopBuf is advertisement's scratch space, reused VIP after VIP.
+	hopBuf [2][]bgp.NextHop
 }
 
 // view builds the picture of o (nil: none) and the other Services, over

@@ -21,13 +21,15 @@ type vipIndex struct {
 	holders map[netip.Addr][]string
 	bySvc   map[string]map[netip.Addr]struct{}
 	// cluster holds, per family (0: IPv4, 1: IPv6), the VIPs every
-	// candidate of that family may carry: those without a holder of
-	// externalTrafficPolicy Local.
-	cluster [2]map[netip.Addr]struct{}
-	// local maps a VIP with a Local holder to the nodes with a ready
-	// endpoint of its holders, and byNode a node to those VIPs: the only
-	// nodes that may carry them.
-	local  map[netip.Addr][]string
+	// candidate of that family may carry (those without a holder of
+	// externalTrafficPolicy Local), each with the bar a node must pass
+	// to enter its shortlist.
+	cluster [2]map[netip.Addr]bgp.Bar
+	// nodes maps a VIP to the nodes whose change can move it: the ones it
+	// is announced via and, for a VIP with a Local holder, the ones with
+	// a ready endpoint of its holders (the only nodes that may carry it).
+	// byNode is the reverse.
+	nodes  map[netip.Addr][]string
 	byNode map[string]map[netip.Addr]struct{}
 }
 
@@ -36,8 +38,8 @@ func newVIPIndex() *vipIndex {
 		sent:    map[netip.Addr]bgp.Advertisement{},
 		holders: map[netip.Addr][]string{},
 		bySvc:   map[string]map[netip.Addr]struct{}{},
-		cluster: [2]map[netip.Addr]struct{}{{}, {}},
-		local:   map[netip.Addr][]string{},
+		cluster: [2]map[netip.Addr]bgp.Bar{{}, {}},
+		nodes:   map[netip.Addr][]string{},
 		byNode:  map[string]map[netip.Addr]struct{}{},
 	}
 }
@@ -49,9 +51,9 @@ func family(ip netip.Addr) int {
 	return 1
 }
 
-// set records who holds vip and which nodes may carry it: localNodes,
-// when isLocal, else every candidate of its family.
-func (x *vipIndex) set(vip netip.Addr, holders []string, isLocal bool, localNodes []string) {
+// set records who holds vip and which nodes' changes can move it, from
+// its plan p.
+func (x *vipIndex) set(vip netip.Addr, holders []string, p vipPlan) {
 	x.forget(vip)
 	if len(holders) == 0 {
 		return
@@ -60,12 +62,19 @@ func (x *vipIndex) set(vip netip.Addr, holders []string, isLocal bool, localNode
 	for _, key := range holders {
 		addSet(x.bySvc, key, vip)
 	}
-	if !isLocal {
-		x.cluster[family(vip)][vip] = struct{}{}
+	nodes := p.endpointNodes
+	if !p.local {
+		x.cluster[family(vip)][vip] = p.bar
+		nodes = make([]string, len(p.adv.NextHops))
+		for i, h := range p.adv.NextHops {
+			nodes[i] = h.Node
+		}
+	}
+	if len(nodes) == 0 {
 		return
 	}
-	x.local[vip] = localNodes
-	for _, n := range localNodes {
+	x.nodes[vip] = nodes
+	for _, n := range nodes {
 		addSet(x.byNode, n, vip)
 	}
 }
@@ -78,10 +87,10 @@ func (x *vipIndex) forget(vip netip.Addr) {
 	}
 	delete(x.holders, vip)
 	delete(x.cluster[family(vip)], vip)
-	for _, n := range x.local[vip] {
+	for _, n := range x.nodes[vip] {
 		removeSet(x.byNode, n, vip)
 	}
-	delete(x.local, vip)
+	delete(x.nodes, vip)
 }
 
 // ofService adds to out the VIPs the Service key held at the last sync.
@@ -91,17 +100,21 @@ func (x *vipIndex) ofService(key string, out map[netip.Addr]struct{}) {
 	}
 }
 
-// ofNode adds to out the VIPs the node c may carry: the ones without a
-// Local holder of the families of its addresses, and the Local ones with
-// an endpoint on it.
+// ofNode adds to out the VIPs a change of the node c can move: the ones
+// announced via it, the Local ones with an endpoint on it, and those of
+// its families without a Local holder whose shortlist it would enter. A
+// node's change costs what it carries, plus one hash per VIP.
 func (x *vipIndex) ofNode(c candidate, out map[netip.Addr]struct{}) {
 	var fams [2]bool
 	for _, a := range c.addrs {
 		fams[family(a)] = true
 	}
 	for f, has := range fams {
-		if has {
-			for vip := range x.cluster[f] {
+		if !has {
+			continue
+		}
+		for vip, bar := range x.cluster[f] {
+			if bar.Admits(vip, c.name, c.rack) {
 				out[vip] = struct{}{}
 			}
 		}
