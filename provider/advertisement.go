@@ -36,7 +36,9 @@ type vipPlan struct {
 //
 // The next hops are the shortlist of those nodes (bgp.Shortlist): the
 // ones some router may get a path via, so that each VIP keeps and hands
-// over maxPathsPerPrefix × (racks + 1) nodes at most, not every node.
+// over maxPathsPerPrefix × (racks + 1) nodes at most, not every node. A
+// VIP held by a Service with sessionAffinity ClientIP gets the first node
+// alone (see pinned).
 func (v *view) advertisement(vip netip.Addr, health healthView, endpointCounts func(*v1.Service) map[string]int) vipPlan {
 	adv := bgp.Advertisement{Prefix: netip.PrefixFrom(vip, vip.BitLen())}
 	holders := v.holders[vip]
@@ -82,8 +84,12 @@ func (v *view) advertisement(vip netip.Addr, health healthView, endpointCounts f
 	if failOpen {
 		hops = all
 	}
+	k, byRack := v.cfg.BGP.PathsPerPrefix(), true
+	if pinned(holders) {
+		k, byRack = 1, false
+	}
 	var bar bgp.Bar
-	adv.NextHops, bar = bgp.Shortlist(vip, hops, v.cfg.BGP.PathsPerPrefix(), true)
+	adv.NextHops, bar = bgp.Shortlist(vip, hops, k, byRack)
 	attrs := mergeAttributes(v.cfg.BGP.ASN, holders)
 	adv.Communities, adv.LargeCommunities, adv.LocalPref = attrs.Communities, attrs.LargeCommunities, attrs.LocalPref
 	plan := vipPlan{adv: adv, failOpen: failOpen, local: local != nil, bar: bar}
@@ -95,3 +101,18 @@ func (v *view) advertisement(vip netip.Addr, health healthView, endpointCounts f
 	return plan
 }
 
+// pinned tells whether a VIP goes via one node: a holder has
+// sessionAffinity ClientIP. Each node's kube-proxy keeps its own affinity
+// table, and routers spread one client's connections over the nodes by
+// their ports (ECMP hashes the 5-tuple), so affinity holds only when every
+// connection to the VIP reaches the same node. That node is the VIP's
+// first in rendezvous order; when it fails, the next takes over, like any
+// path.
+func pinned(holders []*v1.Service) bool {
+	for _, s := range holders {
+		if s.Spec.SessionAffinity == v1.ServiceAffinityClientIP {
+			return true
+		}
+	}
+	return false
+}

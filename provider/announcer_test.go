@@ -142,6 +142,11 @@ func lbService(name string, policy v1.ServiceExternalTrafficPolicy, ips ...strin
 	return s
 }
 
+func affinity(s *v1.Service) *v1.Service {
+	s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+	return s
+}
+
 func endpointSlice(svc string, nodes map[string]bool) *discoveryv1.EndpointSlice {
 	es := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Name: svc + "-x", Namespace: "default", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
@@ -264,6 +269,34 @@ func TestAnnouncerNextHops(t *testing.T) {
 			name: "local policy without a ready endpoint: withdrawn",
 			objs: []runtime.Object{lbService("web", v1.ServiceExternalTrafficPolicyLocal, "203.0.113.1")},
 			want: map[string][]string{},
+		},
+		{
+			// 203.0.113.1 ranks a1, b1, a2 (bgp's rendezvous hash).
+			name: "sessionAffinity ClientIP: the first node in rank order alone",
+			objs: []runtime.Object{affinity(lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1"))},
+			want: map[string][]string{"203.0.113.1": {"198.51.100.11@rack-a"}},
+		},
+		{
+			name:   "sessionAffinity ClientIP, the first node unhealthy: the next",
+			objs:   []runtime.Object{affinity(lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1"))},
+			health: fakeHealth{"a1": false},
+			want:   map[string][]string{"203.0.113.1": {"198.51.100.140@rack-b"}},
+		},
+		{
+			name: "sessionAffinity ClientIP, Local: the first node with an endpoint",
+			objs: []runtime.Object{
+				affinity(lbService("web", v1.ServiceExternalTrafficPolicyLocal, "203.0.113.1")),
+				endpointSlice("web", map[string]bool{"a2": true, "b1": true}),
+			},
+			want: map[string][]string{"203.0.113.1": {"198.51.100.140@rack-b"}},
+		},
+		{
+			name: "a VIP shared with a ClientIP affinity Service: one node for all",
+			objs: []runtime.Object{
+				lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1"),
+				affinity(lbService("sticky", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1")),
+			},
+			want: map[string][]string{"203.0.113.1": {"198.51.100.11@rack-a"}},
 		},
 		{
 			name:     "the leader's allocation wins over a stale status",
