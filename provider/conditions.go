@@ -158,9 +158,9 @@ func vipReport(svc *v1.Service, vip netip.Addr, in conditionInputs) (reason, msg
 	case o.peered == 0:
 		return reasonAnnounced, fmt.Sprintf("%s announced via %d %s by the replicas that peer with its routers (the leader peers with none of them)", vip, o.nodes, plural(o.nodes, "node", "nodes"))
 	case o.routers == 0:
-		return reasonNoSession, fmt.Sprintf("%s has %d eligible %s, but none of the leader's sessions with its %d %s is Established", vip, o.nodes, plural(o.nodes, "node", "nodes"), o.peered, plural(o.peered, "router", "routers"))
+		return reasonNoSession, fmt.Sprintf("%s would be announced via %d %s, but none of the leader's sessions with its %d %s is Established", vip, o.nodes, plural(o.nodes, "node", "nodes"), o.peered, plural(o.peered, "router", "routers"))
 	case o.failOpen:
-		return reasonFailOpen, fmt.Sprintf("%s announced via all %d %s to %d %s although every one fails its health check (fail open)", vip, o.nodes, plural(o.nodes, "node", "nodes"), o.routers, plural(o.routers, "router", "routers"))
+		return reasonFailOpen, fmt.Sprintf("%s announced via %d %s to %d %s although every eligible node fails its health check (fail open)", vip, o.nodes, plural(o.nodes, "node", "nodes"), o.routers, plural(o.routers, "router", "routers"))
 	}
 	return reasonAnnounced, fmt.Sprintf("%s announced via %d %s to %d %s", vip, o.nodes, plural(o.nodes, "node", "nodes"), o.routers, plural(o.routers, "router", "routers"))
 }

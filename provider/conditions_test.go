@@ -79,7 +79,7 @@ func TestDesiredConditions(t *testing.T) {
 		{
 			name: "fail open is announced, and says so",
 			in:   conditionInputs{assigned: []netip.Addr{vip}, announced: announced(map[netip.Addr]vipOutcome{vip: {nodes: 3, failOpen: true, peered: 2, routers: 2}})},
-			ann:  &cond{"True", "FailOpen", "every one fails its health check"},
+			ann:  &cond{"True", "FailOpen", "every eligible node fails its health check"},
 		},
 		{
 			name: "the worst address decides",

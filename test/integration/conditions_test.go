@@ -170,7 +170,7 @@ func TestServiceConditions(t *testing.T) {
 	for _, ok := range healthy {
 		ok.Store(false)
 	}
-	waitConditions(t, c, "web", allocated, wantCondition{condAnnounced, "True", "FailOpen", "every one fails its health check"})
+	waitConditions(t, c, "web", allocated, wantCondition{condAnnounced, "True", "FailOpen", "every eligible node fails its health check"})
 	waitEvent(t, c, "web", "FailOpen")
 	for _, ok := range healthy {
 		ok.Store(true)
