@@ -79,34 +79,37 @@ func (s summary) String() string {
 	return fmt.Sprintf("n=%d min=%s p50=%s p90=%s p99=%s max=%s mean=%s", s.N, r(s.Min), r(s.P50), r(s.P90), r(s.P99), r(s.Max), r(s.Mean))
 }
 
+// readProcStat reads a /proc/<pid>/stat file: the command name, the
+// parent's pid, and the CPU time (user + system) used.
+func readProcStat(path string) (comm string, ppid int, cpu time.Duration, ok bool) {
+	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", 0, 0, false
+	}
+	// pid (comm) state ppid ... utime(14) stime(15)
+	i := strings.LastIndexByte(string(b), ')')
+	j := strings.IndexByte(string(b), '(')
+	if i < 0 || j < 0 {
+		return "", 0, 0, false
+	}
+	f := strings.Fields(string(b[i+2:]))
+	if len(f) < 13 {
+		return "", 0, 0, false
+	}
+	var utime, stime int64
+	fmt.Sscan(f[1], &ppid)
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	return string(b[j+1 : i]), ppid, time.Duration(utime+stime) * tick, true
+}
+
 // cpuTimes returns the CPU time (user + system) used so far by this test
 // process ("test": the router, the informers, the workers) and by each of
 // its children (etcd, kube-apiserver, the CCM), by command name.
 func cpuTimes() map[string]time.Duration {
-	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
 	out := map[string]time.Duration{}
-	read := func(path string) (comm string, ppid int, cpu time.Duration, ok bool) {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return "", 0, 0, false
-		}
-		// pid (comm) state ppid ... utime(14) stime(15)
-		i := strings.LastIndexByte(string(b), ')')
-		j := strings.IndexByte(string(b), '(')
-		if i < 0 || j < 0 {
-			return "", 0, 0, false
-		}
-		f := strings.Fields(string(b[i+2:]))
-		if len(f) < 13 {
-			return "", 0, 0, false
-		}
-		var utime, stime int64
-		fmt.Sscan(f[1], &ppid)
-		fmt.Sscan(f[11], &utime)
-		fmt.Sscan(f[12], &stime)
-		return string(b[j+1 : i]), ppid, time.Duration(utime+stime) * tick, true
-	}
-	if _, _, cpu, ok := read("/proc/self/stat"); ok {
+	if _, _, cpu, ok := readProcStat("/proc/self/stat"); ok {
 		out["test"] = cpu
 	}
 	dirs, _ := os.ReadDir("/proc")
@@ -114,7 +117,7 @@ func cpuTimes() map[string]time.Duration {
 		if d.Name()[0] < '0' || d.Name()[0] > '9' {
 			continue
 		}
-		if comm, ppid, cpu, ok := read("/proc/" + d.Name() + "/stat"); ok && ppid == os.Getpid() {
+		if comm, ppid, cpu, ok := readProcStat("/proc/" + d.Name() + "/stat"); ok && ppid == os.Getpid() {
 			out[comm] += cpu
 		}
 	}

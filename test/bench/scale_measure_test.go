@@ -22,35 +22,15 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
-	"github.com/baremetal-ccm/baremetal-ccm/test/kubelet"
 	"github.com/baremetal-ccm/baremetal-ccm/test/lbservice"
 )
 
 // scaleTimeout bounds each wait of the scale benchmark that is not itself
 // measured: generous, the state it waits for takes seconds at this scale.
 const scaleTimeout = 10 * time.Minute
-
-// registerReady creates the Node as its kubelet would and reports it
-// Ready, from any goroutine.
-func registerReady(ctx context.Context, c kubernetes.Interface, name, nodeIP string) error {
-	if err := kubelet.Create(ctx, c, name, nodeIP); err != nil {
-		return err
-	}
-	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		n.Status.Conditions = append(n.Status.Conditions, kubelet.ReadyCondition(v1.ConditionTrue))
-		_, err = c.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-		return err
-	})
-}
 
 // waitAllAddresses waits until n Services of namespace default have all
 // the addresses they ask for (two for a dual-stack one) and returns them
@@ -268,22 +248,18 @@ func (l *scaleLab) measureNodeFailure(t *testing.T, want map[netip.Prefix]int) {
 	var afterDetect, total []time.Duration
 	for trial := range trials {
 		name, v4, v6 := scaleNode((trial*97 + 13) % scaleNodes)
-		carried := l.carriedBy(t, v4, v6)
+		via, carried := l.pathsVia(t, v4, v6)
 		if carried == 0 {
 			t.Fatalf("%s carries no VIP at router 1", name)
 		}
+		withdrawn := withdrawals(ws)
 		logFrom := len(l.replicas[replicaA].Log())
 		failed := time.Now()
 		if err := l.healthz[name].set(answer503); err != nil {
 			t.Fatal(err)
 		}
 		detected := l.waitLogTime(t, replicaA, logFrom, `"Node fails its health check: unhealthy" node="`+name+`"`)
-		for deadline := time.Now().Add(scaleTimeout); l.carriedBy(t, v4, v6) > 0; {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s's paths still at a router %s after its health check failed", name, scaleTimeout)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		l.waitPathsGone(t, ws, withdrawn, via, v4, v6)
 		gone := lastEvent(t, ws)
 		afterDetect = append(afterDetect, gone.Sub(detected))
 		total = append(total, gone.Sub(failed))
@@ -301,26 +277,90 @@ func (l *scaleLab) measureNodeFailure(t *testing.T, want map[netip.Prefix]int) {
 	}
 }
 
-// carriedBy counts the VIPs that have a path via v4 or v6 at any router.
-func (l *scaleLab) carriedBy(t *testing.T, v4, v6 netip.Addr) int {
+// pathsVia returns, for each router, the VIPs it has a path of via v4 or
+// v6, and how many VIPs that is in all. It reads the routers' whole
+// tables: before a measurement, not during one.
+func (l *scaleLab) pathsVia(t *testing.T, v4, v6 netip.Addr) ([][]netip.Prefix, int) {
 	t.Helper()
+	via := make([][]netip.Prefix, len(l.routers))
 	vips := map[netip.Prefix]bool{}
-	for _, r := range l.routers {
+	for i, r := range l.routers {
 		table, err := r.Paths(replicaA)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for p, hops := range table {
 			if slices.Contains(hops, v4) || slices.Contains(hops, v6) {
+				via[i] = append(via[i], p)
 				vips[p] = true
 			}
 		}
 	}
-	return len(vips)
+	return via, len(vips)
+}
+
+// withdrawals counts the withdrawals ws have seen.
+func withdrawals(ws []*bgprouter.Watch) int64 {
+	var n int64
+	for _, w := range ws {
+		n += w.Withdrawals()
+	}
+	return n
+}
+
+// waitPathsGone waits until no router has a path via v4 or v6 of the VIPs
+// in via (per router, from pathsVia). It watches the withdrawal counters,
+// free to read, until they have counted one withdrawal per such path
+// since from, and only then asks the routers, for those VIPs alone: a
+// poll of 10,000 VIPs' tables would load the routers it measures.
+func (l *scaleLab) waitPathsGone(t *testing.T, ws []*bgprouter.Watch, from int64, via [][]netip.Prefix, v4, v6 netip.Addr) {
+	t.Helper()
+	var paths int64
+	for _, ps := range via {
+		paths += int64(len(ps))
+	}
+	deadline := time.Now().Add(scaleTimeout)
+	for withdrawals(ws)-from < paths {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d paths via %s/%s withdrawn after %s", withdrawals(ws)-from, paths, v4, v6, scaleTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i, r := range l.routers {
+		for _, p := range via[i] {
+			for {
+				hops, err := r.PathsTo(replicaA, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Contains(hops, v4) && !slices.Contains(hops, v6) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("router %d still has %s via %s/%s after %s", i+1, p, v4, v6, scaleTimeout)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
 }
 
 // klogTime matches a klog header: severity, MMDD, time of day (UTC here).
 var klogTime = regexp.MustCompile(`^[IWEF](\d{4} \d{2}:\d{2}:\d{2}\.\d{6})`)
+
+// klogLineTime is the time klog stamped on line, in year (klog's header
+// has none).
+func klogLineTime(line string, year int) (time.Time, bool) {
+	m := klogTime.FindStringSubmatch(line)
+	if m == nil {
+		return time.Time{}, false
+	}
+	ts, err := time.ParseInLocation("0102 15:04:05.000000", m[1], time.Local)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return ts.AddDate(year, 0, 0), true
+}
 
 // waitLogTime waits for a line containing match in the replica's log after
 // byte offset from, and returns the time klog stamped on it.
@@ -333,16 +373,11 @@ func (l *scaleLab) waitLogTime(t *testing.T, source string, from int, match stri
 			if !strings.Contains(sc.Text(), match) {
 				continue
 			}
-			m := klogTime.FindStringSubmatch(sc.Text())
-			if m == nil {
+			ts, ok := klogLineTime(sc.Text(), time.Now().Year())
+			if !ok {
 				t.Fatalf("no klog time in %q", sc.Text())
 			}
-			ts, err := time.ParseInLocation("0102 15:04:05.000000", m[1], time.Local)
-			if err != nil {
-				t.Fatal(err)
-			}
-			now := time.Now()
-			return ts.AddDate(now.Year(), 0, 0)
+			return ts
 		}
 	}
 	t.Fatalf("no log line with %s after 1m", match)
@@ -502,11 +537,8 @@ func milestones(log string, start time.Time, patterns ...string) string {
 			if !strings.Contains(line, p) {
 				continue
 			}
-			if m := klogTime.FindStringSubmatch(line); m != nil {
-				if ts, err := time.ParseInLocation("0102 15:04:05.000000", m[1], time.Local); err == nil {
-					ts = ts.AddDate(start.Year(), 0, 0)
-					out = append(out, fmt.Sprintf("  %8s  %s", ts.Sub(start).Round(time.Millisecond), strings.TrimSpace(line[strings.Index(line, "]")+1:])))
-				}
+			if ts, ok := klogLineTime(line, start.Year()); ok {
+				out = append(out, fmt.Sprintf("  %8s  %s", ts.Sub(start).Round(time.Millisecond), strings.TrimSpace(line[strings.Index(line, "]")+1:])))
 			}
 			break
 		}
@@ -577,14 +609,11 @@ func (l *scaleLab) watchSessions(stop <-chan struct{}, source string, down *atom
 // processCPU is the user + system CPU time pid has used.
 func processCPU(t *testing.T, pid int) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
+	_, _, cpu, ok := readProcStat(fmt.Sprintf("/proc/%d/stat", pid))
+	if !ok {
+		t.Fatalf("cannot read /proc/%d/stat", pid)
 	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ 100
+	return cpu
 }
 
 // rssBytes is pid's resident set (VmRSS).

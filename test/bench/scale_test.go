@@ -22,6 +22,7 @@ import (
 	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
+	"github.com/baremetal-ccm/baremetal-ccm/test/kubelet"
 	"github.com/baremetal-ccm/baremetal-ccm/test/lbservice"
 	"github.com/baremetal-ccm/baremetal-ccm/test/proc"
 )
@@ -155,7 +156,7 @@ func startScaleLab(t *testing.T) *scaleLab {
 	start := time.Now()
 	parallel(t, scaleNodes, 32, func(ctx context.Context, i int) error {
 		name, v4, v6 := scaleNode(i)
-		return registerReady(ctx, l.cl.c, name, v4.String()+","+v6.String())
+		return kubelet.RegisterReady(ctx, l.cl.c, name, v4.String()+","+v6.String())
 	})
 	t.Logf("%d Nodes registered in %s", scaleNodes, time.Since(start).Round(time.Millisecond))
 	l.startReplica(t, replicaA)

@@ -33,6 +33,16 @@ func Register(t testing.TB, c kubernetes.Interface, name, nodeIP string) {
 	SetReady(t, c, name, v1.ConditionTrue)
 }
 
+// RegisterReady is Register for callers without a testing.TB, such as
+// the goroutines that register many Nodes at once: it creates the Node
+// and writes its Ready condition (see WriteReady).
+func RegisterReady(ctx context.Context, c kubernetes.Interface, name, nodeIP string) error {
+	if err := Create(ctx, c, name, nodeIP); err != nil {
+		return err
+	}
+	return WriteReady(ctx, c, name, v1.ConditionTrue)
+}
+
 // Create creates the Node as Register does, without the Ready condition:
 // for callers that register many Nodes from several goroutines and set
 // their status themselves (see ReadyCondition).
@@ -61,7 +71,15 @@ func ReadyCondition(status v1.ConditionStatus) v1.NodeCondition {
 // SetReady sets the Node's Ready condition, retrying on conflicts.
 func SetReady(t testing.TB, c kubernetes.Interface, name string, status v1.ConditionStatus) {
 	t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, Timeout, true, func(ctx context.Context) (bool, error) {
+	if err := WriteReady(context.Background(), c, name, status); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WriteReady writes the Node's Ready condition, from a fresh read on a
+// conflict (the CCM's node controller writes the same Node).
+func WriteReady(ctx context.Context, c kubernetes.Interface, name string, status v1.ConditionStatus) error {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, Timeout, true, func(ctx context.Context) (bool, error) {
 		n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -75,8 +93,9 @@ func SetReady(t testing.TB, c kubernetes.Interface, name string, status v1.Condi
 		return err == nil, err
 	})
 	if err != nil {
-		t.Fatalf("setting node %s Ready=%s: %v", name, status, err)
+		return fmt.Errorf("setting node %s Ready=%s: %w", name, status, err)
 	}
+	return nil
 }
 
 // conflictBackoff bounds UpdateNode's retries: about 10 s in all, enough
