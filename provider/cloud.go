@@ -90,7 +90,7 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 	}
 
 	c.checker = health.NewChecker(cfg.HealthCheck, func() { c.announcer.healthChanged() })
-	factory := informers.NewSharedInformerFactory(opts.Client, 0)
+	factory := informers.NewSharedInformerFactoryWithOptions(opts.Client, 0, informers.WithTransform(withoutManagedFields))
 	svcInf := factory.Core().V1().Services()
 	c.status = newStatusWriter(opts.Client, svcInf.Informer(), svcInf.Lister(), c.events, c.config, alloc, c.pools.contains)
 	c.announcer = newAnnouncer(factory, announcerDeps{
