@@ -154,6 +154,7 @@ func (st *starter) initCloud(cc *cloudcontrollerconfig.CompletedConfig) cloudpro
 	if st.routeNote != "" {
 		klog.FromContext(ctx).Info(st.routeNote)
 	}
+	setMemoryLimit(klog.FromContext(ctx), os.DirFS("/"))
 	// Every replica announces, so every replica needs its own client now,
 	// not only the leader once it has won.
 	client, err := kubernetes.NewForConfig(restclient.AddUserAgent(cc.Kubeconfig, "baremetal-ccm"))
