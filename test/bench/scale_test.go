@@ -129,10 +129,16 @@ func (l *scaleLab) startReplica(t *testing.T, source string) *ccm.Process {
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", l.ports[source]),
 		"--authentication-kubeconfig=" + l.cl.cp.Kubeconfig, "--authorization-kubeconfig=" + l.cl.cp.Kubeconfig, "--profiling=true",
 	}, strings.Fields(os.Getenv("BMCCM_BENCH_CCM_ARGS"))...)
-	p := ccm.Start(t, ccm.Options{Kubeconfig: l.cl.cp.Kubeconfig, CloudConfig: path, Args: args})
+	p := ccm.Start(t, ccm.Options{Kubeconfig: l.cl.cp.Kubeconfig, CloudConfig: path, Args: args, Env: []string{daemonSetMemLimit}})
 	l.replicas[source] = p
 	return p
 }
+
+// daemonSetMemLimit is the Go memory limit a replica sets itself in the
+// DaemonSet's pod: 90 % of the manifest's 512 Mi limit (see the binary's
+// memlimit.go). The benchmark's replicas run in no such cgroup, so it is
+// given to them.
+const daemonSetMemLimit = "GOMEMLIMIT=483183820"
 
 // startScaleLab runs the control plane, the routers, the 1,000 nodes'
 // healthz servers, registers the Nodes and starts replica A; it returns

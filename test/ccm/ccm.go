@@ -83,6 +83,8 @@ type Options struct {
 	Args []string
 	// Wrap runs the binary through a command, e.g. ip netns exec NAME.
 	Wrap []string
+	// Env is added to the test process's environment ("NAME=value").
+	Env []string
 }
 
 // Process is a running CCM.
@@ -118,6 +120,9 @@ func Start(t testing.TB, opts Options) *Process {
 	argv = append(argv, args...)
 	p := &Process{done: make(chan struct{})}
 	p.cmd = exec.Command(argv[0], argv[1:]...)
+	if len(opts.Env) > 0 {
+		p.cmd.Env = append(os.Environ(), opts.Env...)
+	}
 	p.cmd.Stdout = &lockedWriter{p}
 	p.cmd.Stderr = &lockedWriter{p}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
