@@ -16,7 +16,7 @@ STATICCHECK_VERSION := v0.8.2
 # Generous: the whole suite takes a fraction of this on 2 cores.
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build image release-manifests test unit lint k8s-bins demo demo-down demo-cluster demo-cluster-down bench-ipam bench-bgp bench-health bench-provider bench-e2e bench-scale clean
+.PHONY: all build image release-manifests test unit lint k8s-bins demo demo-down demo-cluster demo-cluster-down conformance conformance-down bench-ipam bench-bgp bench-health bench-provider bench-e2e bench-scale clean
 
 all: build
 
@@ -76,6 +76,16 @@ demo-cluster:
 
 demo-cluster-down:
 	@hack/demo-cluster.sh down
+
+# As root: Kubernetes' own LoadBalancer e2e tests (e2e.test v1.37.2, focus
+# `[sig-network] LoadBalancers`) on the real-node cluster, then the cluster
+# down; JUnit report in _output/conformance/junit_01.xml (docs/conformance.md).
+# Tens of minutes; the first run builds e2e.test (15-35 min).
+conformance:
+	@hack/conformance.sh
+
+conformance-down:
+	@hack/conformance.sh down
 
 # Benchmarks whose figures are recorded in docs/ (see docs/benchmarks.md).
 bench-ipam:

@@ -6,6 +6,11 @@
 //	go run ./hack/cluster up       # as root
 //	go run ./hack/cluster status
 //	go run ./hack/cluster down
+//
+// With --e2e-bin and --coredns-bin the cluster is ready for Kubernetes' own
+// e2e tests (make conformance, docs/conformance.md): the agnhost and CoreDNS
+// images on every node, kubeadm's CoreDNS addon, the tester namespace, and
+// the KUBE_TEST_REPO_LIST file in the cluster's directory.
 package main
 
 import (
@@ -14,7 +19,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/lab"
@@ -28,6 +32,8 @@ func main() {
 	k8sBin := fs.String("k8s-bin", os.Getenv("BMCCM_K8S_BIN"), "directory with kubeadm, kubelet, kubectl, ... (hack/build-k8s.sh)")
 	ctrBin := fs.String("containerd-bin", os.Getenv("BMCCM_CONTAINERD_BIN"), "directory with containerd, ctr, the runc shim (hack/build-containerd.sh)")
 	etcdBin := fs.String("etcd-bin", os.Getenv("BMCCM_ETCD_BIN"), "directory with etcd v3.7 (hack/build-etcd.sh)")
+	e2eBin := fs.String("e2e-bin", "", "directory with agnhost (hack/build-e2e.sh): with --coredns-bin, ready the cluster for Kubernetes' e2e tests")
+	corednsBin := fs.String("coredns-bin", "", "directory with coredns (hack/build-coredns.sh): with --e2e-bin, ready the cluster for Kubernetes' e2e tests")
 	fs.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: cluster up|down|status [flags]")
 		fs.PrintDefaults()
@@ -38,8 +44,13 @@ func main() {
 	}
 	cmd := os.Args[1]
 	_ = fs.Parse(os.Args[2:])
+	if (*e2eBin == "") != (*corednsBin == "") {
+		fmt.Fprintln(os.Stderr, "cluster: --e2e-bin and --coredns-bin go together")
+		os.Exit(2)
+	}
 	o := realnode.Options{Prefix: *prefix, Dir: *dir, K8sBinDir: *k8sBin, ContainerdBinDir: *ctrBin,
-		CCMTag: realnode.CCMTags[0], Logf: func(f string, a ...any) { fmt.Printf("cluster: "+f+"\n", a...) }}
+		CCMTag: realnode.CCMTags[0], Conformance: *e2eBin != "",
+		Logf: func(f string, a ...any) { fmt.Printf("cluster: "+f+"\n", a...) }}
 	var err error
 	switch cmd {
 	case "up":
@@ -49,11 +60,13 @@ func main() {
 			break
 		}
 		err = realnode.Launch(o, []string{self, "serve", "--dir=" + *dir, "--prefix=" + *prefix,
-			"--k8s-bin=" + *k8sBin, "--containerd-bin=" + *ctrBin, "--etcd-bin=" + *etcdBin}, os.Stdout)
+			"--k8s-bin=" + *k8sBin, "--containerd-bin=" + *ctrBin, "--etcd-bin=" + *etcdBin,
+			"--e2e-bin=" + *e2eBin, "--coredns-bin=" + *corednsBin}, os.Stdout)
 	case "serve":
 		work := *dir + ".build"
 		if err = os.MkdirAll(work, 0o755); err == nil {
-			o.Images, err = realnode.BuildImages(context.Background(), *k8sBin, *etcdBin, work)
+			o.Images, err = realnode.BuildImages(context.Background(), realnode.ImageInputs{
+				K8sBinDir: *k8sBin, EtcdBinDir: *etcdBin, WorkDir: work, E2EBinDir: *e2eBin, CoreDNSBinDir: *corednsBin})
 			_ = os.RemoveAll(work)
 		}
 		if err == nil {
@@ -89,8 +102,15 @@ func status(o realnode.Options) error {
 			fmt.Println("namespace:", strings.Fields(l)[0])
 		}
 	}
-	_ = filepath.Join
+	if list := realnode.E2ERepoList(o.Dir); fileExists(list) {
+		fmt.Printf("e2e: KUBE_TEST_REPO_LIST=%s, tester namespace %s (source %s)\n", list, realnode.TesterNamespace(st.Prefix), realnode.TesterAddr)
+	}
 	return nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func envOr(k, def string) string {

@@ -59,6 +59,11 @@ type Options struct {
 	// Kubernetes' e2e tests start (AgnhostImage, E2ERepoList). Only the
 	// upstream e2e run needs it.
 	AgnhostBinary string
+	// CoreDNSBinary, if set, is the static CoreDNS program
+	// (hack/build-coredns.sh), and BuildLab also builds the image of
+	// kubeadm's CoreDNS addon (CoreDNSImage). Only the upstream e2e run
+	// needs cluster DNS.
+	CoreDNSBinary string
 }
 
 // Archive is an image archive and the reference it imports as.
@@ -119,9 +124,10 @@ func (o Options) validate() error {
 // BuildLab builds every image of the lab into o.Dir and returns their
 // archives: kube-apiserver, kube-controller-manager, kube-scheduler,
 // kube-proxy, etcd, pause and netserver under o.Repository, then the CCM
-// image for each of o.CCMTags, then agnhost if o.AgnhostBinary is set. It builds the Go programs of the pause and
-// netserver images (`go build`, CGO off) from this repository, so it runs
-// with the working directory inside it (as a test does).
+// image for each of o.CCMTags, then agnhost and CoreDNS if their binaries
+// are set. It builds the Go programs of the pause and netserver images
+// (`go build`, CGO off) from this repository, so it runs with the working
+// directory inside it (as a test does).
 func BuildLab(ctx context.Context, o Options) ([]Archive, error) {
 	if err := o.validate(); err != nil {
 		return nil, err

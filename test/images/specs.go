@@ -92,6 +92,13 @@ func labImages(ctx context.Context, o Options) ([]labImage, error) {
 		}
 		images = append(images, labImage{o.AgnhostImage(), s})
 	}
+	if o.CoreDNSBinary != "" {
+		s, err := coreDNSSpec(o.CoreDNSBinary)
+		if err != nil {
+			return nil, err
+		}
+		images = append(images, labImage{o.CoreDNSImage(), s})
+	}
 	return images, nil
 }
 
@@ -161,6 +168,11 @@ func checkVersions(ctx context.Context, o Options) error {
 	if o.AgnhostBinary != "" {
 		// cobra's --version of agnhost's root command, named "app".
 		if err := checkVersion(ctx, o.AgnhostBinary, "app version "+AgnhostTag); err != nil {
+			return err
+		}
+	}
+	if o.CoreDNSBinary != "" {
+		if err := checkVersion(ctx, o.CoreDNSBinary, coreDNSVersionLine); err != nil {
 			return err
 		}
 	}

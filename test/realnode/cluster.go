@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	cloudproviderapi "k8s.io/cloud-provider/api"
+	"k8s.io/utils/ptr"
 
 	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
 	"github.com/baremetal-ccm/baremetal-ccm/test/fabric"
@@ -53,6 +54,13 @@ type Options struct {
 	ProbeBinary string
 	// CCMTag is the CCM image tag installed first.
 	CCMTag string
+	// Conformance readies the cluster for Kubernetes' own e2e tests
+	// (docs/conformance.md): kubeadm installs its CoreDNS addon (the
+	// tests reach Services by name; its image and agnhost's must be among
+	// Images, see BuildImages), Up waits for it, and the tester namespace
+	// (TesterNamespace) reaches the apiserver and the VIPs. The lab's
+	// own scenarios need none of it.
+	Conformance bool
 	// KeepOnFailure leaves a cluster that failed to come up as it is, for
 	// a look at its logs and state; the caller takes it down ([Cleanup]).
 	KeepOnFailure bool
@@ -68,12 +76,14 @@ func (o *Options) logf(format string, args ...any) {
 
 // Cluster is a running real-node lab.
 type Cluster struct {
-	Opts       Options
-	Racks      []*Rack
-	Nodes      []*Node
-	CoreNS     *fabric.Namespace
-	Client     *fabric.Namespace
-	ClientFRR  *fabric.FRR
+	Opts      Options
+	Racks     []*Rack
+	Nodes     []*Node
+	CoreNS    *fabric.Namespace
+	Client    *fabric.Namespace
+	ClientFRR *fabric.FRR
+	// Tester is where e2e.test runs with Options.Conformance (tester.go).
+	Tester     *fabric.Namespace
 	Kubeconfig string
 	Kube       kubernetes.Interface
 	CCMTag     string
@@ -131,6 +141,14 @@ func Up(ctx context.Context, o Options) (c *Cluster, err error) {
 	}
 	if err := c.startRouters(); err != nil {
 		return c, fmt.Errorf("realnode: routers: %w", err)
+	}
+	if o.Conformance {
+		if err := c.buildTester(ctx); err != nil {
+			return c, fmt.Errorf("realnode: network: %w", err)
+		}
+		if err := c.writeE2ERepoList(); err != nil {
+			return c, fmt.Errorf("realnode: %w", err)
+		}
 	}
 	o.logf("starting containerd on %d nodes and importing %d images", len(c.Nodes), len(o.Images))
 	if err := parallel(c.Nodes, func(n *Node) error {
@@ -242,6 +260,16 @@ func (c *Cluster) WaitReady(ctx context.Context) error {
 			}
 			if d.Status.DesiredNumberScheduled == 0 || d.Status.NumberReady != d.Status.DesiredNumberScheduled || d.Status.UpdatedNumberScheduled != d.Status.DesiredNumberScheduled {
 				return fmt.Errorf("daemonset %s: %d of %d ready, %d updated", ds, d.Status.NumberReady, d.Status.DesiredNumberScheduled, d.Status.UpdatedNumberScheduled)
+			}
+		}
+		if c.Opts.Conformance {
+			// kubeadm's addon: a Deployment named coredns.
+			d, err := c.Kube.AppsV1().Deployments("kube-system").Get(ctx, "coredns", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if want := ptr.Deref(d.Spec.Replicas, 1); want == 0 || d.Status.ReadyReplicas != want {
+				return fmt.Errorf("deployment coredns: %d of %d ready", d.Status.ReadyReplicas, want)
 			}
 		}
 		// Pod networks are routed by the CCM's pod routes, via BGP.

@@ -34,7 +34,7 @@ func TestRealCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := testOptions(t, prefix)
-	o.Images, err = BuildImages(ctx, o.K8sBinDir, os.Getenv("BMCCM_ETCD_BIN"), t.TempDir())
+	o.Images, err = BuildImages(ctx, ImageInputs{K8sBinDir: o.K8sBinDir, EtcdBinDir: os.Getenv("BMCCM_ETCD_BIN"), WorkDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
