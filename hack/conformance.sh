@@ -39,12 +39,22 @@ if [[ ${1:-run} == down ]]; then
 	exec "$BIN" down --dir="$DIR"
 fi
 
-if [[ $(id -u) != 0 ]]; then
-	echo "make conformance needs root (namespaces, cgroups, mounts)" >&2
+# Like the Go tests that need root or a tool: on a developer's machine
+# they are skipped with the reason (make test runs this last); under
+# CI=true, or asked for by name (make conformance), they fail.
+missing() {
+	echo "make conformance needs $1" >&2
+	if [[ ${CONFORMANCE_OPTIONAL:-} == 1 && ${CI:-} != true ]]; then
+		echo "SKIP: Kubernetes' LoadBalancer e2e tests not run (CI=true makes this a failure)" >&2
+		exit 0
+	fi
 	exit 1
+}
+if [[ $(id -u) != 0 ]]; then
+	missing "root (namespaces, cgroups, mounts)"
 fi
 for tool in ip vtysh nsenter unshare runc iptables /usr/lib/frr/bgpd /usr/lib/cni/bridge curl wget nc.openbsd; do
-	command -v "$tool" >/dev/null || [[ -x $tool ]] || { echo "make conformance needs $tool (apt-get install iproute2 frr util-linux runc iptables containernetworking-plugins curl wget netcat-openbsd)" >&2; exit 1; }
+	command -v "$tool" >/dev/null || [[ -x $tool ]] || missing "$tool (apt-get install iproute2 frr util-linux runc iptables containernetworking-plugins curl wget netcat-openbsd)"
 done
 
 start=$(date +%s)
