@@ -83,4 +83,6 @@ func imageOptions() images.Options { return images.Options{Repository: ImageRepo
 func E2ERepoList(dir string) string { return filepath.Join(dir, "e2e-repo-list.yaml") }
 
 // writeE2ERepoList writes the cluster's E2ERepoList.
-func (c *Cluster) writeE2ERepoList() error { return imageOptions().WriteE2ERepoList(E2ERepoList(c.Opts.Dir)) }
+func (c *Cluster) writeE2ERepoList() error {
+	return imageOptions().WriteE2ERepoList(E2ERepoList(c.Opts.Dir))
+}
