@@ -90,6 +90,12 @@ func (v *view) advertisement(vip netip.Addr, health healthView, endpointCounts f
 	}
 	var bar bgp.Bar
 	adv.NextHops, bar = bgp.Shortlist(vip, hops, k, byRack)
+	if failOpen {
+		// Any node that passes its health check again ends fail-open,
+		// wherever it ranks among the failing ones: the zero Bar admits
+		// every node.
+		bar = bgp.Bar{}
+	}
 	attrs := mergeAttributes(v.cfg.BGP.ASN, holders)
 	adv.Communities, adv.LargeCommunities, adv.LocalPref = attrs.Communities, attrs.LargeCommunities, attrs.LocalPref
 	plan := vipPlan{adv: adv, failOpen: failOpen, local: local != nil, bar: bar}

@@ -149,20 +149,12 @@ func (a *announcer) nodesDirty(cfg *config.Config, dirty map[netip.Addr]struct{}
 }
 
 // healthDirty adds to dirty the VIPs each candidate whose health check
-// flipped may carry, and, when one did, the VIPs announced fail-open: a
-// node that passes again ends that, wherever it ranks.
+// flipped may carry.
 func (a *announcer) healthDirty(dirty map[netip.Addr]struct{}) {
-	flipped := false
 	for _, c := range a.cands {
 		if h := a.health.Healthy(c.name); h != a.healthy[c.name] {
 			a.healthy[c.name] = h
 			a.index.ofNode(c, dirty)
-			flipped = true
-		}
-	}
-	if flipped {
-		for vip := range a.failOpen {
-			dirty[vip] = struct{}{}
 		}
 	}
 }
