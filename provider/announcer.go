@@ -204,8 +204,7 @@ func newAnnouncer(factory informers.SharedInformerFactory, deps announcerDeps) *
 			DeleteFunc: a.sliceChanged,
 		},
 	} {
-		// Added before the factory starts the informer, so it cannot fail.
-		reg, _ := inf.AddEventHandler(h)
+		reg := watchWithoutResync(inf, h)
 		a.hasSynced = append(a.hasSynced, reg.HasSynced)
 	}
 	return a

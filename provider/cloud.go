@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	cloudprovider "k8s.io/cloud-provider"
 	"k8s.io/klog/v2"
@@ -90,7 +89,10 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 	}
 
 	c.checker = health.NewChecker(cfg.HealthCheck, func() { c.announcer.healthChanged() })
-	factory := informers.NewSharedInformerFactoryWithOptions(opts.Client, 0, informers.WithTransform(withoutManagedFields))
+	factory := opts.Informers
+	if factory == nil {
+		factory = NewInformerFactory(opts.Client, 0)
+	}
 	svcInf := factory.Core().V1().Services()
 	c.status = newStatusWriter(opts.Client, svcInf.Informer(), svcInf.Lister(), c.events, c.config, alloc, c.pools.contains)
 	c.announcer = newAnnouncer(factory, announcerDeps{
@@ -108,10 +110,12 @@ func New(ctx context.Context, opts Options) (cloudprovider.Interface, error) {
 		vips:    c.pools.prefixes,
 		warn:    c.events.withOwnMemory(),
 	})
-	_, _ = factory.Core().V1().Services().Informer().AddEventHandler(statusSettler{c: c, log: klog.FromContext(ctx)})
+	watchWithoutResync(factory.Core().V1().Services().Informer(), statusSettler{c: c, log: klog.FromContext(ctx)})
 	nodeInf := factory.Core().V1().Nodes()
 	c.nodes = nodeInf.Lister()
-	_, _ = nodeInf.Informer().AddEventHandler(nodeTargets{c})
+	watchWithoutResync(nodeInf.Informer(), nodeTargets{c})
+	// On the leader the upstream controllers start it again once they
+	// have asked for their informers; every replica needs it now.
 	factory.Start(ctx.Done())
 	go c.checker.Run(ctx)
 	go c.announcer.run(ctx)

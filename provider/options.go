@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/component-base/metrics"
 )
@@ -19,6 +20,10 @@ type Options struct {
 	// Client is the replica's own client, for the announcer's informers,
 	// Events and the leader's restore. Required.
 	Client kubernetes.Interface
+	// Informers is the factory of the informers the provider watches
+	// through (NewInformerFactory): the binary shares it with the upstream
+	// controllers. New starts it. Nil: the provider's own, from Client.
+	Informers informers.SharedInformerFactory
 	// RouterID is --bgp-router-id; see routerID for the defaults.
 	RouterID string
 	// NodeName is the Node this replica runs on (--node-name, default

@@ -89,7 +89,7 @@ func newRouteSyncer(factory informers.SharedInformerFactory, deps routeSyncerDep
 		done:            make(chan struct{}),
 	}
 	r.syncLoop = newSyncLoop("routes", r.sync)
-	_, _ = nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	watchWithoutResync(nodeInf.Informer(), cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { r.Trigger() },
 		DeleteFunc: func(any) { r.Trigger() },
 		UpdateFunc: func(oldObj, newObj any) {

@@ -127,7 +127,7 @@ func newStatusWriter(client kubernetes.Interface, svcInf cache.SharedIndexInform
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "service-status"}),
 		limiter: flowcontrol.NewTokenBucketRateLimiter(patchQPS, patchBurst),
 	}
-	_, _ = svcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: w.onDelete})
+	watchWithoutResync(svcInf, cache.ResourceEventHandlerFuncs{DeleteFunc: w.onDelete})
 	return w
 }
 

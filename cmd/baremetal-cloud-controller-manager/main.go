@@ -162,10 +162,12 @@ func (st *starter) initCloud(cc *cloudcontrollerconfig.CompletedConfig) cloudpro
 		klog.FromContext(ctx).Error(err, "Cannot build a client")
 		klog.FlushAndExit(klog.ExitFlushTimeout, 1)
 	}
+	shareInformers(cc)
 	cloud, err := provider.New(ctx, provider.Options{
 		ConfigFile:     shared.CloudConfigFile,
 		ReloadInterval: st.ours.configReloadInterval,
 		Client:         client,
+		Informers:      cc.SharedInformers,
 		RouterID:       st.ours.bgpRouterID,
 		NodeName:       st.ours.nodeName,
 		BGPAPIAddress:  st.ours.bgpAPIAddress,
