@@ -31,9 +31,17 @@ var quietReasons = map[string]bool{
 	"UpdatedLoadBalancer":  true,
 }
 
-// quiet tells whether the Event is one of quietReasons.
+// noNodesReason is the upstream service controller's Warning that it has
+// no Nodes to hand the provider. It is given none (withoutNodes), and
+// the provider needs none: whether a Service's VIPs have nodes to be
+// announced via is its Announced condition.
+const noNodesReason = "UnAvailableLoadBalancer"
+
+// quiet tells whether the Event is one of quietReasons, or the Warning
+// noNodesReason.
 func quiet(ev *v1.Event) bool {
-	return ev.Type == v1.EventTypeNormal && quietReasons[ev.Reason]
+	return (ev.Type == v1.EventTypeNormal && quietReasons[ev.Reason]) ||
+		(ev.Type == v1.EventTypeWarning && ev.Reason == noNodesReason)
 }
 
 // withQuietServiceEvents is the controllers' constructors with the
@@ -51,12 +59,12 @@ func withQuietServiceEvents(constructors map[string]app.ControllerInitFuncConstr
 
 // startQuietServiceController starts the upstream service controller as
 // upstream's constructor does, with a client that does not write the
-// quietReasons Events.
+// quiet Events, and a Node informer that lists no Nodes (withoutNodes).
 func startQuietServiceController(initContext app.ControllerInitContext, cc *cloudcontrollerconfig.CompletedConfig, cloud cloudprovider.Interface) app.InitFunc {
 	return func(ctx context.Context, controllerContext genericcontrollermanager.ControllerContext) (controller.Interface, bool, error) {
 		client := quietClient{cc.ClientBuilder.ClientOrDie(initContext.ClientName)}
 		sc, err := servicecontroller.New(cloud, client,
-			cc.SharedInformers.Core().V1().Services(), cc.SharedInformers.Core().V1().Nodes(),
+			cc.SharedInformers.Core().V1().Services(), withoutNodes{cc.SharedInformers.Core().V1().Nodes()},
 			cc.ComponentConfig.KubeCloudShared.ClusterName, utilfeature.DefaultFeatureGate)
 		if err != nil {
 			// As upstream: not fatal, the other controllers run on.

@@ -14,9 +14,9 @@ import (
 	"k8s.io/cloud-provider/names"
 )
 
-// The service controller's success Events are left out whichever way the
-// recorder writes them; its Warnings and deletion Events, and every other
-// Event, are written.
+// The service controller's success Events, and its Warning that it has no
+// Nodes, are left out whichever way the recorder writes them; its other
+// Warnings and deletion Events, and every other Event, are written.
 func TestQuietServiceEvents(t *testing.T) {
 	for _, tc := range []struct {
 		typ, reason string
@@ -26,7 +26,8 @@ func TestQuietServiceEvents(t *testing.T) {
 		{v1.EventTypeNormal, "EnsuredLoadBalancer", false},
 		{v1.EventTypeNormal, "UpdatedLoadBalancer", false},
 		{v1.EventTypeWarning, "SyncLoadBalancerFailed", true},
-		{v1.EventTypeWarning, "UnAvailableLoadBalancer", true},
+		// It is given no Nodes (withoutNodes) and the provider needs none.
+		{v1.EventTypeWarning, "UnAvailableLoadBalancer", false},
 		{v1.EventTypeNormal, "DeletedLoadBalancer", true},
 		// A Warning of a quiet reason is not a success.
 		{v1.EventTypeWarning, "EnsuredLoadBalancer", true},
