@@ -59,7 +59,8 @@ func withQuietServiceEvents(constructors map[string]app.ControllerInitFuncConstr
 
 // startQuietServiceController starts the upstream service controller as
 // upstream's constructor does, with a client that does not write the
-// quiet Events, and a Node informer that lists no Nodes (withoutNodes).
+// quiet Events nor log them (withQuietEventLog), and a Node informer that
+// lists no Nodes (withoutNodes).
 func startQuietServiceController(initContext app.ControllerInitContext, cc *cloudcontrollerconfig.CompletedConfig, cloud cloudprovider.Interface) app.InitFunc {
 	return func(ctx context.Context, controllerContext genericcontrollermanager.ControllerContext) (controller.Interface, bool, error) {
 		client := quietClient{cc.ClientBuilder.ClientOrDie(initContext.ClientName)}
@@ -71,7 +72,7 @@ func startQuietServiceController(initContext app.ControllerInitContext, cc *clou
 			klog.FromContext(ctx).Error(err, "Failed to start the service controller")
 			return nil, false, nil
 		}
-		go sc.Run(ctx, int(cc.ComponentConfig.ServiceController.ConcurrentServiceSyncs), controllerContext.ControllerManagerMetrics)
+		go sc.Run(withQuietEventLog(ctx), int(cc.ComponentConfig.ServiceController.ConcurrentServiceSyncs), controllerContext.ControllerManagerMetrics)
 		return nil, true, nil
 	}
 }

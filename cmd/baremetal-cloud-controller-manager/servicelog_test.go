@@ -1,0 +1,43 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr/funcr"
+	"k8s.io/klog/v2"
+)
+
+// TestQuietEventLog logs as the event broadcaster does, through the
+// logger withQuietEventLog puts in the context: the quiet Events' lines
+// are left out, every other line is kept, with the logger's names and
+// values.
+func TestQuietEventLog(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		msg       string
+		kv        []any
+		wantLines int
+	}{
+		{"a quiet Normal Event", eventLogMessage, []any{"object", "default/web", "type", "Normal", "reason", "EnsuringLoadBalancer", "message", "Ensuring load balancer"}, 0},
+		{"the no-nodes Warning", eventLogMessage, []any{"type", "Warning", "reason", "UnAvailableLoadBalancer", "message", "There are no available nodes for LoadBalancer"}, 0},
+		{"another Warning", eventLogMessage, []any{"type", "Warning", "reason", "SyncLoadBalancerFailed", "message", "boom"}, 1},
+		{"a deletion Event", eventLogMessage, []any{"type", "Normal", "reason", "DeletedLoadBalancer"}, 1},
+		{"a quiet reason in another message", "Ensuring", []any{"type", "Normal", "reason", "EnsuringLoadBalancer"}, 1},
+		{"odd values", eventLogMessage, []any{"type", 3, "reason"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var lines []string
+			base := funcr.New(func(prefix, args string) { lines = append(lines, prefix+" "+args) }, funcr.Options{})
+			ctx := withQuietEventLog(klog.NewContext(context.Background(), base))
+			klog.FromContext(ctx).WithName("events").WithValues("controller", "service").Info(tc.msg, tc.kv...)
+			if len(lines) != tc.wantLines {
+				t.Fatalf("logged %q, want %d line(s)", lines, tc.wantLines)
+			}
+			if len(lines) == 1 && (!strings.Contains(lines[0], `"controller"="service"`) || !strings.HasPrefix(lines[0], "events")) {
+				t.Errorf("logged %q: the name or values are lost", lines[0])
+			}
+		})
+	}
+}
