@@ -14,14 +14,17 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
 	"github.com/baremetal-ccm/baremetal-ccm/test/bgprouter"
 	"github.com/baremetal-ccm/baremetal-ccm/test/ccm"
+	"github.com/baremetal-ccm/baremetal-ccm/test/controlplane"
 	"github.com/baremetal-ccm/baremetal-ccm/test/kubelet"
 	"github.com/baremetal-ccm/baremetal-ccm/test/lbservice"
 	"github.com/baremetal-ccm/baremetal-ccm/test/proc"
@@ -129,16 +132,38 @@ func (l *scaleLab) startReplica(t *testing.T, source string) *ccm.Process {
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", l.ports[source]),
 		"--authentication-kubeconfig=" + l.cl.cp.Kubeconfig, "--authorization-kubeconfig=" + l.cl.cp.Kubeconfig, "--profiling=true",
 	}, strings.Fields(os.Getenv("BMCCM_BENCH_CCM_ARGS"))...)
-	p := ccm.Start(t, ccm.Options{Kubeconfig: l.cl.cp.Kubeconfig, CloudConfig: path, Args: args, Env: []string{daemonSetMemLimit}})
+	p := ccm.Start(t, ccm.Options{Kubeconfig: l.cl.cp.Kubeconfig, CloudConfig: path, Args: args, Env: []string{daemonSetMemLimit(t)}})
 	l.replicas[source] = p
 	return p
 }
 
 // daemonSetMemLimit is the Go memory limit a replica sets itself in the
-// DaemonSet's pod: 90 % of the manifest's 512 Mi limit (see the binary's
-// memlimit.go). The benchmark's replicas run in no such cgroup, so it is
-// given to them.
-const daemonSetMemLimit = "GOMEMLIMIT=483183820"
+// DaemonSet's pod, as GOMEMLIMIT: memoryLimitShare of the manifest's
+// memory limit (see the binary's memlimit.go). The benchmark's replicas
+// run in no such cgroup, so it is given to them.
+func daemonSetMemLimit(t *testing.T) string {
+	t.Helper()
+	root, err := controlplane.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "manifests", "daemonset.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds appsv1.DaemonSet
+	if err := yaml.Unmarshal(b, &ds); err != nil {
+		t.Fatalf("manifests/daemonset.yaml: %v", err)
+	}
+	limit := ds.Spec.Template.Spec.Containers[0].Resources.Limits.Memory()
+	if limit.IsZero() {
+		t.Fatal("manifests/daemonset.yaml: the container has no memory limit")
+	}
+	return fmt.Sprintf("GOMEMLIMIT=%d", int64(memoryLimitShare*float64(limit.Value())))
+}
+
+// memoryLimitShare is the binary's (memlimit.go).
+const memoryLimitShare = 0.9
 
 // startScaleLab runs the control plane, the routers, the 1,000 nodes'
 // healthz servers, registers the Nodes and starts replica A; it returns
