@@ -21,6 +21,7 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 	v1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
@@ -58,6 +59,34 @@ func (l *scaleLab) waitAllAddresses(t *testing.T, n int) map[string][]string {
 	}
 	t.Fatalf("Services with all their addresses: %d, want %d after %s", len(got), n, scaleTimeout)
 	return nil
+}
+
+// waitAnnouncedConditions waits until each of the n Services says it is
+// announced (service.ConditionAnnounced True): the leader's status writer,
+// which writes at most patchQPS a second, has caught up with them, so
+// that what follows is measured without 10,000 status writes (and the
+// service controller's syncs they cause) under way.
+func (l *scaleLab) waitAnnouncedConditions(t *testing.T, n int) {
+	t.Helper()
+	start := time.Now()
+	announced := 0
+	for deadline := time.Now().Add(scaleTimeout); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
+		list, err := l.cl.c.CoreV1().Services("default").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			continue
+		}
+		announced = 0
+		for _, s := range list.Items {
+			if c := apimeta.FindStatusCondition(s.Status.Conditions, service.ConditionAnnounced); c != nil && c.Status == metav1.ConditionTrue {
+				announced++
+			}
+		}
+		if announced == n {
+			t.Logf("every Service's %s condition True %s later", service.ConditionAnnounced, time.Since(start).Round(time.Second))
+			return
+		}
+	}
+	t.Fatalf("Services with %s True: %d, want %d after %s", service.ConditionAnnounced, announced, n, scaleTimeout)
 }
 
 // converged tells how far router's table from source is from want: VIPs

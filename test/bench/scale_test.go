@@ -284,6 +284,7 @@ func TestBenchScale(t *testing.T) {
 	t.Logf("%d Services (%d VIPs) created in %s; all have addresses after %s", len(svcs), len(want), created.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	l.waitConverged(t, replicaA, want, "every VIP announced after the creation")
 	t.Logf("every VIP with all its paths at both routers after %s", time.Since(start).Round(time.Millisecond))
+	l.waitAnnouncedConditions(t, len(svcs))
 
 	t.Run("c,f steady state", func(t *testing.T) { l.measureSteadyState(t, replicaA) })
 	t.Run("b node fails", func(t *testing.T) { l.measureNodeFailure(t, want) })
