@@ -17,32 +17,6 @@
 set -euo pipefail
 
 ETCD_VERSION=${ETCD_VERSION:-v3.7.0}
-CACHE=${BMCCM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/baremetal-ccm}
-OUT=$CACHE/etcd-$ETCD_VERSION/bin
-MODULE=go.etcd.io/etcd/server/v3
-
-if [[ -x $OUT/etcd ]]; then
-	echo "$OUT"
-	exit 0
-fi
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-
-gomod=$(go mod download -json "$MODULE@$ETCD_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')
-[[ -f $gomod ]] || { echo "build-etcd: no go.mod for $MODULE@$ETCD_VERSION" >&2; exit 1; }
-{
-	echo "module bmccm.local/etcdbuild"
-	echo
-	sed -n 's/^go \(.*\)$/go \1/p' "$gomod" | head -n 1
-	echo
-	echo "require $MODULE $ETCD_VERSION"
-} >go.mod
-
-export GOFLAGS=-mod=mod CGO_ENABLED=0
-mkdir -p "$OUT"
-echo "build-etcd: building $MODULE@$ETCD_VERSION" >&2
-go build -trimpath -ldflags="-s -w" -o "$OUT/etcd.tmp" "$MODULE"
-mv "$OUT/etcd.tmp" "$OUT/etcd"
-echo "$OUT"
+# shellcheck source=lib/go-module-binary.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/go-module-binary.sh"
+build_module_binary etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
