@@ -84,6 +84,7 @@ down() {
 		mkdir -p "$REPORT/lab-logs/pods/$node"
 		cp -r "$pods"/kube-system_* "$REPORT/lab-logs/pods/$node/" 2>/dev/null || true
 	done
+	rm -rf "$DIR/e2e-tmp"
 	if [[ ${CONFORMANCE_KEEP:-} == 1 ]]; then
 		echo "== the cluster stays up (KUBECONFIG=$KUBECONFIG); hack/conformance.sh down removes it"
 		return
@@ -103,7 +104,12 @@ up=$(date +%s)
 nodes=$("$KUBECTL" get nodes -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.spec.taints[*].effect}{"\n"}{end}' | grep -vc NoSchedule || true)
 echo "== ginkgo in ${PREFIX}tester: focus '$FOCUS', skip '$SKIP', $nodes schedulable nodes, $PARALLEL processes; report in $REPORT"
 rc=0
-ip netns exec "${PREFIX}tester" env KUBERNETES_CONFORMANCE_TEST=y KUBE_TEST_REPO_LIST="$DIR/e2e-repo-list.yaml" \
+# The e2e binary leaves temporary files behind (a test-kuberc* directory
+# per process, even when no kubectl test runs): they go in a directory of
+# ours, removed with the cluster.
+E2E_TMP="$DIR/e2e-tmp"
+mkdir -p "$E2E_TMP"
+ip netns exec "${PREFIX}tester" env KUBERNETES_CONFORMANCE_TEST=y KUBE_TEST_REPO_LIST="$DIR/e2e-repo-list.yaml" TMPDIR="$E2E_TMP" \
 	"$E2E_BIN/ginkgo" --procs="$PARALLEL" --timeout=2h --no-color -v --focus="$FOCUS" --skip="$SKIP" \
 	"$E2E_BIN/e2e.test" -- \
 	--provider=aws --kubeconfig="$KUBECONFIG" --kubectl-path="$KUBECTL" --num-nodes="$nodes" \
