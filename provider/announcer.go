@@ -291,6 +291,11 @@ type announced struct {
 func (a *announcer) syncService(ctx context.Context, svc *v1.Service, addrs []netip.Addr) ([]announced, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	// The service controller's syncs under way when the replica stops
+	// end here, not with the speaker it has just stopped.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("not synced, the replica is stopping: %w", err)
+	}
 	sp := a.speaker()
 	if sp == nil {
 		return nil, fmt.Errorf("no BGP speaker: the cloud config has no bgp section")

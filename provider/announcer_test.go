@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -383,6 +384,22 @@ func TestSyncServiceReportsRouters(t *testing.T) {
 	want := []announced{{vip: netip.MustParseAddr("203.0.113.7"), nodes: 1, routers: 1}}
 	if diff := cmp.Diff(want, done, cmp.AllowUnexported(announced{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("syncService (-want +got):\n%s", diff)
+	}
+}
+
+// TestSyncServiceWhenStopping: a sync whose context has ended (the
+// replica stops) says so and announces nothing; it does not blame the
+// cloud config for the speaker that stopping removed.
+func TestSyncServiceWhenStopping(t *testing.T) {
+	a, sp := startAnnouncer(t, fakeHealth{}, nil, node("a1", []string{"198.51.100.11"}))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := a.syncService(ctx, lbService("web", v1.ServiceExternalTrafficPolicyCluster), []netip.Addr{netip.MustParseAddr("203.0.113.7")})
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "stopping") {
+		t.Errorf("syncService with an ended context: error %v, want one saying the replica stops, wrapping context.Canceled", err)
+	}
+	if got := sp.hops(); len(got) != 0 {
+		t.Errorf("announced %v, want nothing", got)
 	}
 }
 
