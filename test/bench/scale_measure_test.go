@@ -284,7 +284,7 @@ func (l *scaleLab) measureNodeFailure(t *testing.T, want map[netip.Prefix]int) {
 		withdrawn := withdrawals(ws)
 		logFrom := len(l.replicas[replicaA].Log())
 		failed := time.Now()
-		if err := l.healthz[name].set(answer503); err != nil {
+		if err := l.healthz.set(l.healthAddr[name], answer503); err != nil {
 			t.Fatal(err)
 		}
 		detected := l.waitLogTime(t, replicaA, logFrom, `"Node fails its health check: unhealthy" node="`+name+`"`)
@@ -294,7 +294,7 @@ func (l *scaleLab) measureNodeFailure(t *testing.T, want map[netip.Prefix]int) {
 		total = append(total, gone.Sub(failed))
 		t.Logf("trial %d: %s carried %d VIPs; detected %s after failing, paths gone from both routers %s after detection",
 			trial, name, carried, detected.Sub(failed).Round(time.Millisecond), gone.Sub(detected).Round(time.Millisecond))
-		if err := l.healthz[name].set(healthy); err != nil {
+		if err := l.healthz.set(l.healthAddr[name], healthy); err != nil {
 			t.Fatal(err)
 		}
 		l.waitConverged(t, replicaA, want, name+" healthy again")

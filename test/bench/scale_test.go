@@ -76,7 +76,7 @@ const (
 var scaleV4Pool = netip.MustParsePrefix("203.0.113.0/24")
 
 // scaleNode is node i: its name, its InternalIPs (an IPv4 one on the
-// loopback device, where the test serves its kube-proxy healthz, and an
+// loopback device, where the healthz farm serves its kube-proxy healthz, and an
 // IPv6 one, the next hop of the IPv6 VIPs).
 func scaleNode(i int) (name string, v4, v6 netip.Addr) {
 	return fmt.Sprintf("node-%04d", i),
@@ -90,7 +90,8 @@ type scaleLab struct {
 	cl         *cluster
 	routers    []*bgprouter.Router
 	healthPort int
-	healthz    map[string]*healthz // by node name
+	healthz    *healthzFarm
+	healthAddr map[string]string // by node name: its healthz's host:port
 	dir        string
 	replicas   map[string]*ccm.Process // by BGP source address
 	ports      map[string]int          // secure port by BGP source address
@@ -172,7 +173,7 @@ func startScaleLab(t *testing.T) *scaleLab {
 	t.Helper()
 	cp := startControlPlane(t)
 	l := &scaleLab{
-		cl: &cluster{cp: cp, c: cp.Client}, healthPort: freePort(t), healthz: map[string]*healthz{},
+		cl: &cluster{cp: cp, c: cp.Client}, healthPort: freePort(t), healthAddr: map[string]string{},
 		dir: t.TempDir(), replicas: map[string]*ccm.Process{}, ports: map[string]int{},
 	}
 	neighbors := []string{replicaA, replicaB}
@@ -180,10 +181,13 @@ func startScaleLab(t *testing.T) *scaleLab {
 		bgprouter.Start(t, bgprouter.Options{Address: router1, ASN: 64513, Neighbors: neighbors, NeighborASN: 64512}),
 		bgprouter.Start(t, bgprouter.Options{Address: router2, ASN: 64514, Neighbors: neighbors, NeighborASN: 64512}),
 	}
+	addrs := make([]string, 0, scaleNodes)
 	for i := range scaleNodes {
 		name, v4, _ := scaleNode(i)
-		l.healthz[name] = serveHealthz(t, fmt.Sprintf("%s:%d", v4, l.healthPort))
+		l.healthAddr[name] = fmt.Sprintf("%s:%d", v4, l.healthPort)
+		addrs = append(addrs, l.healthAddr[name])
 	}
+	l.healthz = startHealthzFarm(t, addrs)
 	start := time.Now()
 	parallel(t, scaleNodes, 32, func(ctx context.Context, i int) error {
 		name, v4, v6 := scaleNode(i)
