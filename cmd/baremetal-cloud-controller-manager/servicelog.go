@@ -43,6 +43,11 @@ func (s quietEventSink) Info(level int, msg string, keysAndValues ...any) {
 	s.LogSink.Info(level, msg, keysAndValues...)
 }
 
+// Init does nothing: the sink was initialised with its own logger, and
+// initialising it again would reset the call depth it keeps (textlogger
+// sets it, klog's adds to it).
+func (quietEventSink) Init(logr.RuntimeInfo) {}
+
 func (s quietEventSink) WithValues(keysAndValues ...any) logr.LogSink {
 	return quietEventSink{s.LogSink.WithValues(keysAndValues...)}
 }

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
 
 	"github.com/go-logr/logr/funcr"
 	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/textlogger"
 )
 
 // TestQuietEventLog logs as the event broadcaster does, through the
@@ -39,5 +41,20 @@ func TestQuietEventLog(t *testing.T) {
 				t.Errorf("logged %q: the name or values are lost", lines[0])
 			}
 		})
+	}
+}
+
+// TestQuietEventLogCaller: a line that passes names the code that logged
+// it, not the wrapper or logr (the binary's logger is a textlogger).
+func TestQuietEventLogCaller(t *testing.T) {
+	var buf bytes.Buffer
+	base := textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(&buf)))
+	ctx := withQuietEventLog(klog.NewContext(context.Background(), base))
+	klog.FromContext(ctx).Info("Ensured load balancer")
+	klog.FromContext(ctx).WithName("x").WithValues("k", "v").Info("Ensured load balancer")
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if !strings.Contains(line, "servicelog_test.go:") {
+			t.Errorf("logged %q: the caller is not this test", line)
+		}
 	}
 }
