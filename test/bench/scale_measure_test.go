@@ -587,6 +587,7 @@ func (l *scaleLab) measureKillRestart(t *testing.T, want map[netip.Prefix]int, b
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { l.watchSessions(stop, replicaB, &bDown) })
+	bLogFrom := len(l.replicas[replicaB].Log())
 	l.replicas[replicaA].Kill()
 	l.waitNoPaths(t, replicaA)
 	start := time.Now()
@@ -610,11 +611,33 @@ func (l *scaleLab) measureKillRestart(t *testing.T, want map[netip.Prefix]int, b
 		withdrawn += w.Withdrawals()
 	}
 	l.waitConverged(t, replicaB, want, "replica B after A's restart")
-	t.Logf("(e) SIGKILL and restart with %d VIPs: A's paths all back %s after its start; %d addresses changed; %d paths withdrawn from B, B's sessions seen down %d times",
-		len(want), back.Round(time.Millisecond), changed, withdrawn, bDown.Load())
+	bLog := l.replicas[replicaB].Log()[bLogFrom:]
+	t.Logf("(e) SIGKILL and restart with %d VIPs: A's paths all back %s after its start; %d addresses changed; %d paths withdrawn from B, B's sessions seen down %d times; meanwhile B saw %d nodes fail their health check",
+		len(want), back.Round(time.Millisecond), changed, withdrawn, bDown.Load(), strings.Count(bLog, healthCheckFailed))
+	keepLog(t, "replica-B-during-e.log", bLog)
 	if withdrawn != 0 || bDown.Load() != 0 {
 		t.Errorf("(e) the surviving replica lost paths: %d withdrawn, sessions down %d times", withdrawn, bDown.Load())
 	}
+}
+
+// healthCheckFailed is how a replica logs a node that starts failing its
+// health check (provider/health/checker.go).
+const healthCheckFailed = "Node fails its health check: unhealthy"
+
+// keepLog writes log to name in $BMCCM_BENCH_LOGDIR, for reading after
+// the run; a no-op without it.
+func keepLog(t *testing.T, name, log string) {
+	t.Helper()
+	dir := os.Getenv("BMCCM_BENCH_LOGDIR")
+	if dir == "" {
+		return
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Errorf("keeping the log: %v", err)
+		return
+	}
+	t.Logf("log kept in %s", path)
 }
 
 // watchSessions counts, every 200 ms until stop, the routers that do not
