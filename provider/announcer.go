@@ -285,10 +285,28 @@ type announced struct {
 	routers int
 }
 
+// announcedVIPs is what syncService did for each VIP of a Service.
+type announcedVIPs []announced
+
+// MarshalLog shows it in a log line (logr.Marshaler): the fields are
+// unexported, and would show as {}.
+func (as announcedVIPs) MarshalLog() any {
+	type shown struct {
+		VIP     string `json:"vip"`
+		Nodes   int    `json:"nodes"`
+		Routers int    `json:"routers"`
+	}
+	out := make([]shown, len(as))
+	for i, a := range as {
+		out[i] = shown{a.vip.String(), a.nodes, a.routers}
+	}
+	return out
+}
+
 // syncService brings the VIPs of one Service up to date now, with svc (the
 // version the service controller holds) in place of the cached one and
 // addrs as its addresses.
-func (a *announcer) syncService(ctx context.Context, svc *v1.Service, addrs []netip.Addr) ([]announced, error) {
+func (a *announcer) syncService(ctx context.Context, svc *v1.Service, addrs []netip.Addr) (announcedVIPs, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	// The service controller's syncs under way when the replica stops
@@ -310,7 +328,7 @@ func (a *announcer) syncService(ctx context.Context, svc *v1.Service, addrs []ne
 		return nil, err
 	}
 	peers := sp.Peers()
-	var out []announced
+	var out announcedVIPs
 	for _, vip := range addrs {
 		adv, err := a.settle(ctx, sp, v, vip, a.health)
 		if err != nil {

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	cloudproviderapi "k8s.io/cloud-provider/api"
+	"k8s.io/klog/v2/textlogger"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
 	"github.com/baremetal-ccm/baremetal-ccm/ipam"
@@ -381,7 +383,7 @@ func TestSyncServiceReportsRouters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []announced{{vip: netip.MustParseAddr("203.0.113.7"), nodes: 1, routers: 1}}
+	want := announcedVIPs{{vip: netip.MustParseAddr("203.0.113.7"), nodes: 1, routers: 1}}
 	if diff := cmp.Diff(want, done, cmp.AllowUnexported(announced{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("syncService (-want +got):\n%s", diff)
 	}
@@ -482,3 +484,14 @@ func waitHops(t *testing.T, sp *fakeSpeaker, vip string, n int) {
 }
 
 var _ = fmt.Sprint
+
+// TestAnnouncedInLog: the "Ensured load balancer" line shows what was
+// announced, not {}.
+func TestAnnouncedInLog(t *testing.T) {
+	var buf bytes.Buffer
+	logger := textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(&buf)))
+	logger.Info("Ensured load balancer", "announced", announcedVIPs{{vip: netip.MustParseAddr("203.0.113.7"), nodes: 3, routers: 2}})
+	if want := `announced=[{"vip":"203.0.113.7","nodes":3,"routers":2}]`; !strings.Contains(buf.String(), want) {
+		t.Errorf("log line %q does not contain %s", buf.String(), want)
+	}
+}
