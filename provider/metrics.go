@@ -46,6 +46,9 @@ var (
 	nodeHealthyDesc = metrics.NewDesc(metricsSubsystem+"_node_healthy",
 		"1 when the node passes the node health check (kube-proxy healthz), else 0.",
 		[]string{"node"}, nil, metrics.ALPHA, "")
+	starvedProbesDesc = metrics.NewDesc(metricsSubsystem+"_health_probes_starved_total",
+		"Health probes that timed out while this replica was starved of CPU, and were not counted against the node: each is repeated with a longer timeout.",
+		nil, nil, metrics.ALPHA, "")
 
 	registerOnce sync.Once
 )
@@ -67,7 +70,7 @@ type collector struct {
 }
 
 func (*collector) DescribeWithStability(ch chan<- *metrics.Desc) {
-	for _, d := range []*metrics.Desc{poolAddressesDesc, sessionUpDesc, pathsDesc, singlePathDesc, prefixLimitDesc, nodeHealthyDesc} {
+	for _, d := range []*metrics.Desc{poolAddressesDesc, sessionUpDesc, pathsDesc, singlePathDesc, prefixLimitDesc, nodeHealthyDesc, starvedProbesDesc} {
 		ch <- d
 	}
 }
@@ -92,6 +95,7 @@ func (col *collector) CollectWithStability(ch chan<- metrics.Metric) {
 	for node, ok := range c.checker.States() {
 		ch <- metrics.NewLazyConstMetric(nodeHealthyDesc, metrics.GaugeValue, boolValue(ok), node)
 	}
+	ch <- metrics.NewLazyConstMetric(starvedProbesDesc, metrics.CounterValue, float64(c.checker.StarvedProbes()))
 }
 
 func boolValue(b bool) float64 {

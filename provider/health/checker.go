@@ -20,6 +20,14 @@
 // = 1.75 s later (1.25 s when its port refuses connections or it answers
 // 503).
 //
+// A probe that times out while this process was starved of CPU is not
+// counted: the node is probed again at once, with a timeout four times as
+// long, which counts whatever happens (see starvation.go). While the
+// process is starved, a node that stops answering is then found within
+// Interval + Timeout + UnhealthyThreshold × 4 × Timeout (5.5 s with the
+// defaults) rather than 1.75 s, and a node that answers slowly only
+// because this process is slow stays healthy.
+//
 // A node's probes share one kept-alive HTTP connection, for at most
 // [freshEvery] probes: every fifth probe, and every probe after a failure,
 // opens a new one, so that a node that accepts no new connection while an
@@ -30,10 +38,12 @@ package health
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -46,6 +56,12 @@ type Checker struct {
 	// notify holds a pending onChange call: flips that happen while one is
 	// pending are folded into it.
 	notify chan struct{}
+
+	// starved watches this process's own delays, so that a probe that
+	// timed out because of them is not held against the node.
+	starved *starvation
+	// starvedProbes counts the probes so discounted.
+	starvedProbes atomic.Int64
 
 	mu      sync.RWMutex
 	cfg     Config
@@ -94,6 +110,7 @@ func NewChecker(cfg Config, onChange func()) *Checker {
 		notify:   make(chan struct{}, 1),
 		cfg:      cfg.withDefaults(),
 		targets:  map[string]*target{},
+		starved:  newStarvation(),
 	}
 }
 
@@ -111,6 +128,11 @@ func (c *Checker) Run(ctx context.Context) {
 		panic("health: Checker.Run called while it is running")
 	}
 	c.run = r
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		c.starved.run(ctx, c.starvedWait)
+	}()
 	for name, t := range c.targets {
 		c.startProber(name, t)
 	}
@@ -228,6 +250,17 @@ func (c *Checker) States() map[string]bool {
 	return states
 }
 
+// StarvedProbes is how many probes timed out while this process was
+// starved of CPU, and were not counted (see starvation.go).
+func (c *Checker) StarvedProbes() int64 { return c.starvedProbes.Load() }
+
+// starvedWait is the current Config's [Config.starvedWait].
+func (c *Checker) starvedWait() time.Duration {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.cfg.starvedWait()
+}
+
 // changed asks Run to call onChange, once for any number of flips.
 func (c *Checker) changed() {
 	select {
@@ -290,7 +323,7 @@ func (c *Checker) stopProber(t *target) {
 // spread over it.
 func (c *Checker) probeLoop(ctx context.Context, p prober) {
 	type result struct {
-		start time.Time
+		probe probeRun
 		err   error
 	}
 	results := make(chan result)
@@ -300,9 +333,9 @@ func (c *Checker) probeLoop(ctx context.Context, p prober) {
 	defer probes.Wait() // after the context's end, which cuts them short
 	fast := p.cfg.fastInterval()
 	healthy, doubt := p.healthy, false
-	// running holds the start times of the probes under way; counted is
-	// the start of the newest probe whose answer was counted.
-	var running []time.Time
+	// running holds the probes under way; counted is the start of the
+	// newest probe whose answer was counted.
+	var running []probeRun
 	var lastStart, counted time.Time
 	// wait is the time from one probe's start to the next one's.
 	wait := func() time.Duration {
@@ -323,27 +356,27 @@ func (c *Checker) probeLoop(ctx context.Context, p prober) {
 				timer.Reset(left) // the state settled since the timer was set
 				continue
 			}
-			if len(running) >= maxRunning || slices.ContainsFunc(running, func(t time.Time) bool { return time.Since(t) >= p.cfg.Timeout }) {
+			if len(running) >= maxRunning || slices.ContainsFunc(running, probeRun.timedOut) {
 				// Enough probes are under way, or one has timed out and
 				// its failure is on its way: count it first, it may
 				// settle the state. An answer sets the timer again.
 				continue
 			}
-			start := time.Now()
-			lastStart = start
-			running = append(running, start)
+			run := c.newProbeRun(p.cfg)
+			lastStart = run.start
+			running = append(running, run)
 			probes.Add(1)
 			go func() {
 				defer probes.Done()
-				err := ep.probe(ctx, p.cfg.Timeout)
+				err := ep.probe(ctx, run.timeout)
 				select {
-				case results <- result{start, err}:
+				case results <- result{run, err}:
 				case <-ctx.Done():
 				}
 			}()
 			timer.Reset(wait())
 		case r := <-results:
-			running = slices.DeleteFunc(running, func(t time.Time) bool { return t.Equal(r.start) })
+			running = slices.DeleteFunc(running, func(x probeRun) bool { return x.start.Equal(r.probe.start) })
 			if ctx.Err() != nil {
 				return // stopped: the probe was cut short, it proves nothing
 			}
@@ -351,13 +384,55 @@ func (c *Checker) probeLoop(ctx context.Context, p prober) {
 			// timeout of an old probe that comes after a newer probe's
 			// answer is stale, and counting it would make failures that
 			// were not in a row look as if they were.
-			if r.start.After(counted) {
-				counted = r.start
-				healthy, doubt = c.record(ctx, p, r.err)
+			if r.probe.start.After(counted) {
+				counted = r.probe.start
+				if c.starvedTimeout(ctx, p, r.probe, r.err) {
+					doubt = true // probed again at the fast interval, with the long timeout
+				} else {
+					healthy, doubt = c.record(ctx, p, r.err)
+				}
 			}
 			timer.Reset(wait() - time.Since(lastStart))
 		}
 	}
+}
+
+// probeRun is one probe: when it started and how long it may take.
+type probeRun struct {
+	start   time.Time
+	timeout time.Duration
+}
+
+func (r probeRun) timedOut() bool { return time.Since(r.start) >= r.timeout }
+
+// newProbeRun starts a probe now, with cfg's Timeout, or starvedTimeoutFactor
+// times as long if this process was starved within the last Interval: a
+// probe that follows a discounted one (see starvedTimeout) counts whatever
+// happens.
+func (c *Checker) newProbeRun(cfg Config) probeRun {
+	now := time.Now()
+	r := probeRun{start: now, timeout: cfg.Timeout}
+	if c.starved.worstSince(now.Add(-cfg.Interval), false) >= cfg.starvedWait() {
+		r.timeout *= starvedTimeoutFactor
+	}
+	return r
+}
+
+// starvedTimeout tells whether err, the result of probe r, is a timeout
+// with the short timeout while this process was starved of CPU: such a
+// result proves nothing about the node, and is not counted.
+func (c *Checker) starvedTimeout(ctx context.Context, p prober, r probeRun, err error) bool {
+	if r.timeout != p.cfg.Timeout || !errors.Is(err, errNoAnswer) {
+		return false
+	}
+	wait := c.starved.worstSince(r.start, true)
+	if wait < p.cfg.starvedWait() {
+		return false
+	}
+	c.starvedProbes.Add(1)
+	klog.FromContext(ctx).V(4).Info("Health probe timed out while this process was starved of CPU: not counted, probing again with a longer timeout",
+		"node", klog.KRef("", p.name), "address", p.addr, "wait", wait, "err", err)
+	return true
 }
 
 // maxRunning is how many probes of one node may be under way at once: a

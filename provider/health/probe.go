@@ -127,10 +127,14 @@ func (e *endpoint) probe(ctx context.Context, timeout time.Duration) error {
 	}
 	e.kept.drop() // the next probe dials
 	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("GET %s: no answer within %s", e.url, timeout)
+		return fmt.Errorf("GET %s: %w within %s", e.url, errNoAnswer, timeout)
 	}
 	return err
 }
+
+// errNoAnswer is a probe's timeout: the node did not answer in time, or
+// this process did not read the answer in time (see starvation.go).
+var errNoAnswer = errors.New("no answer")
 
 // errNoKeptConn tells that the probe needs a new connection: there is none
 // kept, or the kept one broke before its answer started.
