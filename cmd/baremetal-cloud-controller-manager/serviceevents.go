@@ -17,32 +17,37 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// quietReasons are the upstream service controller's Normal Events this
-// CCM does not write. They say only that a sync started or ended well,
-// once per Service at each creation, at each leader's start (it syncs
-// every Service again) and, for UpdatedLoadBalancer, at every change of
-// the node set: with 10,000 Services, 20,000 writes at a fail-over and
-// 10,000 at a node's addition, for nothing the Service's conditions
+// quietEvent is an Event of the upstream service controller, by type and
+// reason.
+type quietEvent struct{ typ, reason string }
+
+// quietKinds are the upstream service controller's Events this CCM does
+// not write.
+//
+// Its Normal EnsuringLoadBalancer, EnsuredLoadBalancer and
+// UpdatedLoadBalancer say only that a sync started or ended well, once
+// per Service at each creation, at each leader's start (it syncs every
+// Service again) and, for UpdatedLoadBalancer, at every change of the
+// node set: with 10,000 Services, 20,000 writes at a fail-over and 10,000
+// at a node's addition, for nothing the Service's conditions
 // (baremetal-ccm.io/AddressAllocated, baremetal-ccm.io/Announced) do not
-// say better. Its Warnings and the deletion Events stay.
-var quietReasons = map[string]bool{
-	"EnsuringLoadBalancer": true,
-	"EnsuredLoadBalancer":  true,
-	"UpdatedLoadBalancer":  true,
+// say better.
+//
+// Its Warning UnAvailableLoadBalancer says it has no Nodes to hand the
+// provider. It is given none (withoutNodes), and the provider needs none:
+// whether a Service's VIPs have nodes to be announced via is its
+// Announced condition.
+//
+// Its other Warnings and the deletion Events stay.
+var quietKinds = map[quietEvent]bool{
+	{v1.EventTypeNormal, "EnsuringLoadBalancer"}:     true,
+	{v1.EventTypeNormal, "EnsuredLoadBalancer"}:      true,
+	{v1.EventTypeNormal, "UpdatedLoadBalancer"}:      true,
+	{v1.EventTypeWarning, "UnAvailableLoadBalancer"}: true,
 }
 
-// noNodesReason is the upstream service controller's Warning that it has
-// no Nodes to hand the provider. It is given none (withoutNodes), and
-// the provider needs none: whether a Service's VIPs have nodes to be
-// announced via is its Announced condition.
-const noNodesReason = "UnAvailableLoadBalancer"
-
-// quiet tells whether the Event is one of quietReasons, or the Warning
-// noNodesReason.
-func quiet(ev *v1.Event) bool {
-	return (ev.Type == v1.EventTypeNormal && quietReasons[ev.Reason]) ||
-		(ev.Type == v1.EventTypeWarning && ev.Reason == noNodesReason)
-}
+// quiet tells whether the Event is one of quietKinds.
+func quiet(ev *v1.Event) bool { return quietKinds[quietEvent{ev.Type, ev.Reason}] }
 
 // withQuietServiceEvents is the controllers' constructors with the
 // service controller's replaced by startQuietServiceController.
