@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -126,35 +125,15 @@ func TestBenchmarkProbes(t *testing.T) {
 
 // servers is the child process serving the healthz endpoints.
 type servers struct {
-	cmd   *exec.Cmd
-	in    io.WriteCloser
-	out   *bufio.Scanner
+	*proc.Child
 	addrs []netip.AddrPort
 }
 
 func startServers(t *testing.T, n int) *servers {
 	t.Helper()
-	s := &servers{cmd: exec.Command(os.Args[0], "-test.run=^TestBenchmarkProbesServers$")}
-	s.cmd.Env = append(os.Environ(), "HEALTH_BENCH_SERVE="+strconv.Itoa(n))
-	s.cmd.Stderr = os.Stderr
-	var err error
-	if s.in, err = s.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := s.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.in.Close() // the servers stop when their stdin closes
-		_ = s.cmd.Wait()
-	})
-	s.out = bufio.NewScanner(stdout)
-	for s.out.Scan() && s.out.Text() != "ready" {
-		if a, ok := strings.CutPrefix(s.out.Text(), "addr "); ok {
+	s := &servers{Child: proc.StartChild(t, "TestBenchmarkProbesServers", "HEALTH_BENCH_SERVE="+strconv.Itoa(n))}
+	for s.Out.Scan() && s.Out.Text() != "ready" {
+		if a, ok := strings.CutPrefix(s.Out.Text(), "addr "); ok {
 			s.addrs = append(s.addrs, netip.MustParseAddrPort(a))
 		}
 	}
@@ -167,14 +146,14 @@ func startServers(t *testing.T, n int) *servers {
 // stats returns the requests and connections the servers have had.
 func (s *servers) stats(t *testing.T) (requests, conns int64) {
 	t.Helper()
-	if _, err := io.WriteString(s.in, "stats\n"); err != nil {
+	if _, err := io.WriteString(s.In, "stats\n"); err != nil {
 		t.Fatal(err)
 	}
-	if !s.out.Scan() {
-		t.Fatalf("servers: %v", s.out.Err())
+	if !s.Out.Scan() {
+		t.Fatalf("servers: %v", s.Out.Err())
 	}
-	if _, err := fmt.Sscanf(s.out.Text(), "stats %d %d", &requests, &conns); err != nil {
-		t.Fatalf("servers said %q: %v", s.out.Text(), err)
+	if _, err := fmt.Sscanf(s.Out.Text(), "stats %d %d", &requests, &conns); err != nil {
+		t.Fatalf("servers said %q: %v", s.Out.Text(), err)
 	}
 	return requests, conns
 }
@@ -182,7 +161,7 @@ func (s *servers) stats(t *testing.T) (requests, conns int64) {
 // cpu is the CPU time the servers' process has used.
 func (s *servers) cpu(t *testing.T) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.PID()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,14 +5,13 @@ package bench
 import (
 	"bufio"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
+
+	"github.com/baremetal-ccm/baremetal-ccm/test/proc"
 )
 
 // farmEnv makes the test binary the healthz farm (TestBenchHealthzFarm).
@@ -30,38 +29,16 @@ const farmEnv = "BMCCM_BENCH_HEALTHZ_FARM"
 // endpoint, then "ready"; "set ADDR MODE" (healthMode's number),
 // answered "ok" or "error TEXT".
 type healthzFarm struct {
-	cmd *exec.Cmd
-	mu  sync.Mutex // one request at a time
-	in  io.WriteCloser
-	out *bufio.Scanner
+	*proc.Child
+	mu sync.Mutex // one request at a time
 }
 
 // startHealthzFarm serves a healthy healthz on each of addrs (host:port)
 // until the test ends.
 func startHealthzFarm(t *testing.T, addrs []string) *healthzFarm {
 	t.Helper()
-	f := &healthzFarm{cmd: exec.Command(os.Args[0], "-test.run=^TestBenchHealthzFarm$", "-test.v=false")}
-	f.cmd.Env = append(os.Environ(), farmEnv+"=1")
-	f.cmd.Stderr = os.Stderr
-	// The farm ends with the test process, also when that is killed.
-	f.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	var err error
-	if f.in, err = f.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := f.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.cmd.Start(); err != nil {
-		t.Fatalf("starting the healthz farm: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = f.in.Close() // the farm stops when its stdin closes
-		_ = f.cmd.Wait()
-	})
-	f.out = bufio.NewScanner(stdout)
-	w := bufio.NewWriter(f.in)
+	f := &healthzFarm{Child: proc.StartChild(t, "TestBenchHealthzFarm", farmEnv+"=1")}
+	w := bufio.NewWriter(f.In)
 	for _, a := range addrs {
 		fmt.Fprintf(w, "serve %s\n", a)
 	}
@@ -69,8 +46,8 @@ func startHealthzFarm(t *testing.T, addrs []string) *healthzFarm {
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if !f.out.Scan() || f.out.Text() != "ready" {
-		t.Fatalf("the healthz farm did not get ready: %q, %v", f.out.Text(), f.out.Err())
+	if !f.Out.Scan() || f.Out.Text() != "ready" {
+		t.Fatalf("the healthz farm did not get ready: %q, %v", f.Out.Text(), f.Out.Err())
 	}
 	return f
 }
@@ -79,13 +56,13 @@ func startHealthzFarm(t *testing.T, addrs []string) *healthzFarm {
 func (f *healthzFarm) set(addr string, m healthMode) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, err := fmt.Fprintf(f.in, "set %s %d\n", addr, m); err != nil {
+	if _, err := fmt.Fprintf(f.In, "set %s %d\n", addr, m); err != nil {
 		return fmt.Errorf("healthz farm: %w", err)
 	}
-	if !f.out.Scan() {
-		return fmt.Errorf("healthz farm: no answer: %v", f.out.Err())
+	if !f.Out.Scan() {
+		return fmt.Errorf("healthz farm: no answer: %v", f.Out.Err())
 	}
-	if msg, failed := strings.CutPrefix(f.out.Text(), "error "); failed {
+	if msg, failed := strings.CutPrefix(f.Out.Text(), "error "); failed {
 		return fmt.Errorf("healthz farm: setting %s to %s: %s", addr, m, msg)
 	}
 	return nil
