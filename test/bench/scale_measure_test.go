@@ -38,27 +38,16 @@ const scaleTimeout = 10 * time.Minute
 // by Service name.
 func (l *scaleLab) waitAllAddresses(t *testing.T, n int) map[string][]string {
 	t.Helper()
-	var got map[string][]string
-	for deadline := time.Now().Add(scaleTimeout); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-		list, err := l.cl.c.CoreV1().Services("default").List(context.Background(), metav1.ListOptions{})
-		if err != nil {
-			continue
-		}
-		got = map[string][]string{}
-		for _, s := range list.Items {
-			if s.Spec.Type != v1.ServiceTypeLoadBalancer || len(s.Status.LoadBalancer.Ingress) < len(s.Spec.IPFamilies) {
-				continue
-			}
-			for _, in := range s.Status.LoadBalancer.Ingress {
-				got[s.Name] = append(got[s.Name], in.IP)
-			}
-		}
-		if len(got) == n {
-			return got
+	list := l.pollServices(t, 500*time.Millisecond, "Services with all their addresses", n, func(s *v1.Service) bool {
+		return s.Spec.Type == v1.ServiceTypeLoadBalancer && len(s.Status.LoadBalancer.Ingress) >= len(s.Spec.IPFamilies)
+	})
+	got := map[string][]string{}
+	for _, s := range list {
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			got[s.Name] = append(got[s.Name], in.IP)
 		}
 	}
-	t.Fatalf("Services with all their addresses: %d, want %d after %s", len(got), n, scaleTimeout)
-	return nil
+	return got
 }
 
 // waitAnnouncedConditions waits until each of the n Services says it is
@@ -69,24 +58,36 @@ func (l *scaleLab) waitAllAddresses(t *testing.T, n int) map[string][]string {
 func (l *scaleLab) waitAnnouncedConditions(t *testing.T, n int) {
 	t.Helper()
 	start := time.Now()
-	announced := 0
-	for deadline := time.Now().Add(scaleTimeout); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
+	l.pollServices(t, 2*time.Second, "Services with "+service.ConditionAnnounced+" True", n, func(s *v1.Service) bool {
+		c := apimeta.FindStatusCondition(s.Status.Conditions, service.ConditionAnnounced)
+		return c != nil && c.Status == metav1.ConditionTrue
+	})
+	t.Logf("every Service's %s condition True %s later", service.ConditionAnnounced, time.Since(start).Round(time.Second))
+}
+
+// pollServices lists the Services every `every` until exactly n of them
+// match, and returns those; it fails the test after scaleTimeout, saying
+// how many of what matched.
+func (l *scaleLab) pollServices(t *testing.T, every time.Duration, what string, n int, match func(*v1.Service) bool) []*v1.Service {
+	t.Helper()
+	var matched []*v1.Service
+	for deadline := time.Now().Add(scaleTimeout); time.Now().Before(deadline); time.Sleep(every) {
 		list, err := l.cl.c.CoreV1().Services("default").List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			continue
 		}
-		announced = 0
-		for _, s := range list.Items {
-			if c := apimeta.FindStatusCondition(s.Status.Conditions, service.ConditionAnnounced); c != nil && c.Status == metav1.ConditionTrue {
-				announced++
+		matched = matched[:0]
+		for i := range list.Items {
+			if match(&list.Items[i]) {
+				matched = append(matched, &list.Items[i])
 			}
 		}
-		if announced == n {
-			t.Logf("every Service's %s condition True %s later", service.ConditionAnnounced, time.Since(start).Round(time.Second))
-			return
+		if len(matched) == n {
+			return matched
 		}
 	}
-	t.Fatalf("Services with %s True: %d, want %d after %s", service.ConditionAnnounced, announced, n, scaleTimeout)
+	t.Fatalf("%s: %d, want %d after %s", what, len(matched), n, scaleTimeout)
+	return nil
 }
 
 // converged tells how far router's table from source is from want: VIPs
