@@ -28,8 +28,12 @@ const (
 	// a change must reach the routers.
 	minSyncInterval = 100 * time.Millisecond
 	// resyncInterval re-asserts the whole desired state now and then, in
-	// case an event was missed.
+	// case an event was missed. The announcer does it in resyncSlices
+	// slices, one every resyncInterval/resyncSlices (see verifyDirty):
+	// at 10,000 Services one rebuild costs about 2 s of CPU, and would
+	// hold up every change meanwhile.
 	resyncInterval = 30 * time.Second
+	resyncSlices   = 30
 	// A sync that fails is retried after minSyncInterval, then twice as
 	// late each time up to maxRetryDelay, so that a persistent error costs
 	// a log line every few minutes, not ten a second. A change in the
@@ -133,6 +137,9 @@ type announcer struct {
 	// outcomes are the outcomes last reported, which the syncs of
 	// changes update.
 	outcomes *announcements
+	// nextSlice is the slice of the periodic re-assertion verifyDirty
+	// looks at next.
+	nextSlice int
 
 	*syncLoop
 }
@@ -184,7 +191,8 @@ func newAnnouncer(factory informers.SharedInformerFactory, deps announcerDeps) *
 		failOpen:        map[netip.Addr]bool{},
 	}
 	a.syncLoop = newSyncLoop("announcer", a.sync)
-	a.syncLoop.beforeResync = a.dirty.markAll
+	a.syncLoop.resyncEvery = resyncInterval / resyncSlices
+	a.syncLoop.beforeResync = a.dirty.markVerify
 	// Synced once each handler has been handed the initial list: the
 	// first sync then leaves none of those events behind.
 	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{

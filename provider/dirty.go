@@ -23,6 +23,9 @@ type changes struct {
 	health bool
 	// services holds the namespace/name of the Services that changed.
 	services map[string]struct{}
+	// verify counts the slices of the periodic re-assertion due (see
+	// verifyDirty), at most resyncSlices.
+	verify int
 }
 
 func (d *dirtySet) markAll() {
@@ -41,6 +44,13 @@ func (d *dirtySet) markHealth() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.health = true
+}
+
+// markVerify asks for the next slice of the periodic re-assertion.
+func (d *dirtySet) markVerify() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.verify = min(d.verify+1, resyncSlices)
 }
 
 func (d *dirtySet) markService(key string) {
@@ -63,5 +73,5 @@ func (d *dirtySet) take() changes {
 
 // empty tells whether c asks for no work at all.
 func (c *changes) empty() bool {
-	return !c.all && !c.nodes && !c.health && len(c.services) == 0
+	return !c.all && !c.nodes && !c.health && len(c.services) == 0 && c.verify == 0
 }

@@ -95,10 +95,16 @@ func (e *events) beginSweep() {
 	e.mu.Unlock()
 }
 
-// endSweep forgets the problems of the objects the pass did not see.
+// endSweep forgets the problems of the objects the pass did not see. A
+// pass cut short by another one (a full sync during the announcer's
+// round of slices, see verifyDirty) has been ended by that one: nothing
+// is left to do.
 func (e *events) endSweep() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.touched == nil {
+		return
+	}
 	for k := range e.active {
 		if !e.touched[k] {
 			delete(e.active, k)

@@ -2,7 +2,10 @@ package provider
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/fnv"
 	"maps"
 	"net/netip"
 	"slices"
@@ -32,7 +35,9 @@ func (a *announcer) sync(ctx context.Context) error {
 // costs what it touches, not what is announced. It is a full sync
 // (syncAllLocked) when c asks for one, when there was none yet or the
 // last failed, and when the speaker or the config is another one than
-// the index was computed for. Callers hold mu.
+// the index was computed for. The periodic re-assertion (c.verify) is a
+// sync of changes too, of a slice of everything (see verifyDirty).
+// Callers hold mu.
 //
 // Announcing VIP by VIP keeps SetAll's guarantees: the speaker
 // reconciles each VIP against what it announces (its paths keep their
@@ -45,6 +50,16 @@ func (a *announcer) syncChanges(ctx context.Context, c changes) error {
 		return a.syncAllLocked(ctx)
 	}
 	dirty := map[netip.Addr]struct{}{}
+	if c.verify > 0 {
+		// Nodes and health are compared afresh at each slice: that
+		// costs a list of the Nodes, not a VIP's recomputation.
+		c.nodes, c.health = true, true
+		for range c.verify {
+			if err := a.verifyDirty(dirty); err != nil {
+				return err
+			}
+		}
+	}
 	if c.nodes {
 		if err := a.nodesDirty(cfg, dirty); err != nil {
 			return err
@@ -97,6 +112,59 @@ func (a *announcer) syncChanges(ctx context.Context, c changes) error {
 	}
 	a.reportChanged(changed, touched)
 	return errors.Join(errs...)
+}
+
+// verifyDirty adds to dirty the VIPs of the next slice of the periodic
+// re-assertion: those of the slice the index knows (announced or held),
+// and those of the Services of the slice as the caches have them. Each
+// resyncSlices calls, every VIP and every Service has been recomputed
+// once, so that an event missed is set right within resyncInterval,
+// while no sync rebuilds everything at once. A round of slices is also
+// a sweep of the warnings (see warner): the problems of objects gone are
+// forgotten at its end. Callers hold mu.
+func (a *announcer) verifyDirty(dirty map[netip.Addr]struct{}) error {
+	slice := a.nextSlice
+	a.nextSlice = (slice + 1) % resyncSlices
+	if slice == 0 {
+		a.warn.beginSweep()
+	}
+	for vip := range a.index.sent {
+		if vipSlice(vip) == slice {
+			dirty[vip] = struct{}{}
+		}
+	}
+	for vip := range a.index.holders {
+		if vipSlice(vip) == slice {
+			dirty[vip] = struct{}{}
+		}
+	}
+	svcs, err := a.services.List(everything)
+	if err != nil {
+		return fmt.Errorf("listing services: %w", err)
+	}
+	for _, s := range svcs {
+		if key := serviceKey(s.Namespace, s.Name); keySlice(key) == slice {
+			a.serviceDirty(key, dirty)
+		}
+	}
+	if slice == resyncSlices-1 {
+		a.warn.endSweep()
+	}
+	return nil
+}
+
+// vipSlice is the slice of the periodic re-assertion a VIP is in.
+func vipSlice(vip netip.Addr) int {
+	b := vip.As16()
+	return int(binary.BigEndian.Uint32(b[12:]) % resyncSlices)
+}
+
+// keySlice is the slice of the periodic re-assertion a Service is in,
+// by its namespace/name.
+func keySlice(key string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return int(h.Sum32() % resyncSlices)
 }
 
 // reportChanged updates the outcomes with changed (nil: the VIP is no

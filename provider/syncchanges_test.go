@@ -526,3 +526,88 @@ func TestSyncChangesFailureIsFullRetry(t *testing.T) {
 		t.Errorf("after the retry, 203.0.113.3 has communities %v, want the new one", got)
 	}
 }
+
+// TestVerifyRoundRepairsMissedEvents: the periodic re-assertion, a slice
+// per sync, sets right within one round of resyncSlices what an event the
+// informers never delivered would have changed, without a SetAll, and
+// hands the speaker nothing when nothing was missed.
+func TestVerifyRoundRepairsMissedEvents(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// miss changes the caches without telling the announcer.
+		miss func(t *testing.T, h *changeHarness)
+		want []string
+	}{
+		{
+			name: "nothing missed: nothing to hand over",
+			miss: func(*testing.T, *changeHarness) {},
+		},
+		{
+			name: "a Service's deletion missed: its VIP withdrawn",
+			miss: func(t *testing.T, h *changeHarness) {
+				old, err := h.a.services.Services("default").Get("c3")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := h.stores["service"].Delete(old); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: calls("withdraw", "203.0.113.3"),
+		},
+		{
+			name: "a Node's readiness missed: the VIPs via it follow",
+			miss: func(t *testing.T, h *changeHarness) {
+				old, err := h.a.nodes.Get("b1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := old.DeepCopy()
+				n.Status.Conditions[0].Status = v1.ConditionFalse
+				if err := h.stores["node"].Update(n); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: append(calls("announce", clusterV4()...), "withdraw 203.0.113.102"),
+		},
+		{
+			name: "an EndpointSlice's change missed: that Local VIP follows",
+			miss: func(t *testing.T, h *changeHarness) {
+				old, err := h.a.slices.EndpointSlices("default").Get("l1-x")
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := old.DeepCopy()
+				n, ready := "a2", true
+				s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{"192.0.2.10"}, NodeName: &n, Conditions: discoveryv1.EndpointConditions{Ready: &ready}})
+				if err := h.stores["slice"].Update(s); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: calls("announce", "203.0.113.101"),
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newChangeHarness(t, proportionalityObjects()...)
+			tc.miss(t, h)
+			for range resyncSlices {
+				h.a.dirty.markVerify()
+				if err := h.a.sync(context.Background()); err != nil {
+					t.Fatalf("sync: %v", err)
+				}
+			}
+			want := slices.Clone(tc.want)
+			slices.Sort(want)
+			if diff := cmp.Diff(want, h.sp.take()); diff != "" {
+				t.Errorf("speaker calls over a round (-want +got):\n%s", diff)
+			}
+			got := h.sp.state()
+			if err := h.a.syncAll(context.Background()); err != nil {
+				t.Fatalf("syncAll: %v", err)
+			}
+			if diff := cmp.Diff(h.sp.state(), got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+				t.Errorf("after a round, the speaker's state differs from a full sync's (-full +round):\n%s", diff)
+			}
+		})
+	}
+}

@@ -13,23 +13,28 @@ const syncKey = "all"
 
 // syncLoop runs a sync after every trigger, at most every
 // minSyncInterval (what arrives meanwhile is one more sync, not many),
-// every resyncInterval, and again with exponential backoff after a
-// failure. The announcer and the route syncer each run one: the route
+// every resyncEvery, and again with exponential backoff after a failure
+// (the periodic syncs pause meanwhile, so as not to cut the backoff
+// short). The announcer and the route syncer each run one: the route
 // syncer's syncs are whole-state, the announcer's cover what changed
-// (see syncChanges) and are whole-state at each resync.
+// (see syncChanges), and its periodic ones a slice of the whole state
+// each (see verifyDirty).
 type syncLoop struct {
 	name string
 	sync func(context.Context) error
 	// queue holds the one key syncKey: a trigger adds it at once, a failed
 	// sync adds it again with exponential backoff.
 	queue workqueue.TypedRateLimitingInterface[string]
+	// resyncEvery is the time between two periodic syncs
+	// (resyncInterval unless set before run).
+	resyncEvery time.Duration
 	// beforeResync, when set, is called before each periodic sync: the
-	// announcer marks everything dirty so that the sync is a full one.
+	// announcer marks the next slice of its re-assertion.
 	beforeResync func()
 }
 
 func newSyncLoop(name string, sync func(context.Context) error) *syncLoop {
-	return &syncLoop{name: name, sync: sync, queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+	return &syncLoop{name: name, sync: sync, resyncEvery: resyncInterval, queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](minSyncInterval, maxRetryDelay),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: name})}
 }
@@ -54,13 +59,18 @@ func (l *syncLoop) run(ctx context.Context, hasSynced ...cache.InformerSynced) {
 }
 
 func (l *syncLoop) resync(ctx context.Context) {
-	t := time.NewTicker(resyncInterval)
+	t := time.NewTicker(l.resyncEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if l.queue.NumRequeues(syncKey) > 0 {
+				// The last sync failed, and its retry waits out its
+				// backoff: a periodic sync would cut it short.
+				continue
+			}
 			if l.beforeResync != nil {
 				l.beforeResync()
 			}
