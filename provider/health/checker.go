@@ -59,7 +59,7 @@ type Checker struct {
 
 	// starved watches this process's own delays, so that a probe that
 	// timed out because of them is not held against the node.
-	starved *starvation
+	starved selfWatch
 	// starvedProbes counts the probes so discounted.
 	starvedProbes atomic.Int64
 
@@ -67,6 +67,17 @@ type Checker struct {
 	cfg     Config
 	targets map[string]*target // node name -> its address and state
 	run     *runState          // nil unless Run is running
+}
+
+// selfWatch is what the checker needs to know of its own process's
+// delays (see starvation).
+type selfWatch interface {
+	// run watches until ctx ends; threshold is the current
+	// Config's starvedWait.
+	run(ctx context.Context, threshold func() time.Duration)
+	// worstSince is the longest wait to run seen after t; with fresh,
+	// up to now.
+	worstSince(t time.Time, fresh bool) time.Duration
 }
 
 // runState is what one Run owns: the context of its probers and the

@@ -122,8 +122,6 @@ func TestStarvationSeesQueuedGoroutines(t *testing.T) {
 // timeout. A node slow only because of the checker stays healthy, and a
 // dead node is still found.
 func TestStarvedProbes(t *testing.T) {
-	// Timeout 500ms: the checker counts itself starved from waits of
-	// 100ms, which a busy machine seldom causes on its own.
 	cfg := testConfig(time.Second, 2, 2)
 	slow := func(int64) int { time.Sleep(2 * cfg.Timeout); return http.StatusOK }
 	for _, tc := range []struct {
@@ -145,12 +143,13 @@ func TestStarvedProbes(t *testing.T) {
 			rec := &recorder{node: "a"}
 			c := NewChecker(cfg, rec.onChange)
 			rec.c = c
-			waits := &scriptedWaits{counts: make([]uint64, 3)}
-			c.starved.read = func() *metrics.Float64Histogram {
-				if tc.starved {
+			c.starved = notStarved{}
+			if tc.starved {
+				waits := &scriptedWaits{counts: make([]uint64, 3)}
+				c.starved = &starvation{read: func() *metrics.Float64Histogram {
 					waits.add(2) // a goroutine waited a second or more
-				}
-				return waits.read()
+					return waits.read()
+				}}
 			}
 			c.SetTargets(map[string]netip.AddrPort{"a": s.addr})
 			runUntilStopped(t, c)
