@@ -30,10 +30,11 @@ const (
 	// resyncInterval re-asserts the whole desired state now and then, in
 	// case an event was missed. The announcer does it in resyncSlices
 	// slices, one every resyncInterval/resyncSlices (see verifyDirty):
-	// at 10,000 Services one rebuild costs about 2 s of CPU, and would
-	// hold up every change meanwhile.
+	// at 10,000 Services on 1,000 nodes one rebuild costs about 2 s of
+	// CPU, and would hold up every change meanwhile; a slice, a
+	// sixtieth of that.
 	resyncInterval = 30 * time.Second
-	resyncSlices   = 30
+	resyncSlices   = 60
 	// A sync that fails is retried after minSyncInterval, then twice as
 	// late each time up to maxRetryDelay, so that a persistent error costs
 	// a log line every few minutes, not ten a second. A change in the
@@ -138,8 +139,10 @@ type announcer struct {
 	// changes update.
 	outcomes *announcements
 	// nextSlice is the slice of the periodic re-assertion verifyDirty
-	// looks at next.
+	// looks at next, and roundVIPs the VIPs of each slice, dealt out
+	// when the round began.
 	nextSlice int
+	roundVIPs [resyncSlices][]netip.Addr
 
 	*syncLoop
 }

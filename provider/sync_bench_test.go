@@ -26,36 +26,61 @@ import (
 //
 //	go test -tags bench -run '^$' -bench BenchmarkAnnouncerChange -benchtime 200x -count 1 ./provider/
 //
-// The cluster: benchNodes nodes; one Service per VIP, one in ten with
-// externalTrafficPolicy Cluster (carried by every node), the others Local
-// with endpoints on two nodes. A node thus carries about 14 % of the
-// VIPs. The speaker is a real one (GoBGP, no session).
-const benchNodes = 50
+// The cluster (benchShape): nodes; one Service per VIP, some in ten with
+// externalTrafficPolicy Cluster (carried by up to maxPathsPerPrefix
+// nodes, the shortlist among all), the others Local with endpoints on two
+// nodes. The speaker is a real one (GoBGP, no session).
+type benchShape struct {
+	vips, nodes int
+	// clusterPerTen is how many Services in ten are Cluster ones.
+	clusterPerTen int
+}
 
-func benchObjects(vips int) []runtime.Object {
+func (s benchShape) String() string {
+	return fmt.Sprintf("vips=%d,nodes=%d,cluster=%d0%%", s.vips, s.nodes, s.clusterPerTen)
+}
+
+// benchShapes: one in ten Cluster on 50 nodes (a node carries about 14 %
+// of the VIPs), and the scale benchmark's shape (TestBenchScale: 1,000
+// nodes, seven in ten Cluster).
+var benchShapes = []benchShape{{1000, 50, 1}, {10000, 50, 1}, {10000, 1000, 7}}
+
+func benchObjects(shape benchShape) []runtime.Object {
 	var objs []runtime.Object
-	for i := range benchNodes {
-		objs = append(objs, node(benchNodeName(i), []string{fmt.Sprintf("198.51.100.%d", 10+i)}))
+	for i := range shape.nodes {
+		objs = append(objs, node(benchNodeName(i), []string{benchNodeAddr(shape, i)}))
 	}
+	vips := shape.vips
 	base := netip.MustParseAddr("198.18.0.0").As4()
 	for i := range vips {
 		ip := netip.AddrFrom4([4]byte{base[0], base[1] + byte(i>>16), byte(i >> 8), byte(i)})
 		name := fmt.Sprintf("s%05d", i)
-		if i%10 == 0 {
+		if i%10 < shape.clusterPerTen {
 			objs = append(objs, lbService(name, v1.ServiceExternalTrafficPolicyCluster, ip.String()))
 			continue
 		}
 		objs = append(objs, lbService(name, v1.ServiceExternalTrafficPolicyLocal, ip.String()),
-			endpointSlice(name, map[string]bool{benchNodeName(i % benchNodes): true, benchNodeName((i + 1) % benchNodes): true}))
+			endpointSlice(name, map[string]bool{benchNodeName(i % shape.nodes): true, benchNodeName((i + 1) % shape.nodes): true}))
 	}
 	return objs
 }
 
-func benchNodeName(i int) string { return fmt.Sprintf("n%02d", i) }
+func benchNodeName(i int) string { return fmt.Sprintf("n%04d", i) }
+
+// benchNodeAddr is node i's address: in rack-a's 198.51.100.0/25 while
+// there are few; beyond, in 198.19.0.0/16 (benchmark objects that never
+// leave the process), outside every rack, which changes nothing without
+// sessions.
+func benchNodeAddr(shape benchShape, i int) string {
+	if shape.nodes <= 100 {
+		return fmt.Sprintf("198.51.100.%d", 10+i)
+	}
+	return netip.AddrFrom4([4]byte{198, 19, byte(i / 250), byte(1 + i%250)}).String()
+}
 
 func BenchmarkAnnouncerChange(b *testing.B) {
-	for _, vips := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("vips=%d", vips), func(b *testing.B) {
+	for _, shape := range benchShapes {
+		b.Run(shape.String(), func(b *testing.B) {
 			ctx := context.Background()
 			sp, err := bgp.NewSpeaker(ctx, bgp.Config{
 				ASN:            64512,
@@ -66,7 +91,7 @@ func BenchmarkAnnouncerChange(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(sp.Stop)
-			h := startChangeHarness(b, sp, benchObjects(vips)...)
+			h := startChangeHarness(b, sp, benchObjects(shape)...)
 			sync := func(b *testing.B) {
 				if err := h.a.sync(ctx); err != nil {
 					b.Fatal(err)
@@ -75,6 +100,14 @@ func BenchmarkAnnouncerChange(b *testing.B) {
 			b.Run("full-sync", func(b *testing.B) {
 				for range b.N {
 					h.a.Trigger()
+					sync(b)
+				}
+			})
+			b.Run("verify-slice", func(b *testing.B) {
+				// One slice of the periodic re-assertion (verifyDirty),
+				// where nothing changed.
+				for range b.N {
+					h.a.dirty.markVerify()
 					sync(b)
 				}
 			})

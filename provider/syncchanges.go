@@ -2,10 +2,8 @@ package provider
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"maps"
 	"net/netip"
 	"slices"
@@ -50,14 +48,13 @@ func (a *announcer) syncChanges(ctx context.Context, c changes) error {
 		return a.syncAllLocked(ctx)
 	}
 	dirty := map[netip.Addr]struct{}{}
-	if c.verify > 0 {
-		// Nodes and health are compared afresh at each slice: that
-		// costs a list of the Nodes, not a VIP's recomputation.
-		c.nodes, c.health = true, true
-		for range c.verify {
-			if err := a.verifyDirty(dirty); err != nil {
-				return err
-			}
+	for range c.verify {
+		if a.nextSlice == 0 {
+			// Nodes and health are compared afresh once a round.
+			c.nodes, c.health = true, true
+		}
+		if err := a.verifyDirty(dirty); err != nil {
+			return err
 		}
 	}
 	if c.nodes {
@@ -115,56 +112,65 @@ func (a *announcer) syncChanges(ctx context.Context, c changes) error {
 }
 
 // verifyDirty adds to dirty the VIPs of the next slice of the periodic
-// re-assertion: those of the slice the index knows (announced or held),
-// and those of the Services of the slice as the caches have them. Each
-// resyncSlices calls, every VIP and every Service has been recomputed
-// once, so that an event missed is set right within resyncInterval,
-// while no sync rebuilds everything at once. A round of slices is also
-// a sweep of the warnings (see warner): the problems of objects gone are
-// forgotten at its end. Callers hold mu.
+// re-assertion, dealt out when the round began (beginRound). Each
+// resyncSlices calls, every VIP has been recomputed once, so that an
+// event missed is set right within resyncInterval, while no sync
+// rebuilds everything at once. Callers hold mu.
 func (a *announcer) verifyDirty(dirty map[netip.Addr]struct{}) error {
 	slice := a.nextSlice
-	a.nextSlice = (slice + 1) % resyncSlices
 	if slice == 0 {
-		a.warn.beginSweep()
-	}
-	for vip := range a.index.sent {
-		if vipSlice(vip) == slice {
-			dirty[vip] = struct{}{}
+		if err := a.beginRound(); err != nil {
+			return err
 		}
 	}
-	for vip := range a.index.holders {
-		if vipSlice(vip) == slice {
-			dirty[vip] = struct{}{}
-		}
+	a.nextSlice = (slice + 1) % resyncSlices
+	for _, vip := range a.roundVIPs[slice] {
+		dirty[vip] = struct{}{}
 	}
-	svcs, err := a.services.List(everything)
-	if err != nil {
-		return fmt.Errorf("listing services: %w", err)
-	}
-	for _, s := range svcs {
-		if key := serviceKey(s.Namespace, s.Name); keySlice(key) == slice {
-			a.serviceDirty(key, dirty)
-		}
-	}
+	a.roundVIPs[slice] = nil
 	if slice == resyncSlices-1 {
 		a.warn.endSweep()
 	}
 	return nil
 }
 
-// vipSlice is the slice of the periodic re-assertion a VIP is in.
-func vipSlice(vip netip.Addr) int {
-	b := vip.As16()
-	return int(binary.BigEndian.Uint32(b[12:]) % resyncSlices)
-}
-
-// keySlice is the slice of the periodic re-assertion a Service is in,
-// by its namespace/name.
-func keySlice(key string) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(key))
-	return int(h.Sum32() % resyncSlices)
+// beginRound deals out the VIPs into the slices of a new round of the
+// periodic re-assertion: those the index knows (announced or held) and
+// those of every Service as the caches have them, so that a Service
+// whose event was missed is found too. It is also a sweep of the
+// warnings (see warner): each Service's is looked at now, the Nodes' at
+// the round's first slice (its nodes comparison), and the problems of
+// objects gone are forgotten at the round's end. A VIP or Service
+// that comes during the round is synced by its own event.
+func (a *announcer) beginRound() error {
+	svcs, err := a.services.List(everything)
+	if err != nil {
+		return fmt.Errorf("listing services: %w", err)
+	}
+	a.warn.beginSweep()
+	vips := make(map[netip.Addr]struct{}, len(a.index.sent))
+	for vip := range a.index.sent {
+		vips[vip] = struct{}{}
+	}
+	for vip := range a.index.holders {
+		vips[vip] = struct{}{}
+	}
+	for _, s := range svcs {
+		if !service.Announceable(s) {
+			continue
+		}
+		addrs := a.addressesOf(s)
+		a.warnUnannounceable(s, addrs)
+		for _, ip := range addrs {
+			vips[ip] = struct{}{}
+		}
+	}
+	i := 0
+	for vip := range vips {
+		a.roundVIPs[i%resyncSlices] = append(a.roundVIPs[i%resyncSlices], vip)
+		i++
+	}
+	return nil
 }
 
 // reportChanged updates the outcomes with changed (nil: the VIP is no
