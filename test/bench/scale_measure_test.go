@@ -426,6 +426,11 @@ func (l *scaleLab) measureOneMore(t *testing.T, n int) {
 	}
 	free := v6Pool.Masked().Addr()
 	var took []time.Duration
+	logFrom := len(l.replicas[replicaA].Log())
+	created := map[string]time.Time{}
+	routed := map[string]time.Time{}
+	profiled := l.profile(t, replicaA, 25, os.Getenv("BMCCM_BENCH_PROFILE_ONE_MORE"), "(d) ")
+	defer func() { <-profiled }()
 	for i := range n {
 		for free = free.Next(); inUse[free]; free = free.Next() {
 		}
@@ -441,6 +446,7 @@ func (l *scaleLab) measureOneMore(t *testing.T, n int) {
 		if _, err := l.cl.c.CoreV1().Services("default").Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		created[name] = start
 		var at time.Duration
 		for _, r := range l.routers {
 			for {
@@ -458,13 +464,58 @@ func (l *scaleLab) measureOneMore(t *testing.T, n int) {
 			}
 			at = time.Since(start)
 		}
+		routed[name] = start.Add(at)
 		took = append(took, at)
 	}
 	sum := summarize(took)
 	t.Logf("(d) one more Service at %d → all its paths at both routers: %s", scaleServiceCount(), sum)
+	l.logOneMoreSegments(t, l.replicas[replicaA].Log()[logFrom:], created, routed)
 	if sum.P99 > 100*time.Millisecond {
 		t.Errorf("(d) p99 %s, want ≤ 100ms", sum.P99.Round(time.Millisecond))
 	}
+}
+
+// logOneMoreSegments splits (d)'s times at the leader's log lines: from
+// the creation to the service controller's "Ensuring load balancer"
+// (the apiserver, the watch, the controller's queue), from there to the
+// provider's "Ensured load balancer" (allocation, and the paths handed to
+// the speaker), and from there to the last path at the routers (GoBGP,
+// the routers, this test's polling).
+func (l *scaleLab) logOneMoreSegments(t *testing.T, log string, created, routed map[string]time.Time) {
+	t.Helper()
+	ensuring, ensured := map[string]time.Time{}, map[string]time.Time{}
+	for _, line := range strings.Split(log, "\n") {
+		for name := range created {
+			switch {
+			case strings.Contains(line, "Ensuring load balancer for service default/"+name):
+				if ts, ok := klogLineTime(line, time.Now().Year()); ok {
+					ensuring[name] = ts
+				}
+			case strings.Contains(line, `"Ensured load balancer"`) && strings.Contains(line, `service="default/`+name+`"`):
+				if ts, ok := klogLineTime(line, time.Now().Year()); ok {
+					ensured[name] = ts
+				}
+			}
+		}
+	}
+	var toController, inProvider, toRouters []time.Duration
+	for name, c := range created {
+		a, ok1 := ensuring[name]
+		b, ok2 := ensured[name]
+		if !ok1 || !ok2 {
+			continue
+		}
+		toController = append(toController, a.Sub(c))
+		inProvider = append(inProvider, b.Sub(a))
+		toRouters = append(toRouters, routed[name].Sub(b))
+	}
+	if len(toController) == 0 {
+		t.Logf("(d) no Ensuring/Ensured log lines of the leader: no breakdown (its verbosity is below 2?)")
+		return
+	}
+	t.Logf("(d) created → service controller's Ensuring: %s", summarize(toController))
+	t.Logf("(d) Ensuring → provider's Ensured (allocation, paths to the speaker): %s", summarize(inProvider))
+	t.Logf("(d) Ensured → all paths at both routers: %s", summarize(toRouters))
 }
 
 // apiFloor is how long the apiserver takes to list what the CCM's
@@ -533,8 +584,14 @@ func (l *scaleLab) measureColdStart(t *testing.T, want map[netip.Prefix]int) {
 // $BMCCM_BENCH_PROFILE (nothing without it): from as soon as its secure
 // port answers. Wait for the returned channel.
 func (l *scaleLab) profileStart(t *testing.T, source string, seconds int) <-chan struct{} {
+	return l.profile(t, source, seconds, os.Getenv("BMCCM_BENCH_PROFILE"), "first ")
+}
+
+// profile writes a CPU profile of the replica's next seconds to out
+// (nothing when out is empty), retrying while its secure port does not
+// answer yet. what says which seconds, for the log.
+func (l *scaleLab) profile(t *testing.T, source string, seconds int, out, what string) <-chan struct{} {
 	done := make(chan struct{})
-	out := os.Getenv("BMCCM_BENCH_PROFILE")
 	if out == "" {
 		close(done)
 		return done
@@ -550,7 +607,7 @@ func (l *scaleLab) profileStart(t *testing.T, source string, seconds int) <-chan
 			if err := os.WriteFile(out, b, 0o644); err != nil {
 				t.Error(err)
 			}
-			t.Logf("CPU profile of the replica's first %d s written to %s", seconds, out)
+			t.Logf("CPU profile of the replica's %s%d s written to %s", what, seconds, out)
 			return
 		}
 		t.Errorf("no CPU profile: the replica's secure port did not answer in 1m")
