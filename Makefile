@@ -107,7 +107,8 @@ bench-bgp:
 bench-health:
 	$(GO) test -tags bench -count=1 -p 1 -run '^TestBenchmarkProbes$$' -timeout 10m -v ./provider/health/
 
-# One cluster change's cost to the announcer, at 1,000 and 10,000 VIPs.
+# One cluster change's cost to the announcer, at 1,000 and 10,000 VIPs on 50
+# nodes and at the scale benchmark's shape (10,000 VIPs on 1,000 nodes).
 bench-provider:
 	$(GO) test -tags bench -count=1 -p 1 -run '^$$' -bench '^BenchmarkAnnouncerChange$$' -benchtime 200x ./provider/
 
