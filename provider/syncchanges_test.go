@@ -423,11 +423,7 @@ func TestSyncChangesProportional(t *testing.T) {
 			if err := h.a.sync(context.Background()); err != nil {
 				t.Fatalf("sync: %v", err)
 			}
-			want := slices.Clone(tc.want)
-			slices.Sort(want)
-			if diff := cmp.Diff(want, h.sp.take()); diff != "" {
-				t.Errorf("speaker calls (-want +got):\n%s", diff)
-			}
+			h.wantCalls(t, "speaker calls", tc.want)
 			if h.reports != tc.wantReports {
 				t.Errorf("outcomes reported %d times, want %d", h.reports, tc.wantReports)
 			}
@@ -445,6 +441,16 @@ func TestSyncChangesProportional(t *testing.T) {
 				t.Errorf("after the sync of changes, the speaker's state differs from a full sync's (-full +changes):\n%s", diff)
 			}
 		})
+	}
+}
+
+// wantCalls checks the speaker's calls since the last take, in any order.
+func (h *changeHarness) wantCalls(t *testing.T, what string, want []string) {
+	t.Helper()
+	want = slices.Clone(want)
+	slices.Sort(want)
+	if diff := cmp.Diff(want, h.sp.take()); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", what, diff)
 	}
 }
 
@@ -596,11 +602,7 @@ func TestVerifyRoundRepairsMissedEvents(t *testing.T) {
 					t.Fatalf("sync: %v", err)
 				}
 			}
-			want := slices.Clone(tc.want)
-			slices.Sort(want)
-			if diff := cmp.Diff(want, h.sp.take()); diff != "" {
-				t.Errorf("speaker calls over a round (-want +got):\n%s", diff)
-			}
+			h.wantCalls(t, "speaker calls over a round", tc.want)
 			got := h.sp.state()
 			if err := h.a.syncAll(context.Background()); err != nil {
 				t.Fatalf("syncAll: %v", err)
