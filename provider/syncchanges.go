@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/baremetal-ccm/baremetal-ccm/provider/config"
-	"github.com/baremetal-ccm/baremetal-ccm/provider/service"
 )
 
 // sync is the announcer's sync loop's work: the changes since the last
@@ -49,12 +48,13 @@ func (a *announcer) syncChanges(ctx context.Context, c changes) error {
 	}
 	dirty := map[netip.Addr]struct{}{}
 	for range c.verify {
-		if a.nextSlice == 0 {
+		began, err := a.verifyDirty(dirty)
+		if err != nil {
+			return err
+		}
+		if began {
 			// Nodes and health are compared afresh once a round.
 			c.nodes, c.health = true, true
-		}
-		if err := a.verifyDirty(dirty); err != nil {
-			return err
 		}
 	}
 	if c.nodes {
@@ -115,12 +115,13 @@ func (a *announcer) syncChanges(ctx context.Context, c changes) error {
 // re-assertion, dealt out when the round began (beginRound). Each
 // resyncSlices calls, every VIP has been recomputed once, so that an
 // event missed is set right within resyncInterval, while no sync
-// rebuilds everything at once. Callers hold mu.
-func (a *announcer) verifyDirty(dirty map[netip.Addr]struct{}) error {
+// rebuilds everything at once. It tells whether this slice began a
+// round. Callers hold mu.
+func (a *announcer) verifyDirty(dirty map[netip.Addr]struct{}) (began bool, err error) {
 	slice := a.nextSlice
 	if slice == 0 {
 		if err := a.beginRound(); err != nil {
-			return err
+			return false, err
 		}
 	}
 	a.nextSlice = (slice + 1) % resyncSlices
@@ -131,7 +132,7 @@ func (a *announcer) verifyDirty(dirty map[netip.Addr]struct{}) error {
 	if slice == resyncSlices-1 {
 		a.warn.endSweep()
 	}
-	return nil
+	return slice == 0, nil
 }
 
 // beginRound deals out the VIPs into the slices of a new round of the
@@ -156,12 +157,7 @@ func (a *announcer) beginRound() error {
 		vips[vip] = struct{}{}
 	}
 	for _, s := range svcs {
-		if !service.Announceable(s) {
-			continue
-		}
-		addrs := a.addressesOf(s)
-		a.warnUnannounceable(s, addrs)
-		for _, ip := range addrs {
+		for _, ip := range a.checkedAddresses(s) {
 			vips[ip] = struct{}{}
 		}
 	}
@@ -240,12 +236,10 @@ func (a *announcer) serviceDirty(key string, dirty map[netip.Addr]struct{}) {
 	a.index.ofService(key, dirty)
 	ns, name, _ := strings.Cut(key, "/")
 	s, err := a.services.Services(ns).Get(name)
-	if err != nil || !service.Announceable(s) {
+	if err != nil {
 		return
 	}
-	addrs := a.addressesOf(s)
-	a.warnUnannounceable(s, addrs)
-	for _, ip := range addrs {
+	for _, ip := range a.checkedAddresses(s) {
 		dirty[ip] = struct{}{}
 	}
 }

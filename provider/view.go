@@ -52,11 +52,7 @@ func (a *announcer) view(cfg *config.Config, cands []candidate, o *override, sco
 			return nil, fmt.Errorf("listing services: %w", err)
 		}
 		for _, s := range svcs {
-			if !service.Announceable(s) {
-				continue
-			}
-			addrs := a.addressesOf(s)
-			a.warnUnannounceable(s, addrs)
+			addrs := a.checkedAddresses(s)
 			if isOverride(s) {
 				continue
 			}
@@ -114,6 +110,18 @@ func (a *announcer) dropUnannounceable(v *view) {
 			delete(v.holders, ip)
 		}
 	}
+}
+
+// checkedAddresses returns the addresses of an announceable Service (see
+// addressesOf), none for another, after warnUnannounceable has looked at
+// them: what every pass over Services starts with.
+func (a *announcer) checkedAddresses(s *v1.Service) []netip.Addr {
+	if !service.Announceable(s) {
+		return nil
+	}
+	addrs := a.addressesOf(s)
+	a.warnUnannounceable(s, addrs)
+	return addrs
 }
 
 // warnUnannounceable puts a Warning on a Service whose status, or
