@@ -488,22 +488,24 @@ func (l *scaleLab) logOneMoreSegments(t *testing.T, log string, created, routed 
 	// The first of each: the service controller syncs a Service again
 	// after the CCM's own writes (finalizer, status).
 	ensuring, ensured := map[string]time.Time{}, map[string]time.Time{}
-	first := func(seen map[string]time.Time, name, line string) {
+	for _, line := range strings.Split(log, "\n") {
+		seen, name := ensuring, ""
+		if _, rest, ok := strings.Cut(line, "Ensuring load balancer for service default/"); ok {
+			name = rest
+		} else if strings.Contains(line, `"Ensured load balancer"`) {
+			seen = ensured
+			if _, rest, ok := strings.Cut(line, `service="default/`); ok {
+				name, _, _ = strings.Cut(rest, `"`)
+			}
+		}
+		if _, ours := created[name]; !ours {
+			continue
+		}
 		if _, done := seen[name]; done {
-			return
+			continue
 		}
 		if ts, ok := klogLineTime(line, time.Now().Year()); ok {
 			seen[name] = ts
-		}
-	}
-	for _, line := range strings.Split(log, "\n") {
-		for name := range created {
-			switch {
-			case strings.HasSuffix(line, "Ensuring load balancer for service default/"+name):
-				first(ensuring, name, line)
-			case strings.Contains(line, `"Ensured load balancer"`) && strings.Contains(line, `service="default/`+name+`"`):
-				first(ensured, name, line)
-			}
 		}
 	}
 	var toController, inProvider, toRouters []time.Duration
