@@ -425,6 +425,11 @@ func (w *statusWriter) processNext(ctx context.Context) bool {
 	delete(w.pending, key)
 	w.mu.Unlock()
 	if err := w.write(ctx, key); err != nil {
+		if ctx.Err() != nil {
+			// The replica is stopping: no retry, and no line per
+			// pending Service; the next leader writes what is left.
+			return false
+		}
 		logger := klog.FromContext(ctx)
 		if w.queue.NumRequeues(key) >= 3 {
 			logger.Error(err, "Writing the Service's conditions keeps failing; retrying", "service", key, "attempts", w.queue.NumRequeues(key)+1)

@@ -217,3 +217,23 @@ func TestStatusWriterPassesOverWhatChanged(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusWriterStopsWithItsContext: a write cut short because the
+// replica is stopping ends the worker without a retry (nor a log line per
+// pending Service): the next leader writes what is left.
+func TestStatusWriterStopsWithItsContext(t *testing.T) {
+	w, _ := startStatusWriter(t, lbService("web1", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.1"))
+	w.observe(&announcements{speaker: true, vips: map[netip.Addr]vipOutcome{
+		netip.MustParseAddr("203.0.113.1"): {nodes: 1, peered: 1, routers: 1},
+	}}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	const key = "default/web1"
+	w.queue.Add(key)
+	if w.processNext(ctx) {
+		t.Error("processNext went on after its context ended")
+	}
+	if n := w.queue.NumRequeues(key); n != 0 {
+		t.Errorf("the write was retried %d times after the context ended, want none", n)
+	}
+}
