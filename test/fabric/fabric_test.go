@@ -2,6 +2,7 @@ package fabric
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"strings"
@@ -113,5 +114,67 @@ func TestCleanupByPrefix(t *testing.T) {
 	}
 	if err := Cleanup(""); err == nil {
 		t.Error("Cleanup(\"\") = nil, want a refusal")
+	}
+}
+
+// TestRouteWatchRecordsChanges: a RouteWatch sees a multipath route
+// added and deleted, Lines filters by substring, and Stop ends the
+// recording (a later change is not recorded).
+func TestRouteWatchRecordsChanges(t *testing.T) {
+	Require(t, false)
+	ctx := context.Background()
+	name := UniqueName("fabt")
+	ns := NewNamespace(t, name)
+	Veth(t, name+"a", Root, name+"b", ns)
+	AddAddr(t, ns, name+"b", netip.MustParsePrefix("198.51.100.225/29"))
+	w, err := WatchRoutes(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	// ip monitor subscribes after it starts: add and delete a marker
+	// route until the watch has seen it.
+	const marker = "203.0.113.249"
+	err = Eventually(ctx, 30*time.Second, 50*time.Millisecond, func() error {
+		for _, op := range []string{"add", "del"} {
+			if _, err := ns.IP(ctx, "route", op, marker+"/32", "dev", "lo"); err != nil {
+				return err
+			}
+		}
+		if len(w.Lines(marker)) == 0 {
+			return fmt.Errorf("the watch has not seen %s", marker)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const vip = "203.0.113.250"
+	if _, err := ns.IP(ctx, "route", "add", vip+"/32",
+		"nexthop", "via", "198.51.100.227", "nexthop", "via", "198.51.100.228"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ns.IP(ctx, "route", "del", vip+"/32"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err = Eventually(ctx, 30*time.Second, 20*time.Millisecond, func() error {
+		if got = w.Lines(vip); len(got) < 2 {
+			return fmt.Errorf("lines with %s: %q, want the addition and the deletion", vip, got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(got[0], "[") || !strings.Contains(got[0], "198.51.100.228") || !strings.Contains(got[1], "Deleted "+vip) {
+		t.Errorf("lines with %s: %q, want a time-stamped addition with both next hops, then its deletion", vip, got)
+	}
+	w.Stop()
+	if _, err := ns.IP(ctx, "route", "add", vip+"/32", "via", "198.51.100.227"); err != nil {
+		t.Fatal(err)
+	}
+	if after := w.Lines(vip); len(after) != len(got) {
+		t.Errorf("lines after Stop: %q, want none added", after[len(got):])
 	}
 }

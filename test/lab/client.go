@@ -23,6 +23,8 @@ type Result struct {
 	Node string  `json:"node,omitempty"`
 	Err  string  `json:"err,omitempty"`
 	MS   float64 `json:"ms"`
+	// Start is when the request began.
+	Start time.Time `json:"start"`
 }
 
 // Results are the outcome of a request loop.

@@ -323,6 +323,7 @@ func (w *world) podRoutes(t *testing.T) {
 func (w *world) nodeFailure(t *testing.T) {
 	c := w.c
 	victim := c.Node("worker-b2")
+	routes := w.watchRoutes(t)
 	run, err := c.StartProbe(w.ctx, URL(w.webVIP), 400, 10*time.Millisecond, time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -350,7 +351,7 @@ func (w *world) nodeFailure(t *testing.T) {
 	t.Logf("%s's kubelet and kube-proxy stopped: its next hop left the ToRs after %s; %d of %d requests failed",
 		victim.Name, gone.Sub(stopped).Round(time.Millisecond), failed, len(rs))
 	if failed*100 > len(rs) {
-		t.Errorf("%d of %d requests failed, more than 1 %%:%s", failed, len(rs), FailedSummary(rs, 5))
+		t.Errorf("%d of %d requests failed, more than 1 %%:%s\n%s", failed, len(rs), FailedSummary(rs, 5), routeReport(routes))
 	}
 	if err := victim.Kubelet.Start(); err != nil {
 		t.Fatal(err)
@@ -399,10 +400,31 @@ func checkSameAddresses(t *testing.T, before, after map[string]string) {
 	}
 }
 
+// watchRoutes records the fabric's route changes while the scenario runs
+// (RouteChanges), for its failure report.
+func (w *world) watchRoutes(t *testing.T) *RouteChanges {
+	t.Helper()
+	rc, err := w.c.WatchRoutes(w.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rc.Stop)
+	return rc
+}
+
+// routeReport says how the fabric's routes changed during the scenario,
+// for a failure report: set beside the failed requests' start times, it
+// tells a flow the routers moved from one the nodes lost.
+func routeReport(rc *RouteChanges) string {
+	rc.Stop()
+	return "route changes in the fabric (the machine's local time):" + rc.Report()
+}
+
 // rollingUpdate: scenario 4.
 func (w *world) rollingUpdate(t *testing.T) {
 	c := w.c
 	before := w.addresses(t)
+	routes := w.watchRoutes(t)
 	run, err := c.StartProbe(w.ctx, URL(w.webVIP), 20000, 20*time.Millisecond, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -427,7 +449,7 @@ func (w *world) rollingUpdate(t *testing.T) {
 	}
 	t.Logf("rolling update to lab-2 took %s; %d of %d requests failed", took.Round(time.Millisecond), Failed(rs), len(rs))
 	if f := Failed(rs); f > 0 {
-		t.Errorf("%d of %d requests failed during the rolling update:%s", f, len(rs), FailedSummary(rs, 5))
+		t.Errorf("%d of %d requests failed during the rolling update:%s\n%s", f, len(rs), FailedSummary(rs, 5), routeReport(routes))
 	}
 	checkSameAddresses(t, before, w.addresses(t))
 }
@@ -439,6 +461,7 @@ func (w *world) leaderDeleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	routes := w.watchRoutes(t)
 	run, err := c.StartProbe(w.ctx, URL(w.webVIP), 20000, 20*time.Millisecond, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -468,7 +491,7 @@ func (w *world) leaderDeleted(t *testing.T) {
 	}
 	t.Logf("leader pod %s deleted: a new Service got %s %s later; %d of %d requests failed", pod, vip, served.Round(time.Millisecond), Failed(rs), len(rs))
 	if f := Failed(rs); f > 0 {
-		t.Errorf("%d of %d requests failed after the leader's pod was deleted:%s", f, len(rs), FailedSummary(rs, 5))
+		t.Errorf("%d of %d requests failed after the leader's pod was deleted:%s\n%s", f, len(rs), FailedSummary(rs, 5), routeReport(routes))
 	}
 }
 

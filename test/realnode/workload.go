@@ -396,8 +396,9 @@ func (c *Cluster) ReadyEndpointCounts(ctx context.Context, namespace, name strin
 	return counts, nil
 }
 
-// FailedSummary describes up to n failed requests (sequence number, time
-// taken, error) for a failure report.
+// FailedSummary describes up to n failed requests (sequence number, start
+// in the machine's local time as ip monitor prints it, time taken, error)
+// for a failure report.
 func FailedSummary(rs []Result, n int) string {
 	var b strings.Builder
 	for _, r := range rs {
@@ -409,7 +410,7 @@ func FailedSummary(rs []Result, n int) string {
 			break
 		}
 		n--
-		fmt.Fprintf(&b, "\n  request %d after %.0f ms: %s", r.Seq, r.MS, r.Err)
+		fmt.Fprintf(&b, "\n  request %d started %s, after %.0f ms: %s", r.Seq, r.Start.Local().Format(routeTimeLayout), r.MS, r.Err)
 	}
 	return b.String()
 }

@@ -1,6 +1,7 @@
 // Command lbprobe sends a bounded number of HTTP requests to a URL, each on
 // a new connection (so that ECMP hashing sees a new flow), and prints one
-// JSON line per request: {"seq":1,"node":"bmlab-a1","err":"","ms":1.2}.
+// JSON line per request:
+// {"seq":1,"node":"bmlab-a1","ms":1.2,"start":"2026-12-02T00:18:06.917885Z"}.
 // Run it in the lab's client namespace.
 package main
 
@@ -25,6 +26,9 @@ type Result struct {
 	Node string  `json:"node,omitempty"`
 	Err  string  `json:"err,omitempty"`
 	MS   float64 `json:"ms"`
+	// Start is when the request began, to set beside other records of
+	// the same moment (a router's route changes).
+	Start time.Time `json:"start"`
 }
 
 func main() {
@@ -48,7 +52,7 @@ func main() {
 	failed := 0
 	for i := 1; i <= *count && ctx.Err() == nil; i++ {
 		start := time.Now()
-		r := Result{Seq: i}
+		r := Result{Seq: i, Start: start.UTC()}
 		resp, err := client.Get(*url)
 		if err == nil {
 			b, rerr := io.ReadAll(io.LimitReader(resp.Body, 1024))
