@@ -330,7 +330,7 @@ func (a *announcer) syncService(ctx context.Context, svc *v1.Service, addrs []ne
 		return nil, fmt.Errorf("no BGP speaker: the cloud config has no bgp section")
 	}
 	cfg := a.config()
-	cands, err := a.freshCandidates(cfg)
+	cands, err := a.candidatesNow(cfg, sp)
 	if err != nil {
 		return nil, err
 	}
@@ -363,7 +363,7 @@ func (a *announcer) withdrawService(ctx context.Context, svc *v1.Service, addrs 
 		return nil
 	}
 	cfg := a.config()
-	cands, err := a.freshCandidates(cfg)
+	cands, err := a.candidatesNow(cfg, sp)
 	if err != nil {
 		return err
 	}

@@ -62,6 +62,14 @@ func (d *dirtySet) markService(key string) {
 	d.services[key] = struct{}{}
 }
 
+// nodesPending tells whether the next sync will recompute the
+// candidates: a Node changed, or everything is to be recomputed.
+func (d *dirtySet) nodesPending() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.nodes || d.all
+}
+
 // take returns what changed and empties the set.
 func (d *dirtySet) take() changes {
 	d.mu.Lock()

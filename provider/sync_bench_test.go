@@ -121,6 +121,24 @@ func BenchmarkAnnouncerChange(b *testing.B) {
 					sync(b)
 				}
 			})
+			b.Run("ensure", func(b *testing.B) {
+				// What EnsureLoadBalancer costs the announcer: one
+				// Cluster Service's VIP brought up to date now
+				// (syncService), its communities changed each time.
+				obj, ok, err := h.stores["service"].GetByKey("default/s00010")
+				if err != nil || !ok {
+					b.Fatalf("service s00010: %v %v", ok, err)
+				}
+				svc := obj.(*v1.Service)
+				addrs := service.StatusAddrs(svc)
+				for i := range b.N {
+					s := svc.DeepCopy()
+					s.Annotations[service.AnnotationBGPCommunities] = fmt.Sprintf("65000:%d", i%2)
+					if _, err := h.a.syncService(ctx, s, addrs); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 			b.Run("endpoint-change", func(b *testing.B) {
 				for i := range b.N {
 					h.updateSlice(b, "s00011", func(s *discoveryv1.EndpointSlice) {

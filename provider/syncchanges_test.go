@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,9 +16,11 @@ import (
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/baremetal-ccm/baremetal-ccm/bgp"
@@ -609,6 +612,64 @@ func TestVerifyRoundRepairsMissedEvents(t *testing.T) {
 			}
 			if diff := cmp.Diff(h.sp.state(), got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 				t.Errorf("after a round, the speaker's state differs from a full sync's (-full +round):\n%s", diff)
+			}
+		})
+	}
+}
+
+// countingNodes counts the listings of all Nodes.
+type countingNodes struct {
+	corelisters.NodeLister
+	lists atomic.Int32
+}
+
+func (c *countingNodes) List(sel labels.Selector) ([]*v1.Node, error) {
+	c.lists.Add(1)
+	return c.NodeLister.List(sel)
+}
+
+// TestSyncServiceCandidates: an EnsureLoadBalancer (syncService) works
+// with the candidates the index was computed with, without listing the
+// Nodes, while no Node change waits for the sync loop; with one waiting,
+// it lists them, and a new Node carries the Service's VIP at once.
+func TestSyncServiceCandidates(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		addNode   bool
+		wantLists int32
+		wantHops  []string
+	}{
+		{name: "index current", wantLists: 0, wantHops: []string{"a1", "a2", "b1"}},
+		{name: "a Node change waits", addNode: true, wantLists: 1, wantHops: []string{"a1", "a2", "a3", "b1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newChangeHarness(t, proportionalityObjects()...)
+			nodes := &countingNodes{NodeLister: h.a.nodes}
+			h.a.nodes = nodes
+			if tc.addNode {
+				if err := h.stores["node"].Add(node("a3", []string{"198.51.100.13"})); err != nil {
+					t.Fatal(err)
+				}
+				h.a.nodesChanged()
+			}
+			svc, err := h.a.services.Services("default").Get("c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			vip := netip.MustParseAddr("203.0.113.1")
+			if _, err := h.a.syncService(context.Background(), svc, []netip.Addr{vip}); err != nil {
+				t.Fatal(err)
+			}
+			if got := nodes.lists.Load(); got != tc.wantLists {
+				t.Errorf("Nodes listed %d times, want %d", got, tc.wantLists)
+			}
+			var hops []string
+			for _, hop := range h.sp.state()[netip.PrefixFrom(vip, 32)].NextHops {
+				hops = append(hops, hop.Node)
+			}
+			slices.Sort(hops)
+			if !slices.Equal(hops, tc.wantHops) {
+				t.Errorf("next hops of %s: %v, want %v", vip, hops, tc.wantHops)
 			}
 		})
 	}

@@ -101,6 +101,19 @@ func (a *announcer) freshCandidates(cfg *config.Config) ([]candidate, error) {
 	return cands, nil
 }
 
+// candidatesNow returns the candidates a sync of one Service works with:
+// those the index was computed with while they are current (the index is
+// for this speaker and config, and no Node change waits for the sync
+// loop), else a fresh listing. At 1,000 Nodes the listing costs most of an
+// EnsureLoadBalancer; a Node change that has not reached the sync loop yet
+// is set right by it, as it is for every VIP it touches. Callers hold mu.
+func (a *announcer) candidatesNow(cfg *config.Config, sp speaker) ([]candidate, error) {
+	if a.index != nil && a.sentTo == sp && a.cfg == cfg && !a.dirty.nodesPending() {
+		return a.cands, nil
+	}
+	return a.freshCandidates(cfg)
+}
+
 // dropUnannounceable removes the VIPs no replica may announce: addresses
 // in no pool this process has had in force, which only a write to a
 // Service's status could have put there (see warnUnannounceable).
