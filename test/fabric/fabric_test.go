@@ -117,16 +117,24 @@ func TestCleanupByPrefix(t *testing.T) {
 	}
 }
 
+// linkedNamespace creates a namespace joined to the root namespace by a
+// veth, with addr on its end: where a test's routes find their gateways.
+func linkedNamespace(t *testing.T, prefix string, addr netip.Prefix) *Namespace {
+	t.Helper()
+	name := UniqueName(prefix)
+	ns := NewNamespace(t, name)
+	Veth(t, name+"a", Root, name+"b", ns)
+	AddAddr(t, ns, name+"b", addr)
+	return ns
+}
+
 // TestRouteWatchRecordsChanges: a RouteWatch sees a multipath route
 // added and deleted, Lines filters by substring, and Stop ends the
 // recording (a later change is not recorded).
 func TestRouteWatchRecordsChanges(t *testing.T) {
 	Require(t, false)
 	ctx := context.Background()
-	name := UniqueName("fabt")
-	ns := NewNamespace(t, name)
-	Veth(t, name+"a", Root, name+"b", ns)
-	AddAddr(t, ns, name+"b", netip.MustParsePrefix("198.51.100.225/29"))
+	ns := linkedNamespace(t, "fabt", netip.MustParsePrefix("198.51.100.225/29"))
 	w, err := WatchRoutes(ctx, ns)
 	if err != nil {
 		t.Fatal(err)

@@ -12,10 +12,7 @@ import (
 func TestNextHopWeights(t *testing.T) {
 	Require(t, false)
 	ctx := context.Background()
-	name := UniqueName("fabw")
-	ns := NewNamespace(t, name)
-	Veth(t, name+"a", Root, name+"b", ns)
-	AddAddr(t, ns, name+"b", netip.MustParsePrefix("198.51.100.241/28"))
+	ns := linkedNamespace(t, "fabw", netip.MustParsePrefix("198.51.100.241/28"))
 	if _, err := ns.IP(ctx, "route", "add", "203.0.113.252/32",
 		"nexthop", "via", "198.51.100.242", "weight", "16",
 		"nexthop", "via", "198.51.100.243", "weight", "256"); err != nil {
