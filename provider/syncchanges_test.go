@@ -630,8 +630,8 @@ func (c *countingNodes) List(sel labels.Selector) ([]*v1.Node, error) {
 
 // TestSyncServiceCandidates: an EnsureLoadBalancer (syncService) works
 // with the candidates the index was computed with, without listing the
-// Nodes, while no Node change waits for the sync loop; with one waiting,
-// it lists them, and a new Node carries the Service's VIP at once.
+// Nodes, while no Node change is marked for the sync loop; with one
+// marked, it lists them, and a new Node carries the Service's VIP at once.
 func TestSyncServiceCandidates(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -640,7 +640,7 @@ func TestSyncServiceCandidates(t *testing.T) {
 		wantHops  []string
 	}{
 		{name: "index current", wantLists: 0, wantHops: []string{"a1", "a2", "b1"}},
-		{name: "a Node change waits", addNode: true, wantLists: 1, wantHops: []string{"a1", "a2", "a3", "b1"}},
+		{name: "a Node change marked", addNode: true, wantLists: 1, wantHops: []string{"a1", "a2", "a3", "b1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newChangeHarness(t, proportionalityObjects()...)
@@ -670,6 +670,68 @@ func TestSyncServiceCandidates(t *testing.T) {
 			slices.Sort(hops)
 			if !slices.Equal(hops, tc.wantHops) {
 				t.Errorf("next hops of %s: %v, want %v", vip, hops, tc.wantHops)
+			}
+		})
+	}
+}
+
+// TestSyncServiceOldCandidatesSetRight: an Ensure that ran with the old
+// candidates while a Node change was on its way (in the store, its event
+// not yet handled, or taken by the sync loop but not yet applied) is set
+// right by the sync that applies the change: a new Node gains the VIP, a
+// deleted one loses it.
+func TestSyncServiceOldCandidatesSetRight(t *testing.T) {
+	vip := netip.MustParseAddr("203.0.113.1")
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, h *changeHarness)
+		stale  []string
+		want   []string
+	}{
+		{"a Node added", func(t *testing.T, h *changeHarness) {
+			if err := h.stores["node"].Add(node("a3", []string{"198.51.100.13"})); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"a1", "a2", "b1"}, []string{"a1", "a2", "a3", "b1"}},
+		{"a Node deleted", func(t *testing.T, h *changeHarness) {
+			n, err := h.a.nodes.Get("a2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := h.stores["node"].Delete(n); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"a1", "a2", "b1"}, []string{"a1", "b1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newChangeHarness(t, proportionalityObjects()...)
+			hops := func() []string {
+				var out []string
+				for _, hop := range h.sp.state()[netip.PrefixFrom(vip, 32)].NextHops {
+					out = append(out, hop.Node)
+				}
+				slices.Sort(out)
+				return out
+			}
+			tc.change(t, h)
+			svc, err := h.a.services.Services("default").Get("c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc = svc.DeepCopy()
+			svc.Annotations[service.AnnotationBGPCommunities] = "65000:1"
+			if _, err := h.a.syncService(context.Background(), svc, []netip.Addr{vip}); err != nil {
+				t.Fatal(err)
+			}
+			if got := hops(); !slices.Equal(got, tc.stale) {
+				t.Fatalf("next hops after the Ensure: %v, want the old candidates' %v", got, tc.stale)
+			}
+			h.a.nodesChanged() // the event arrives
+			if err := h.a.sync(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := hops(); !slices.Equal(got, tc.want) {
+				t.Errorf("next hops after the sync: %v, want %v", got, tc.want)
 			}
 		})
 	}

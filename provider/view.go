@@ -103,10 +103,11 @@ func (a *announcer) freshCandidates(cfg *config.Config) ([]candidate, error) {
 
 // candidatesNow returns the candidates a sync of one Service works with:
 // those the index was computed with while they are current (the index is
-// for this speaker and config, and no Node change waits for the sync
+// for this speaker and config, and no Node change is marked for the sync
 // loop), else a fresh listing. At 1,000 Nodes the listing costs most of an
-// EnsureLoadBalancer; a Node change that has not reached the sync loop yet
-// is set right by it, as it is for every VIP it touches. Callers hold mu.
+// EnsureLoadBalancer. A Node change whose event is still on its way, or
+// that the sync loop has taken but not yet applied, is set right by that
+// sync, as for every VIP the Node touches. Callers hold mu.
 func (a *announcer) candidatesNow(cfg *config.Config, sp speaker) ([]candidate, error) {
 	if a.index != nil && a.sentTo == sp && a.cfg == cfg && !a.dirty.nodesPending() {
 		return a.cands, nil
