@@ -58,6 +58,11 @@ type routesEnv struct {
 	client kubernetes.Interface
 }
 
+// routesTestWait bounds the waits for something the syncer will do: the
+// syncer's confirmations in CreateRoute and DeleteRoute, and waitRoutes.
+// Generous, for a loaded machine: they end as soon as it is done.
+const routesTestWait = time.Minute
+
 // startRoutes runs a route syncer on a fake clientset holding objs, with
 // routesConfig, and a cloud that answers the route controller from it.
 func startRoutes(t *testing.T, objs ...runtime.Object) *routesEnv {
@@ -71,7 +76,7 @@ func startRoutes(t *testing.T, objs ...runtime.Object) *routesEnv {
 		vips:    func() []netip.Prefix { return nil },
 		warn:    e.warn,
 	})
-	e.c.routeSync.confirmTimeout = 2 * time.Second
+	e.c.routeSync.confirmTimeout = routesTestWait
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	factory.Start(ctx.Done())
@@ -79,11 +84,19 @@ func startRoutes(t *testing.T, objs ...runtime.Object) *routesEnv {
 	return e
 }
 
+// untilBound runs call, which waits for a confirmation that never comes,
+// with a short bound on the wait, and returns its error.
+func (e *routesEnv) untilBound(call func() error) error {
+	e.c.routeSync.confirmTimeout = 2 * time.Second
+	defer func() { e.c.routeSync.confirmTimeout = routesTestWait }()
+	return call()
+}
+
 // waitRoutes waits until the speaker holds exactly want (routeStrings).
 func (e *routesEnv) waitRoutes(t *testing.T, what string, want []string) {
 	t.Helper()
 	var got []string
-	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, routesTestWait, true, func(context.Context) (bool, error) {
 		got = routeStrings(e.sp.Routes())
 		return cmp.Equal(want, got), nil
 	})
@@ -159,7 +172,9 @@ func TestRouteControllerContract(t *testing.T) {
 	if _, ok := e.warn.active["Node/v4only/"+reasonPodCIDRNotRouted]; !ok {
 		t.Errorf("no %s warning on Node v4only: %v", reasonPodCIDRNotRouted, e.warn.active)
 	}
-	err = e.c.CreateRoute(ctx, "kubernetes", "uid", podRoute("ghost", "203.0.113.160/28"))
+	err = e.untilBound(func() error {
+		return e.c.CreateRoute(ctx, "kubernetes", "uid", podRoute("ghost", "203.0.113.160/28"))
+	})
 	if err == nil || !strings.Contains(err.Error(), "not in this replica's view") {
 		t.Errorf("CreateRoute(a Node this replica never sees) = %v, want a timeout that says so", err)
 	}
@@ -176,7 +191,9 @@ func TestRouteControllerContract(t *testing.T) {
 
 	// DeleteRoute withdraws nothing the Nodes still ask for.
 	sets := e.sp.setCount()
-	err = e.c.DeleteRoute(ctx, "kubernetes", podRoute("a1", "203.0.113.128/28"))
+	err = e.untilBound(func() error {
+		return e.c.DeleteRoute(ctx, "kubernetes", podRoute("a1", "203.0.113.128/28"))
+	})
 	if err == nil || !strings.Contains(err.Error(), "the Node still has it") {
 		t.Errorf("DeleteRoute(a route its Node still has) = %v, want a refusal", err)
 	}
