@@ -617,6 +617,17 @@ func TestVerifyRoundRepairsMissedEvents(t *testing.T) {
 	}
 }
 
+// hopNodes returns the names of the nodes the speaker announces an IPv4
+// vip via, sorted.
+func (h *changeHarness) hopNodes(vip netip.Addr) []string {
+	var out []string
+	for _, hop := range h.sp.state()[netip.PrefixFrom(vip, 32)].NextHops {
+		out = append(out, hop.Node)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // countingNodes counts the listings of all Nodes.
 type countingNodes struct {
 	corelisters.NodeLister
@@ -663,12 +674,7 @@ func TestSyncServiceCandidates(t *testing.T) {
 			if got := nodes.lists.Load(); got != tc.wantLists {
 				t.Errorf("Nodes listed %d times, want %d", got, tc.wantLists)
 			}
-			var hops []string
-			for _, hop := range h.sp.state()[netip.PrefixFrom(vip, 32)].NextHops {
-				hops = append(hops, hop.Node)
-			}
-			slices.Sort(hops)
-			if !slices.Equal(hops, tc.wantHops) {
+			if hops := h.hopNodes(vip); !slices.Equal(hops, tc.wantHops) {
 				t.Errorf("next hops of %s: %v, want %v", vip, hops, tc.wantHops)
 			}
 		})
@@ -705,14 +711,6 @@ func TestSyncServiceOldCandidatesSetRight(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newChangeHarness(t, proportionalityObjects()...)
-			hops := func() []string {
-				var out []string
-				for _, hop := range h.sp.state()[netip.PrefixFrom(vip, 32)].NextHops {
-					out = append(out, hop.Node)
-				}
-				slices.Sort(out)
-				return out
-			}
 			tc.change(t, h)
 			svc, err := h.a.services.Services("default").Get("c1")
 			if err != nil {
@@ -723,14 +721,14 @@ func TestSyncServiceOldCandidatesSetRight(t *testing.T) {
 			if _, err := h.a.syncService(context.Background(), svc, []netip.Addr{vip}); err != nil {
 				t.Fatal(err)
 			}
-			if got := hops(); !slices.Equal(got, tc.stale) {
+			if got := h.hopNodes(vip); !slices.Equal(got, tc.stale) {
 				t.Fatalf("next hops after the Ensure: %v, want the old candidates' %v", got, tc.stale)
 			}
 			h.a.nodesChanged() // the event arrives
 			if err := h.a.sync(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if got := hops(); !slices.Equal(got, tc.want) {
+			if got := h.hopNodes(vip); !slices.Equal(got, tc.want) {
 				t.Errorf("next hops after the sync: %v, want %v", got, tc.want)
 			}
 		})

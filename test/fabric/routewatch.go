@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -72,26 +73,11 @@ func (w *RouteWatch) Stop() {
 	<-w.done
 }
 
-// Lines returns the lines recorded so far that contain any of substrs
-// (every line when there is none). A route through a nexthop group shows
-// as "nhid N" and the group's own changes as "id N group …" lines.
-func (w *RouteWatch) Lines(substrs ...string) []string {
+// Lines returns the lines recorded so far. A route through a nexthop
+// group shows as "nhid N" and the group's own changes as "id N group …"
+// lines.
+func (w *RouteWatch) Lines() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var out []string
-	for _, l := range w.lines {
-		if len(substrs) == 0 || containsAny(l, substrs) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-func containsAny(s string, substrs []string) bool {
-	for _, sub := range substrs {
-		if strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
+	return slices.Clone(w.lines)
 }
